@@ -1,0 +1,225 @@
+"""Argument handling, done once for every function: array conversion, dtype resolution,
+``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
+import os
+
+import numpy as np
+
+from . import _elementwise
+from .catalogue import ENTRIES, KERNELS, REQUIRED
+
+FORWARD, BACKWARD, BACKWARD_FROM_OUTPUT = 0, 1, 2
+
+# Elements below which a second thread costs more than it saves (measured on 2 vCPUs,
+# shared/PERFORMANCE-NOTES.md): entering a parallel region costs ~1-2 us, a transcendental
+# kernel ~1-4 ns per element, a cheap one well under 1 ns.
+PARALLEL_THRESHOLD_TRANSCENDENTAL = 4096
+PARALLEL_THRESHOLD_CHEAP = 65536
+
+_KERNEL_INDEX = {name: i for i, name in enumerate(_elementwise.KERNEL_NAMES)}
+_KERNELS = {kernel.name: kernel for kernel in KERNELS}
+
+
+# ---- threads -------------------------------------------------------------------------------
+
+def _default_num_threads():
+    for variable in ("ACTFAST_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").split(",")[0].strip()
+        if value:
+            try:
+                if int(value) >= 1:
+                    return int(value)
+            except ValueError:
+                pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_num_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use (n >= 1). Returns None."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads(): n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(): n must be >= 1, got {n}")
+    _num_threads = int(n)
+
+
+def get_num_threads():
+    """The number of threads the kernels use: ACTFAST_NUM_THREADS, else OMP_NUM_THREADS, else
+    the cores this process may run on, unless changed by set_num_threads()."""
+    return _num_threads
+
+
+def openmp_enabled():
+    """True when actfast was built with OpenMP; without it every call runs on one thread."""
+    return _elementwise.openmp_enabled()
+
+
+# ---- arrays --------------------------------------------------------------------------------
+
+def _as_input(value, name):
+    """Convert an array_like argument; return (array, dtype it is computed in)."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind == "f":
+        if array.dtype.itemsize == 2:
+            return array, np.dtype(np.float32)
+        if array.dtype.itemsize in (4, 8):
+            return array, array.dtype
+    elif kind in "biu":  # computed in float64, as np.exp does
+        return array, np.dtype(np.float64)
+    raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}; "
+                    "actfast computes float16, float32, float64, bool and integer input")
+
+
+def _result_dtype(arrays, compute_dtype):
+    """float16 in (alone) gives float16 out; everything else comes out in the compute dtype."""
+    if all(a.dtype == np.float16 for a in arrays):
+        return np.dtype(np.float16)
+    return compute_dtype
+
+
+def _check_out(out, shape, dtype):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"argument 'out' must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"argument 'out' has shape {out.shape}, the result has shape {shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"argument 'out' has dtype {out.dtype}, the result has dtype {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("argument 'out' is read-only")
+
+
+def _same_view(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def apply(direction, kernel, numeric, inputs, names, out):
+    """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors)."""
+    arrays, compute_dtypes = zip(*(_as_input(value, name) for value, name in zip(inputs, names)))
+    shape = arrays[0].shape
+    for array, name in zip(arrays[1:], names[1:]):
+        if array.shape != shape:
+            raise ValueError(f"argument '{name}' has shape {array.shape}, "
+                             f"argument '{names[0]}' has shape {shape}")
+    compute_dtype = np.result_type(*compute_dtypes)
+    result_dtype = _result_dtype(arrays, compute_dtype)
+    if out is not None:
+        _check_out(out, shape, result_dtype)
+    arrays = [a.astype(compute_dtype, copy=False) for a in arrays]
+    if out is not None and result_dtype == compute_dtype:
+        target = out
+        # The result must be as if computed from a copy: an input that overlaps `out` other
+        # than as the very same view (plain in-place) is copied first.
+        arrays = [a.copy() if np.may_share_memory(a, out) and not _same_view(a, out) else a
+                  for a in arrays]
+    else:
+        target = np.empty_like(arrays[0], dtype=compute_dtype)
+    threshold = (PARALLEL_THRESHOLD_CHEAP if kernel.cheap
+                 else PARALLEL_THRESHOLD_TRANSCENDENTAL)
+    _elementwise.run(direction, _KERNEL_INDEX[kernel.name], (*arrays, target), numeric,
+                     _num_threads, threshold)
+    if out is not None:
+        if target is not out:
+            np.copyto(out, target, casting="unsafe")
+        return out
+    if result_dtype != compute_dtype:
+        target = target.astype(result_dtype)
+    return target[()] if target.ndim == 0 else target
+
+
+# ---- the public function objects -----------------------------------------------------------
+
+class Activation:
+    """An elementwise activation: call it for the forward; ``.backward`` for the
+    vector-Jacobian product."""
+
+    def __init__(self, entry):
+        self.entry = entry
+        self.__name__ = self.__qualname__ = entry.name
+        self.__doc__ = _docstring(entry)
+        self._defaults = {p.name: p.default for p in entry.params}
+        self._params = {p.name: p for p in entry.params}
+        # the parameters' default resolution, cached: most calls pass none
+        if REQUIRED not in self._defaults.values():
+            self._default_resolution = self._resolve({})
+        else:
+            self._default_resolution = None
+
+    def __repr__(self):
+        return f"<actfast function {self.entry.name}>"
+
+    def _resolve(self, params):
+        """Validate keyword parameters: (kernel, numeric args, normalised params)."""
+        name = self.entry.name
+        values = dict(self._defaults)
+        for key, value in params.items():
+            if key not in self._params:
+                raise TypeError(f"{name}() got an unexpected keyword argument '{key}'")
+            values[key] = self._params[key].validate(name, value)
+        missing = [key for key, value in values.items() if value is REQUIRED]
+        if missing:
+            raise TypeError(f"{name}() missing required keyword argument '{missing[0]}'")
+        kernel = _KERNELS[self.entry.kernel_name(values)]
+        numeric = tuple(values[p] for p in kernel.params)
+        return kernel, numeric, values
+
+    def _resolution(self, params):
+        if params or self._default_resolution is None:
+            return self._resolve(params)
+        return self._default_resolution
+
+    def __call__(self, x, /, *, out=None, **params):
+        kernel, numeric, _ = self._resolution(params)
+        return apply(FORWARD, kernel, numeric, (x,), ("x",), out)
+
+    def backward(self, grad_output, x=None, *, output=None, out=None, **params):
+        """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
+        kernel, numeric, values = self._resolution(params)
+        name = self.entry.name
+        if (x is None) == (output is None):
+            raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
+        if x is not None:
+            return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out)
+        if not self.entry.backward_from_output:
+            raise TypeError(f"{name}.backward(): the derivative of {name} is not a function of "
+                            "its output; pass 'x'")
+        if not self.entry.allows_output(values):
+            raise ValueError(f"{name}.backward(): 'output' cannot determine the derivative for "
+                             f"these parameters ({values}); pass 'x'")
+        return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
+                     ("grad_output", "output"), out)
+
+
+def _docstring(entry):
+    lines = [entry.summary or entry.name, "",
+             f"    {entry.name}(x) = {entry.formula}", "",
+             "Parameters", "----------",
+             "x : array_like", "    Input; float32/float64 are computed natively, float16 in "
+             "float32, bool and integers in float64."]
+    for p in entry.params:
+        default = "required" if p.default is REQUIRED else f"default {p.default!r}"
+        kind = f"{{{', '.join(repr(c) for c in p.choices)}}}" if p.choices else "float"
+        lines += [f"{p.name} : {kind}, {default}", "    As in PyTorch."]
+    lines += ["out : ndarray, optional",
+              "    Written and returned; must have the result's shape and dtype; may be x.", "",
+              "Returns", "-------", "ndarray (or NumPy scalar for scalar input) of x's shape.", "",
+              "Backward", "--------",
+              f"``{entry.name}.backward(grad_output, x, *, out=None, **params)`` returns "
+              "grad_output * f'(x), with", f"f'(x) = {entry.derivative}."]
+    if entry.backward_from_output:
+        lines.append(f"``{entry.name}.backward(grad_output, output=y)`` computes it from "
+                     "the forward's output.")
+    lines += ["", "Examples", "--------", ">>> import actfast as af",
+              f">>> y = af.{entry.name}([-1.0, 0.5, 2.0])",
+              f">>> g = af.{entry.name}.backward([1.0, 1.0, 1.0], [-1.0, 0.5, 2.0])"]
+    return "\n".join(lines)
+
+
+FUNCTIONS = {entry.name: Activation(entry) for entry in ENTRIES}

@@ -1,0 +1,131 @@
+"""Build actfast's extension modules from pyx/ into the actfast package.
+
+Environment variables:
+  ACTFAST_ARCH=portable   build for the baseline of the architecture (x86-64: SSE2 only), so
+                          that the wheel runs on any CPU of that architecture. The default,
+                          ACTFAST_ARCH=auto, adds -mavx2 -mfma when the build machine's CPU has
+                          them (checked by compiling and running a probe).
+  ACTFAST_ARCH=native     -march=native.
+  ACTFAST_OPENMP=0        build without OpenMP (the default uses it when a compile-and-run
+                          probe succeeds).
+"""
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from Cython.Tempita import Template
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYX = os.path.join(HERE, "pyx")
+
+# Flags that keep every IEEE result (NaN, inf, signed zero, subnormals) but let GCC vectorise
+# loops with selects and math calls: no errno from libm, no trap semantics. Never -ffast-math
+# (see shared/PERFORMANCE-NOTES.md).
+BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d\n", n);
+    return n > 0 ? 0 : 1;
+}
+"""
+
+AVX2_PROBE = r"""
+int main(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 0 : 1;
+}
+"""
+
+
+def render_templates():
+    """Render pyx/*.pyx.tp with the kernel list of actfast/catalogue.py."""
+    catalogue = runpy.run_path(os.path.join(HERE, "actfast", "catalogue.py"))
+    for name in os.listdir(PYX):
+        if not name.endswith(".pyx.tp"):
+            continue
+        source = os.path.join(PYX, name)
+        target = source[: -len(".tp")]
+        with open(source) as f:
+            text = Template(f.read(), name=source).substitute(kernels=catalogue["KERNELS"])
+        old = open(target).read() if os.path.exists(target) else None
+        if text != old:  # keep the timestamp when nothing changed (no needless rebuild)
+            with open(target, "w") as f:
+                f.write(text)
+
+
+def compiles_and_runs(compiler, source, flags):
+    """True when `source` compiles, links and exits 0 with `flags` (the probe approach of
+    astropy's extension-helpers)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            exe = os.path.join(tmp, "probe")
+            compiler.link_executable(objects, exe, extra_postargs=flags)
+            subprocess.run([exe], check=True, capture_output=True, timeout=60)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compiler = self.compiler
+        flags = list(BASE_FLAGS)
+        arch = os.environ.get("ACTFAST_ARCH", "auto")
+        if arch == "native":
+            flags.append("-march=native")
+        elif arch == "auto" and compiles_and_runs(compiler, AVX2_PROBE, ["-mavx2", "-mfma"]):
+            flags += ["-mavx2", "-mfma"]
+        elif arch not in ("auto", "portable"):
+            raise SystemExit(f"ACTFAST_ARCH must be auto, native or portable, not {arch!r}")
+        openmp = (os.environ.get("ACTFAST_OPENMP", "1") != "0"
+                  and compiles_and_runs(compiler, OPENMP_PROBE, ["-fopenmp"]))
+        print(f"actfast: compile flags {' '.join(flags)}; OpenMP {'on' if openmp else 'OFF'}",
+              file=sys.stderr)
+        for ext in self.extensions:
+            ext.extra_compile_args = flags + (["-fopenmp"] if openmp else [])
+            ext.extra_link_args = ["-fopenmp"] if openmp else []
+        super().build_extensions()
+
+
+render_templates()
+
+extensions = [
+    Extension(
+        "actfast._elementwise",
+        [os.path.join("pyx", "_elementwise.pyx")],
+        include_dirs=[numpy.get_include(), "pyx"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        libraries=["m"],
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["pyx"],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
