@@ -105,14 +105,17 @@ class BuildExt(build_ext):
 
 render_templates()
 
+# Every pyx/_<name>.pyx (templates rendered first) becomes the module actfast._<name>.
 extensions = [
     Extension(
-        "actfast._elementwise",
-        [os.path.join("pyx", "_elementwise.pyx")],
+        "actfast." + name[: -len(".pyx")],
+        [os.path.join("pyx", name)],
         include_dirs=[numpy.get_include(), "pyx"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         libraries=["m"],
-    ),
+    )
+    for name in sorted(os.listdir(PYX))
+    if name.startswith("_") and name.endswith(".pyx")
 ]
 
 setup(
