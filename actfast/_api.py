@@ -166,6 +166,7 @@ class Activation:
         missing = [key for key, value in values.items() if value is REQUIRED]
         if missing:
             raise TypeError(f"{name}() missing required keyword argument '{missing[0]}'")
+        self.entry.validate(values)
         kernel = _KERNELS[self.entry.kernel_name(values)]
         numeric = tuple(values[p] for p in kernel.params)
         return kernel, numeric, values

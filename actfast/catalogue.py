@@ -72,6 +72,14 @@ def _finite(value):
     return None if math.isfinite(value) else "must be finite"
 
 
+def _finite_nonzero(value):
+    return _finite(value) or (None if value != 0 else "must not be 0")
+
+
+def _finite_nonnegative(value):
+    return _finite(value) or (None if value >= 0 else "must be >= 0")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One public elementwise function.
@@ -91,6 +99,13 @@ class Entry:
     backward_from_output: object = False
     examples: tuple = ({},)
     summary: str = ""
+    check: object = None  # a function of all parameters: an error message, or None
+
+    def validate(self, params):
+        """Raise ValueError when the parameters are invalid together (e.g. min_val > max_val)."""
+        message = self.check(**params) if self.check else None
+        if message:
+            raise ValueError(f"{self.name}(): {message}")
 
     def kernel_name(self, params):
         return self.kernel(**params) if callable(self.kernel) else self.kernel
@@ -108,6 +123,21 @@ KERNELS = (
     Kernel("gelu"),
     Kernel("gelu_tanh"),
     Kernel("silu"),
+    Kernel("relu6", from_output=True, cheap=True),
+    Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
+    Kernel("elu", ("alpha",), from_output=True),
+    Kernel("celu", ("alpha",), from_output=True),
+    Kernel("selu", from_output=True),
+    Kernel("softplus", ("beta", "threshold")),
+    Kernel("log_sigmoid"),
+    Kernel("softsign", cheap=True),
+    Kernel("mish"),
+    Kernel("hardsigmoid", ("slope", "offset"), cheap=True),
+    Kernel("hardswish", cheap=True),
+    Kernel("hardshrink", ("lambd",), cheap=True),
+    Kernel("softshrink", ("lambd",), cheap=True),
+    Kernel("tanhshrink"),
+    Kernel("threshold", ("threshold", "value"), cheap=True),
 )
 
 ENTRIES = (
@@ -163,5 +193,141 @@ ENTRIES = (
         derivative="sigmoid(x) (1 + x (1 - sigmoid(x))); silu(-inf) = 0",
         summary="Sigmoid linear unit (swish with beta = 1).",
         kernel="silu",
+    ),
+    Entry(
+        "relu6",
+        formula="min(max(x, 0), 6)",
+        derivative="1 for 0 < x < 6, else 0 (0 at both kinks, as in PyTorch)",
+        summary="ReLU capped at 6.",
+        kernel="relu6",
+        backward_from_output=True,
+    ),
+    Entry(
+        "hardtanh",
+        formula="min(max(x, min_val), max_val)",
+        derivative="1 for min_val < x < max_val, else 0 (0 at both kinks, as in PyTorch)",
+        summary="Hard hyperbolic tangent.",
+        kernel="hardtanh",
+        params=(Param("min_val", -1.0, check=_finite), Param("max_val", 1.0, check=_finite)),
+        check=lambda min_val, max_val: (
+            f"min_val ({min_val}) must not be greater than max_val ({max_val})"
+            if min_val > max_val else None),
+        backward_from_output=True,
+        examples=({}, {"min_val": -2.0, "max_val": 0.5}),
+    ),
+    Entry(
+        "elu",
+        formula="x if x > 0 else alpha * (exp(x) - 1)",
+        derivative="1 for x > 0, else alpha * exp(x) (alpha at 0, as in PyTorch)",
+        summary="Exponential linear unit.",
+        kernel="elu",
+        params=(Param("alpha", 1.0, check=_finite),),
+        # y > 0 exactly when x > 0 only for alpha >= 0 (PyTorch refuses the same)
+        backward_from_output=lambda alpha: alpha >= 0,
+        examples=({}, {"alpha": 0.5}),
+    ),
+    Entry(
+        "celu",
+        formula="x if x > 0 else alpha * (exp(x / alpha) - 1)",
+        derivative="1 for x > 0, else exp(x / alpha) (1 at 0, as in PyTorch)",
+        summary="Continuously differentiable exponential linear unit.",
+        kernel="celu",
+        params=(Param("alpha", 1.0, check=_finite_nonzero),),
+        backward_from_output=lambda alpha: alpha >= 0,
+        examples=({}, {"alpha": 2.0}),
+    ),
+    Entry(
+        "selu",
+        formula="scale * (x if x > 0 else alpha * (exp(x) - 1)), alpha = 1.6732632423543772, "
+        "scale = 1.0507009873554805",
+        derivative="scale for x > 0, else scale * alpha * exp(x) (the left value at 0, as in "
+        "PyTorch)",
+        summary="Scaled exponential linear unit.",
+        kernel="selu",
+        backward_from_output=True,
+    ),
+    Entry(
+        "softplus",
+        formula="log(1 + exp(beta x)) / beta, or x where beta x > threshold",
+        derivative="sigmoid(beta x), or 1 where beta x > threshold",
+        summary="Smooth approximation of relu.",
+        kernel="softplus",
+        params=(Param("beta", 1.0, check=_finite_nonzero), Param("threshold", 20.0)),
+        examples=({}, {"beta": 2.0, "threshold": 10.0}),
+    ),
+    Entry(
+        "log_sigmoid",
+        formula="log(sigmoid(x)) = -log(1 + exp(-x))",
+        derivative="sigmoid(-x) = 1 - sigmoid(x)",
+        summary="Logarithm of the logistic sigmoid.",
+        kernel="log_sigmoid",
+    ),
+    Entry(
+        "softsign",
+        formula="x / (1 + |x|)",
+        derivative="1 / (1 + |x|)**2; softsign(+-inf) = +-1",
+        summary="Softsign.",
+        kernel="softsign",
+    ),
+    Entry(
+        "mish",
+        formula="x * tanh(softplus(x))",
+        derivative="tanh(softplus(x)) + x sigmoid(x) (1 - tanh(softplus(x))**2); mish(-inf) = 0",
+        summary="Mish (Misra 2019).",
+        kernel="mish",
+    ),
+    Entry(
+        "hardsigmoid",
+        formula="min(max(slope * x + offset, 0), 1); the defaults are PyTorch's relu6(x + 3) / 6, "
+        "slope=0.2 the Keras/ONNX form",
+        derivative="slope strictly inside the linear part, else 0 (0 at x = +-3 by default, as in "
+        "PyTorch)",
+        summary="Hard sigmoid.",
+        kernel="hardsigmoid",
+        params=(Param("slope", 1.0 / 6.0, check=_finite_nonzero),
+                Param("offset", 0.5, check=_finite)),
+        examples=({}, {"slope": 0.2}),
+    ),
+    Entry(
+        "hardswish",
+        formula="x * min(max(x + 3, 0), 6) / 6",
+        derivative="0 for x < -3, x / 3 + 1/2 for -3 <= x <= 3, 1 for x > 3 (as in PyTorch); "
+        "hardswish(-inf) = 0",
+        summary="Hard swish (MobileNetV3).",
+        kernel="hardswish",
+    ),
+    Entry(
+        "hardshrink",
+        formula="x where |x| > lambd, else 0",
+        derivative="1 where |x| > lambd, else 0 (0 at +-lambd)",
+        summary="Hard shrinkage.",
+        kernel="hardshrink",
+        params=(Param("lambd", 0.5, check=_finite),),
+        examples=({}, {"lambd": 1.5}),
+    ),
+    Entry(
+        "softshrink",
+        formula="x - lambd for x > lambd, x + lambd for x < -lambd, else 0",
+        derivative="1 where |x| > lambd, else 0 (0 at +-lambd)",
+        summary="Soft shrinkage.",
+        kernel="softshrink",
+        params=(Param("lambd", 0.5, check=_finite_nonnegative),),
+        examples=({}, {"lambd": 1.5}),
+    ),
+    Entry(
+        "tanhshrink",
+        formula="x - tanh(x)",
+        derivative="tanh(x)**2",
+        summary="Tanh shrinkage.",
+        kernel="tanhshrink",
+    ),
+    Entry(
+        "threshold",
+        formula="x where x > threshold, else value",
+        derivative="1 where x > threshold, else 0",
+        summary="Threshold: replace values at or below a threshold.",
+        kernel="threshold",
+        params=(Param("threshold"), Param("value")),
+        examples=({"threshold": 0.5, "value": -2.0}, {"threshold": -1.0, "value": 0.0}),
     ),
 )
