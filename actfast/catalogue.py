@@ -23,13 +23,16 @@ class Kernel:
 
     ``params`` are the numeric parameters in the order the kernels take them (after ``x``, or
     after ``grad_output, x``); ``from_output`` says the kernel file also defines
-    ``<name>_bwd_from_output(grad_output, output, ...)``; ``cheap`` kernels (no
-    transcendental function) need more elements before a second thread pays.
+    ``<name>_bwd_from_output(grad_output, output, ...)``; ``single`` says it defines
+    ``<name>_fwd_single`` / ``<name>_bwd_single``, used for float32 arrays (accurate to float32
+    and faster); ``cheap`` kernels (no transcendental function) need more elements before a
+    second thread pays.
     """
 
     name: str
     params: tuple = ()
     from_output: bool = False
+    single: bool = False
     cheap: bool = False
 
 
@@ -120,7 +123,7 @@ KERNELS = (
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
     Kernel("sigmoid", from_output=True),
     Kernel("tanh", from_output=True),
-    Kernel("gelu"),
+    Kernel("gelu", single=True),
     Kernel("gelu_tanh"),
     Kernel("silu"),
     Kernel("relu6", from_output=True, cheap=True),
@@ -291,7 +294,7 @@ ENTRIES = (
     Entry(
         "hardswish",
         formula="x * min(max(x + 3, 0), 6) / 6",
-        derivative="0 for x < -3, x / 3 + 1/2 for -3 <= x <= 3, 1 for x > 3 (as in PyTorch); "
+        derivative="0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3 (as in PyTorch); "
         "hardswish(-inf) = 0",
         summary="Hard swish (MobileNetV3).",
         kernel="hardswish",

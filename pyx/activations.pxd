@@ -6,13 +6,19 @@
 #
 # Every kernel computes in double, whatever the array's dtype: a float32 result is then the
 # correctly rounded double result within a fraction of an ulp, and the same input gives the
-# same bits wherever it sits in an array. The loops (pyx/_elementwise.pyx.tp) convert.
+# same bits wherever it sits in an array. The loops (pyx/_elementwise.pyx.tp) convert. A
+# kernel whose Kernel entry says `single=True` also has <name>_fwd_single / _bwd_single
+# variants used for float32 arrays: the same formula with a primitive that is accurate to
+# float32 only but vectorises (erfc).
+#
+# exp, expm1, tanh and log1p_unit are actfast's own (pyx/vecmath.h): branch-free, so that the
+# loops vectorise; the kernels' own cut-offs are written as selects GCC can if-convert.
 #
 # Limits: at +-inf every forward returns the mathematical limit (gelu(-inf) = silu(-inf) = 0),
 # where the plain formula would give inf * 0 = NaN; NaN in gives NaN out.
 
-from libc.math cimport (exp, expm1, log1p, fabs, fmax, copysign, erfc, INFINITY,
-                        tanh as libm_tanh)
+from libc.math cimport fabs, copysign, erfc, INFINITY
+from vecmath cimport exp, expm1, tanh, log1p_unit, erfc_single
 
 cdef extern from *:
     """
@@ -46,11 +52,19 @@ cdef inline double logistic_slope(double x) noexcept nogil:
     return z / ((1.0 + z) * (1.0 + z))
 
 
+cdef inline double nan_or(double x, double value) noexcept nogil:
+    # x where x is NaN, else value: the gradient at NaN of the functions whose PyTorch
+    # gradient at NaN depends on where the element sits (its vector body and scalar tail
+    # disagree) is NaN here ("NaN in, NaN out").
+    return value if x == x else x
+
+
 # ---- relu ----------------------------------------------------------------------------------
 
 cdef inline double relu_fwd(double x) noexcept nogil:
-    # x <= 0 -> 0, written so that NaN (for which every comparison is false) passes through
-    return 0.0 if x <= 0 else x
+    # x < 0 -> 0, written so that NaN (for which every comparison is false) and -0.0 pass
+    # through, as in PyTorch
+    return 0.0 if x < 0 else x
 
 cdef inline double relu_bwd(double grad_output, double x) noexcept nogil:
     # PyTorch's threshold_backward: x <= 0 -> 0, else grad (so relu'(0) = 0)
@@ -89,7 +103,7 @@ cdef inline double sigmoid_bwd_from_output(double grad_output, double y) noexcep
 # ---- tanh ----------------------------------------------------------------------------------
 
 cdef inline double tanh_fwd(double x) noexcept nogil:
-    return libm_tanh(x)
+    return tanh(x)
 
 cdef inline double tanh_bwd(double grad_output, double x) noexcept nogil:
     # 1 - tanh(x)^2 = 4 sigmoid'(2x): accurate where tanh(x) rounds to +-1
@@ -100,23 +114,37 @@ cdef inline double tanh_bwd_from_output(double grad_output, double y) noexcept n
 
 
 # ---- gelu (erf form) -----------------------------------------------------------------------
+# Phi(x) = 0.5 erfc(-x/sqrt 2) rather than 0.5 (1 + erf(x/sqrt 2)): no cancellation in the
+# negative tail. libm's erfc (float64) is a scalar call; float32 arrays use the vectorising
+# erfc_single, accurate to float32.
 
-cdef inline double gelu_fwd(double x) noexcept nogil:
-    # 0.5 x erfc(-x/sqrt 2) rather than 0.5 x (1 + erf(x/sqrt 2)): no cancellation in the
-    # negative tail. Below -40 the true value is below 1e-340 in magnitude (a double's -0),
-    # and the formula would give -inf * 0 = NaN at -inf.
-    if x < -40.0:
-        return -0.0
-    return 0.5 * x * erfc(-x * SQRT1_2)
+cdef inline double gelu_from_erfc(double x, double erfc_value) noexcept nogil:
+    # Below -40 the true value is below 1e-340 in magnitude (a double's -0), and the formula
+    # would give -inf * 0 = NaN at -inf.
+    return -0.0 if x < -40.0 else 0.5 * x * erfc_value
 
-cdef inline double gelu_bwd(double grad_output, double x) noexcept nogil:
+cdef inline double gelu_grad_from_erfc(double grad_output, double x, double erfc_value) noexcept nogil:
     # Phi(x) + x phi(x); beyond |x| = 40 x phi(x) < 1e-340 and Phi is 0 or 1 (also at +-inf,
     # where x phi(x) would be inf * 0)
     if x < -40.0:
         return grad_output * 0.0
     if x > 40.0:
         return grad_output
-    return grad_output * (0.5 * erfc(-x * SQRT1_2) + x * ONE_OVER_SQRT_2PI * exp(-0.5 * x * x))
+    return grad_output * (0.5 * erfc_value + x * ONE_OVER_SQRT_2PI * exp(-0.5 * x * x))
+
+cdef inline double gelu_fwd(double x) noexcept nogil:
+    return gelu_from_erfc(x, erfc(-x * SQRT1_2))
+
+cdef inline double gelu_bwd(double grad_output, double x) noexcept nogil:
+    return gelu_grad_from_erfc(grad_output, x, erfc(-x * SQRT1_2))
+
+cdef inline double gelu_fwd_single(double x) noexcept nogil:
+    return gelu_from_erfc(x, erfc_single(-x * SQRT1_2))
+
+cdef inline double gelu_bwd_single(double grad_output, double x) noexcept nogil:
+    # not erfc_single: near gelu's minimum (x = -0.75) the derivative crosses 0, and
+    # erfc_single's 1e-7 relative error there is thousands of float32 ulp of the result
+    return gelu_bwd(grad_output, x)
 
 
 # ---- gelu (tanh approximation) -------------------------------------------------------------
@@ -164,6 +192,7 @@ cdef inline double silu_bwd(double grad_output, double x) noexcept nogil:
 # ---- hardtanh and relu6 --------------------------------------------------------------------
 # Comparisons are written so that NaN (every comparison false) passes through the forward;
 # the backward is PyTorch's hardtanh_backward: 0 at and beyond the ends, grad strictly inside.
+# `|` and `&` rather than `or` and `and`: no short circuit, so GCC can vectorise.
 
 cdef inline double hardtanh_fwd(double x, double min_val, double max_val) noexcept nogil:
     if x < min_val:
@@ -173,10 +202,10 @@ cdef inline double hardtanh_fwd(double x, double min_val, double max_val) noexce
     return x
 
 cdef inline double hardtanh_bwd(double grad_output, double x, double min_val, double max_val) noexcept nogil:
-    return 0.0 if x <= min_val or x >= max_val else grad_output
+    return 0.0 if (x <= min_val) | (x >= max_val) else nan_or(x, grad_output)
 
 cdef inline double hardtanh_bwd_from_output(double grad_output, double y, double min_val, double max_val) noexcept nogil:
-    return 0.0 if y <= min_val or y >= max_val else grad_output
+    return 0.0 if (y <= min_val) | (y >= max_val) else nan_or(y, grad_output)
 
 cdef inline double relu6_fwd(double x) noexcept nogil:
     return hardtanh_fwd(x, 0.0, 6.0)
@@ -228,7 +257,8 @@ cdef inline double selu_bwd_from_output(double grad_output, double y) noexcept n
 cdef inline double log1p_exp(double z) noexcept nogil:
     # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): exp never overflows, and log1p keeps
     # the tail exp(z) exactly for z << 0. +inf gives inf, -inf gives 0, NaN gives NaN.
-    return fmax(z, 0.0) + log1p(exp(-fabs(z))) if z == z else z
+    # (a select rather than fmax, which GCC does not vectorise; NaN propagates through log1p)
+    return (z if z > 0 else 0.0) + log1p_unit(exp(-fabs(z)))
 
 cdef inline double softplus_fwd(double x, double beta, double threshold) noexcept nogil:
     # PyTorch reverts to x where beta x > threshold (there log1p(exp(beta x))/beta - x <
@@ -328,21 +358,22 @@ cdef inline double hardswish_fwd(double x) noexcept nogil:
     return x * hardtanh_fwd(x + 3.0, 0.0, 6.0) / 6.0
 
 cdef inline double hardswish_bwd(double grad_output, double x) noexcept nogil:
-    # PyTorch's hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above
-    if x < -3.0:
+    # PyTorch's hardswish_backward: 0 up to -3, x/3 + 1/2 strictly inside, 1 from 3 on (so
+    # 0 at -3 and 1 at 3); NaN falls through to the middle formula and gives NaN
+    if x <= -3.0:
         return 0.0
-    if x <= 3.0:
-        return grad_output * (x / 3.0 + 0.5)
-    return grad_output
+    if x >= 3.0:
+        return grad_output
+    return grad_output * (x / 3.0 + 0.5)
 
 
 # ---- hardshrink, softshrink, tanhshrink, threshold -----------------------------------------
 
 cdef inline double hardshrink_fwd(double x, double lambd) noexcept nogil:
-    return 0.0 if -lambd <= x <= lambd else x
+    return 0.0 if (-lambd <= x) & (x <= lambd) else x
 
 cdef inline double hardshrink_bwd(double grad_output, double x, double lambd) noexcept nogil:
-    return 0.0 if -lambd <= x <= lambd else grad_output
+    return 0.0 if (-lambd <= x) & (x <= lambd) else nan_or(x, grad_output)
 
 cdef inline double softshrink_fwd(double x, double lambd) noexcept nogil:
     if x > lambd:
@@ -352,21 +383,22 @@ cdef inline double softshrink_fwd(double x, double lambd) noexcept nogil:
     return x * 0.0   # 0 (signed as x, as PyTorch), and NaN for NaN
 
 cdef inline double softshrink_bwd(double grad_output, double x, double lambd) noexcept nogil:
-    return 0.0 if -lambd <= x <= lambd else grad_output
+    return 0.0 if (-lambd <= x) & (x <= lambd) else nan_or(x, grad_output)
 
 cdef inline double tanhshrink_fwd(double x) noexcept nogil:
     # x - tanh(x) cancels for small |x| (it is x^3/3 - ...): there the Taylor series, whose
-    # terms fall by ~0.4 x^2 each, so seven reach double precision below |x| = 1/8.
+    # terms fall by ~0.4 x^2 each, so seven reach double precision below |x| = 1/8. (+ 0.0:
+    # tanhshrink(-0.0) = -0.0 - -0.0 = +0.0, as in PyTorch.)
     cdef double x2
     if fabs(x) < 0.125:
         x2 = x * x
         return x * x2 * (1.0 / 3.0 + x2 * (-2.0 / 15.0 + x2 * (17.0 / 315.0 + x2 * (-62.0 / 2835.0
-            + x2 * (1382.0 / 155925.0 + x2 * (-21844.0 / 6081075.0 + x2 * (929569.0 / 638512875.0)))))))
-    return x - libm_tanh(x)
+            + x2 * (1382.0 / 155925.0 + x2 * (-21844.0 / 6081075.0 + x2 * (929569.0 / 638512875.0))))))) + 0.0
+    return x - tanh(x)
 
 cdef inline double tanhshrink_bwd(double grad_output, double x) noexcept nogil:
     # 1 - (1 - tanh^2) = tanh(x)^2
-    cdef double t = libm_tanh(x)
+    cdef double t = tanh(x)
     return grad_output * (t * t)
 
 cdef inline double threshold_fwd(double x, double threshold, double value) noexcept nogil:
