@@ -334,3 +334,17 @@ ENTRIES = (
         examples=({"threshold": 0.5, "value": -2.0}, {"threshold": -1.0, "value": 0.0}),
     ),
 )
+
+
+def markdown_table(entries=ENTRIES):
+    """The README's function table, made from the registry (tests/test_docs.py checks that
+    the README carries it as generated)."""
+    rows = ["| function | formula | parameters (PyTorch's names) | derivative, at the kinks |",
+            "|---|---|---|---|"]
+    for entry in entries:
+        params = ", ".join(
+            p.name if p.default is REQUIRED else f"{p.name}={p.default!r}" for p in entry.params)
+        output = " Backward also from `output=`." if entry.backward_from_output else ""
+        cells = [f"`{entry.name}`", entry.formula, params or "—", entry.derivative + "." + output]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)
