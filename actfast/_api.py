@@ -100,8 +100,19 @@ def _same_view(a, b):
             and a.strides == b.strides and a.dtype == b.dtype)
 
 
+def _threshold(kernel):
+    return PARALLEL_THRESHOLD_CHEAP if kernel.cheap else PARALLEL_THRESHOLD_TRANSCENDENTAL
+
+
 def apply(direction, kernel, numeric, inputs, names, out):
     """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors)."""
+    # The common case (float32/float64 ndarrays, out None or simple) is checked and run in
+    # compiled code: a call then costs about what a ufunc call does.
+    result = _elementwise.run_fast(direction, _KERNEL_INDEX[kernel.name], inputs[0],
+                                   inputs[1] if len(inputs) == 2 else None, out, numeric,
+                                   _num_threads, _threshold(kernel))
+    if result is not None:
+        return result
     arrays, compute_dtypes = zip(*(_as_input(value, name) for value, name in zip(inputs, names)))
     shape = arrays[0].shape
     for array, name in zip(arrays[1:], names[1:]):
@@ -121,10 +132,8 @@ def apply(direction, kernel, numeric, inputs, names, out):
                   for a in arrays]
     else:
         target = np.empty_like(arrays[0], dtype=compute_dtype)
-    threshold = (PARALLEL_THRESHOLD_CHEAP if kernel.cheap
-                 else PARALLEL_THRESHOLD_TRANSCENDENTAL)
     _elementwise.run(direction, _KERNEL_INDEX[kernel.name], (*arrays, target), numeric,
-                     _num_threads, threshold)
+                     _num_threads, _threshold(kernel))
     if out is not None:
         if target is not out:
             np.copyto(out, target, casting="unsafe")
@@ -146,6 +155,7 @@ class Activation:
         self.__doc__ = _docstring(entry)
         self._defaults = {p.name: p.default for p in entry.params}
         self._params = {p.name: p for p in entry.params}
+        self._cache = {}
         # the parameters' default resolution, cached: most calls pass none
         if REQUIRED not in self._defaults.values():
             self._default_resolution = self._resolve({})
@@ -172,9 +182,19 @@ class Activation:
         return kernel, numeric, values
 
     def _resolution(self, params):
-        if params or self._default_resolution is None:
-            return self._resolve(params)
-        return self._default_resolution
+        if not params and self._default_resolution is not None:
+            return self._default_resolution
+        # Validated parameter sets are remembered (a few): validation costs more than a small
+        # array's kernel. Only plain str and non-zero float values are keys, so that values
+        # that compare equal always mean the same (True == 1, 0.0 == -0.0).
+        key = tuple(params.items())
+        cacheable = all(type(v) is str or (type(v) is float and v != 0.0) for v in params.values())
+        if cacheable and key in self._cache:
+            return self._cache[key]
+        resolution = self._resolve(params)
+        if cacheable and len(self._cache) < 64:
+            self._cache[key] = resolution
+        return resolution
 
     def __call__(self, x, /, *, out=None, **params):
         kernel, numeric, _ = self._resolution(params)
