@@ -27,7 +27,10 @@ PYX = os.path.join(HERE, "pyx")
 # Flags that keep every IEEE result (NaN, inf, signed zero, subnormals) but let GCC vectorise
 # loops with selects and math calls: no errno from libm, no trap semantics. Never -ffast-math
 # (see shared/PERFORMANCE-NOTES.md).
-BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+# -ffp-contract=off: GCC would otherwise fuse a*b+c into an FMA in a loop's vector body but
+# not always in its scalar remainder, so an element's bits would depend on its position; the
+# FMAs that pay are written explicitly (AF_FMA in pyx/vecmath.h).
+BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
 OPENMP_PROBE = r"""
 #include <omp.h>

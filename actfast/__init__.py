@@ -13,4 +13,10 @@ from ._api import FUNCTIONS, Activation, get_num_threads, openmp_enabled, set_nu
 globals().update(FUNCTIONS)
 
 __all__ = ["Activation", "get_num_threads", "openmp_enabled", "set_num_threads", *FUNCTIONS]
+from .special import FUNCTIONS as _SPECIAL  # prelu swish pact rrelu noisy_relu maxout glu
+globals().update(_SPECIAL)
+__all__ += list(_SPECIAL)
+from .softmax import FUNCTIONS as _SOFTMAX  # softmax log_softmax softmin logsumexp
+globals().update(_SOFTMAX)
+__all__ += list(_SOFTMAX)
 __version__ = "0.1.0"

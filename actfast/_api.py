@@ -9,10 +9,11 @@ from .catalogue import ENTRIES, KERNELS, REQUIRED
 
 FORWARD, BACKWARD, BACKWARD_FROM_OUTPUT = 0, 1, 2
 
-# Elements below which a second thread costs more than it saves (measured on 2 vCPUs,
-# shared/PERFORMANCE-NOTES.md): entering a parallel region costs ~1-2 us, a transcendental
-# kernel ~1-4 ns per element, a cheap one well under 1 ns.
-PARALLEL_THRESHOLD_TRANSCENDENTAL = 4096
+# Elements below which a second thread costs more than it saves, measured on 2 vCPUs with the
+# vectorised kernels: break-even ~8K float32 / 2-4K float64 elements for a transcendental
+# kernel (sigmoid, silu), ~32-64K / 8-16K for a cheap one (relu); entering a parallel region
+# costs ~1-2 us (shared/PERFORMANCE-NOTES.md). One threshold per class, set for float32.
+PARALLEL_THRESHOLD_TRANSCENDENTAL = 8192
 PARALLEL_THRESHOLD_CHEAP = 65536
 
 _KERNEL_INDEX = {name: i for i, name in enumerate(_elementwise.KERNEL_NAMES)}

@@ -123,7 +123,7 @@ KERNELS = (
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
     Kernel("sigmoid", from_output=True),
     Kernel("tanh", from_output=True),
-    Kernel("gelu", single=True),
+    Kernel("gelu"),
     Kernel("gelu_tanh"),
     Kernel("silu"),
     Kernel("relu6", from_output=True, cheap=True),

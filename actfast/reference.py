@@ -281,8 +281,11 @@ def hardsigmoid_grad(x, slope=1.0 / 6.0, offset=0.5):
     returns the exact slope.
     """
     x = _f64(x)
-    u = slope * x + offset
-    return _f64(np.where((u > 0) & (u < 1), slope, 0.0))
+    # decided on x against the ends of the linear part, -offset/slope and (1-offset)/slope
+    # (exactly -3 and 3 by default): slope * x + offset itself rounds to 0 or 1 one ulp inside
+    inverse_slope = 1.0 / slope
+    ends = sorted([-offset * inverse_slope, (1.0 - offset) * inverse_slope])
+    return _f64(np.where((x > ends[0]) & (x < ends[1]), slope, 0.0))
 
 
 def hardswish(x):

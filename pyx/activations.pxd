@@ -4,333 +4,571 @@
 # <name>_bwd(grad_output, x, params...)         grad_output * f'(x), PyTorch's convention at kinks
 # <name>_bwd_from_output(grad_output, y, ...)   the same from y = f(x), where that is possible
 #
-# Every kernel computes in double, whatever the array's dtype: a float32 result is then the
-# correctly rounded double result within a fraction of an ulp, and the same input gives the
-# same bits wherever it sits in an array. The loops (pyx/_elementwise.pyx.tp) convert. A
-# kernel whose Kernel entry says `single=True` also has <name>_fwd_single / _bwd_single
-# variants used for float32 arrays: the same formula with a primitive that is accurate to
-# float32 only but vectorises (erfc).
+# Each kernel is written once over `real` (float or double, vecmath.pxd): float32 arrays are
+# computed in float32 (8 AVX2 lanes, no conversions), float64 arrays in float64, with the
+# primitives of that precision (pyx/vecmath.h: branch-free, so that the loops vectorise; the
+# kernels' own cut-offs are selects GCC can if-convert). Parameters arrive as doubles; a
+# kernel rounds them to `real` where the float32 result stays within an ulp, and compares
+# float32 elements with them through at_most/at_least, which keep the double comparison's
+# answer (so kinks sit where the float64 reference puts them).
+# Writing `real` code: a double literal (0.5 * x) would promote float32 arithmetic to double
+# in C: use integer literals or <real> casts of constants.
 #
-# exp, expm1, tanh and log1p_unit are actfast's own (pyx/vecmath.h): branch-free, so that the
-# loops vectorise; the kernels' own cut-offs are written as selects GCC can if-convert.
+# Derivatives that cross 0 away from x = 0 (silu', mish', gelu', gelu_tanh': near their zeros
+# any rounding of their terms is a large relative error of the result) are written as the
+# distance to the zero times a sum of positive terms there. Where float32 arithmetic cannot
+# reach float32 accuracy, a kernel says so and computes in double (tanhshrink's x - tanh(x)).
+# In the tails, exp_parts (e^x as two factors, the second applied last) keeps results in the
+# subnormal range rounded once (x e^x at x = -100 would otherwise lose 50 units).
 #
 # Limits: at +-inf every forward returns the mathematical limit (gelu(-inf) = silu(-inf) = 0),
 # where the plain formula would give inf * 0 = NaN; NaN in gives NaN out.
 
-from libc.math cimport fabs, copysign, erfc, INFINITY
-from vecmath cimport exp, expm1, tanh, log1p_unit, erfc_single
+from libc.math cimport INFINITY
+from vecmath cimport (real, exp_neg, exp_neg_parts, exp_parts_of, exp_neg_parts_of,
+                      exp_neg_dd_parts, two_product, expm1, tanh, log1p_unit, fabs, copysign,
+                      gauss_parts, mills_ratio, mills_ratio_minus_a, exprel_small, exprel_quarter,
+                      at_most, at_least)
 
 cdef extern from *:
     """
-    #define ACTFAST_SQRT1_2 0.70710678118654752440    /* 1/sqrt(2) */
     #define ACTFAST_1_SQRT2PI 0.39894228040143267794  /* 1/sqrt(2 pi) */
     #define ACTFAST_SQRT2_PI 0.79788456080286535588   /* sqrt(2/pi) */
     /* SELU's constants (Klambauer et al. 2017) to full double precision */
     #define ACTFAST_SELU_ALPHA 1.6732632423543772848170429916717
     #define ACTFAST_SELU_SCALE 1.0507009873554804934193349852946
     """
-    const double SQRT1_2 "ACTFAST_SQRT1_2"
     const double ONE_OVER_SQRT_2PI "ACTFAST_1_SQRT2PI"
     const double SQRT_2_OVER_PI "ACTFAST_SQRT2_PI"
     const double SELU_ALPHA "ACTFAST_SELU_ALPHA"
     const double SELU_SCALE "ACTFAST_SELU_SCALE"
 
+cdef extern from *:
+    """
+    /* The zeros of silu', mish' and gelu_tanh' (their minima), as hi + lo in double and in
+     * float32, and the constants of their expansions there (mpmath, 50 digits) */
+    #define ACTFAST_SILU_X0_HI -1.2784645427610737
+    #define ACTFAST_SILU_X0_LO -1.0946994183093437e-16
+    #define ACTFAST_SILU_X0_HIF -1.2784645557403564f
+    #define ACTFAST_SILU_X0_LOF 1.2979282537628478e-08f
+    #define ACTFAST_SILU_E0 0.27846454276107379511       /* e^x0 = -(1 + x0) */
+    #define ACTFAST_MISH_X0_HI -1.1924312145154952
+    #define ACTFAST_MISH_X0_LO -4.8484829848031044e-17
+    #define ACTFAST_MISH_X0_HIF -1.1924312114715576f
+    #define ACTFAST_MISH_X0_LOF -3.0439375464652585e-09f
+    #define ACTFAST_MISH_K1 1.19403393896393895e+00     /* E (3E^2 + 8E + 6 + 4 x0), E = e^x0 */
+    #define ACTFAST_MISH_K2 4.52260322911128221e-01     /* E^2 (3E + 4) */
+    #define ACTFAST_MISH_K3 2.79512420091701380e-02     /* E^3 */
+    #define ACTFAST_MISH_K4 5.21393014112611564e+00     /* 4 (1 + E) */
+    #define ACTFAST_MISH_K5 1.21393014112611564e+00     /* 4 E */
+    #define ACTFAST_GELU_TANH_X0_HI -0.7524614220710163
+    #define ACTFAST_GELU_TANH_X0_LO 3.635560509207687e-17
+    #define ACTFAST_GELU_TANH_X0_HIF -0.7524614334106445f
+    #define ACTFAST_GELU_TANH_X0_LOF 1.1339627903339533e-08f
+    #define ACTFAST_GELU_TANH_2CZ0 4.65893112065442927e-01  /* 2 sqrt(2/pi) e^(2u(x0)) */
+    """
+    const double SILU_X0_HI "ACTFAST_SILU_X0_HI"
+    const double SILU_X0_LO "ACTFAST_SILU_X0_LO"
+    const float SILU_X0_HIF "ACTFAST_SILU_X0_HIF"
+    const float SILU_X0_LOF "ACTFAST_SILU_X0_LOF"
+    const double SILU_E0 "ACTFAST_SILU_E0"
+    const double MISH_X0_HI "ACTFAST_MISH_X0_HI"
+    const double MISH_X0_LO "ACTFAST_MISH_X0_LO"
+    const float MISH_X0_HIF "ACTFAST_MISH_X0_HIF"
+    const float MISH_X0_LOF "ACTFAST_MISH_X0_LOF"
+    const double MISH_K1 "ACTFAST_MISH_K1"
+    const double MISH_K2 "ACTFAST_MISH_K2"
+    const double MISH_K3 "ACTFAST_MISH_K3"
+    const double MISH_K4 "ACTFAST_MISH_K4"
+    const double MISH_K5 "ACTFAST_MISH_K5"
+    const double GELU_TANH_X0_HI "ACTFAST_GELU_TANH_X0_HI"
+    const double GELU_TANH_X0_LO "ACTFAST_GELU_TANH_X0_LO"
+    const float GELU_TANH_X0_HIF "ACTFAST_GELU_TANH_X0_HIF"
+    const float GELU_TANH_X0_LOF "ACTFAST_GELU_TANH_X0_LOF"
+    const double GELU_TANH_2CZ0 "ACTFAST_GELU_TANH_2CZ0"
+
 
 # ---- shared pieces -------------------------------------------------------------------------
 
-cdef inline double logistic(double x) noexcept nogil:
-    # exp(-|x|) never overflows; the two branches are the same function written so that
-    # neither 1 + exp(-x) overflows (x << 0) nor 1/(1+z) loses the tiny tail (x << 0).
-    cdef double z = exp(-fabs(x))
-    return 1.0 / (1.0 + z) if x >= 0 else z / (1.0 + z)
+cdef inline real logistic(real x) noexcept nogil:
+    # exp(-|x|) never overflows; 1/(1+z) for x >= 0 and z/(1+z) below are the same function
+    # written so that neither 1 + exp(-x) overflows (x << 0) nor 1/(1+z) loses the tiny tail
+    cdef real z = exp_neg(-fabs(x))
+    return (<real>1 if x >= 0 else z) / (<real>1 + z)
 
 
-cdef inline double logistic_slope(double x) noexcept nogil:
+cdef inline real logistic_times(real m, real x) noexcept nogil:
+    # m * logistic(x), rounded once in the subnormal range (m is a gradient: a subnormal
+    # logistic(x) rounded first and then multiplied by |m| > 1 would lose |m| units)
+    cdef real scale
+    cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    cdef real z = zh * scale
+    if x >= 0:
+        return m / (<real>1 + z)
+    return (m * zh / (<real>1 + z)) * scale
+
+
+cdef inline real logistic_slope(real x) noexcept nogil:
     # sigmoid'(x) = s (1 - s) = z / (1 + z)^2 with z = exp(-|x|): no cancellation in 1 - s
     # for large x, and exactly 0 at +-inf.
-    cdef double z = exp(-fabs(x))
-    return z / ((1.0 + z) * (1.0 + z))
+    cdef real z = exp_neg(-fabs(x))
+    return z / ((<real>1 + z) * (<real>1 + z))
 
 
-cdef inline double nan_or(double x, double value) noexcept nogil:
+cdef inline real logistic_slope_times(real m, real x) noexcept nogil:
+    # m * logistic_slope(x), rounded once (as logistic_times)
+    cdef real scale
+    cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    cdef real z = zh * scale
+    return (m * zh / ((<real>1 + z) * (<real>1 + z))) * scale
+
+
+cdef inline real nan_or(real x, real value) noexcept nogil:
     # x where x is NaN, else value: the gradient at NaN of the functions whose PyTorch
     # gradient at NaN depends on where the element sits (its vector body and scalar tail
     # disagree) is NaN here ("NaN in, NaN out").
     return value if x == x else x
 
 
+cdef inline real nan_passing(real x, real result) noexcept nogil:
+    # x itself where x is NaN. A kernel's arithmetic turns a NaN x into NaNs of either sign
+    # (-|x| flips it) and which one comes out of an operation on two NaNs depends on the
+    # operand order the compiler picked, which differs between a vectorised loop and its
+    # scalar remainder: the loops (pyx/_elementwise.pyx.tp) pass every transcendental
+    # kernel's result through this, so that the bits are the same wherever the element sits.
+    return result if x == x else x
+
+
+cdef inline real silu_cut(real x) noexcept nogil:
+    # below this, |x| e^x is below half the smallest subnormal of `real` (the exp_parts clamp
+    # is there too)
+    if real is float:
+        return -120
+    else:
+        return -760
+
+
+cdef inline real from_zero(real x, double hi, double lo, float hi_single, float lo_single) noexcept nogil:
+    # d = x - x0 for a zero x0 = hi + lo of a derivative: x - hi is exact near x0 (Sterbenz),
+    # so d keeps its relative precision however close x is to x0
+    if real is float:
+        return (x - hi_single) - lo_single
+    else:
+        return (x - hi) - lo
+
+
+cdef inline real window(real x, double for_float, double for_double) noexcept nogil:
+    # half-width of the interval around a derivative's zero where it is computed from its
+    # expansion (exprel_small's range bounds it: 1 in float32, 1/2 in double, where the
+    # rounding errors it avoids are smaller too)
+    if real is float:
+        return <float>for_float
+    else:
+        return for_double
+
+
 # ---- relu ----------------------------------------------------------------------------------
 
-cdef inline double relu_fwd(double x) noexcept nogil:
+cdef inline real relu_fwd(real x) noexcept nogil:
     # x < 0 -> 0, written so that NaN (for which every comparison is false) and -0.0 pass
     # through, as in PyTorch
-    return 0.0 if x < 0 else x
+    return 0 if x < 0 else x
 
-cdef inline double relu_bwd(double grad_output, double x) noexcept nogil:
+cdef inline real relu_bwd(real grad_output, real x) noexcept nogil:
     # PyTorch's threshold_backward: x <= 0 -> 0, else grad (so relu'(0) = 0)
-    return 0.0 if x <= 0 else grad_output
+    return 0 if x <= 0 else grad_output
 
-cdef inline double relu_bwd_from_output(double grad_output, double y) noexcept nogil:
-    return 0.0 if y <= 0 else grad_output
+cdef inline real relu_bwd_from_output(real grad_output, real y) noexcept nogil:
+    return 0 if y <= 0 else grad_output
 
 
 # ---- leaky_relu ----------------------------------------------------------------------------
+# float32: the slope is rounded to float32, as in PyTorch (the product within 1 ulp)
 
-cdef inline double leaky_relu_fwd(double x, double negative_slope) noexcept nogil:
-    return x if x > 0 else x * negative_slope
+cdef inline real leaky_relu_fwd(real x, double negative_slope) noexcept nogil:
+    return x if x > 0 else x * <real>negative_slope
 
-cdef inline double leaky_relu_bwd(double grad_output, double x, double negative_slope) noexcept nogil:
+cdef inline real leaky_relu_bwd(real grad_output, real x, double negative_slope) noexcept nogil:
     # leaky_relu'(0) = negative_slope, as in PyTorch
-    return grad_output if x > 0 else grad_output * negative_slope
+    return grad_output if x > 0 else grad_output * <real>negative_slope
 
-cdef inline double leaky_relu_bwd_from_output(double grad_output, double y, double negative_slope) noexcept nogil:
+cdef inline real leaky_relu_bwd_from_output(real grad_output, real y, double negative_slope) noexcept nogil:
     # valid for negative_slope >= 0 only (then y > 0 exactly when x > 0); the API checks
-    return grad_output if y > 0 else grad_output * negative_slope
+    return grad_output if y > 0 else grad_output * <real>negative_slope
 
 
 # ---- sigmoid -------------------------------------------------------------------------------
 
-cdef inline double sigmoid_fwd(double x) noexcept nogil:
+cdef inline real sigmoid_fwd(real x) noexcept nogil:
     return logistic(x)
 
-cdef inline double sigmoid_bwd(double grad_output, double x) noexcept nogil:
-    return grad_output * logistic_slope(x)
+cdef inline real sigmoid_bwd(real grad_output, real x) noexcept nogil:
+    return logistic_slope_times(grad_output, x)
 
-cdef inline double sigmoid_bwd_from_output(double grad_output, double y) noexcept nogil:
-    return grad_output * (y * (1.0 - y))
+cdef inline real sigmoid_bwd_from_output(real grad_output, real y) noexcept nogil:
+    return grad_output * (y * (<real>1 - y))
 
 
 # ---- tanh ----------------------------------------------------------------------------------
 
-cdef inline double tanh_fwd(double x) noexcept nogil:
+cdef inline real tanh_fwd(real x) noexcept nogil:
     return tanh(x)
 
-cdef inline double tanh_bwd(double grad_output, double x) noexcept nogil:
-    # 1 - tanh(x)^2 = 4 sigmoid'(2x): accurate where tanh(x) rounds to +-1
-    return grad_output * (4.0 * logistic_slope(2.0 * x))
+cdef inline real tanh_bwd(real grad_output, real x) noexcept nogil:
+    # 1 - tanh(x)^2 = 4 sigmoid'(2x): accurate where tanh(x) rounds to +-1 (the 4 goes
+    # inside: 4 grad_output could overflow)
+    cdef real scale
+    cdef real zh = exp_neg_parts(<real>-2 * fabs(x), &scale)
+    cdef real z = zh * scale
+    return (grad_output * (<real>4 * zh) / ((<real>1 + z) * (<real>1 + z))) * scale
 
-cdef inline double tanh_bwd_from_output(double grad_output, double y) noexcept nogil:
-    return grad_output * ((1.0 - y) * (1.0 + y))
+cdef inline real tanh_bwd_from_output(real grad_output, real y) noexcept nogil:
+    return grad_output * ((<real>1 - y) * (<real>1 + y))
 
 
 # ---- gelu (erf form) -----------------------------------------------------------------------
-# Phi(x) = 0.5 erfc(-x/sqrt 2) rather than 0.5 (1 + erf(x/sqrt 2)): no cancellation in the
-# negative tail. libm's erfc (float64) is a scalar call; float32 arrays use the vectorising
-# erfc_single, accurate to float32.
+# Phi(-a) = phi(a) R(a) with a = |x| and R the Mills ratio (vecmath.h): no erfc, no
+# cancellation in the negative tail, and the derivative Phi(x) + x phi(x) as
+# phi(a) (R(a) - a), whose zero (gelu's minimum, x = -0.75) mills_ratio_minus_a keeps exact.
 
-cdef inline double gelu_from_erfc(double x, double erfc_value) noexcept nogil:
-    # Below -40 the true value is below 1e-340 in magnitude (a double's -0), and the formula
-    # would give -inf * 0 = NaN at -inf.
-    return -0.0 if x < -40.0 else 0.5 * x * erfc_value
+cdef inline real gelu_limit(real x) noexcept nogil:
+    # |x| beyond which gelu is x or -0 and gelu' is 1 or 0 in `real` (Phi(-15) < 1e-50, below
+    # float32's subnormals; Phi(-39) < 1e-330): the range of gauss_parts and mills_ratio
+    if real is float:
+        return 15
+    else:
+        return 39
 
-cdef inline double gelu_grad_from_erfc(double grad_output, double x, double erfc_value) noexcept nogil:
-    # Phi(x) + x phi(x); beyond |x| = 40 x phi(x) < 1e-340 and Phi is 0 or 1 (also at +-inf,
-    # where x phi(x) would be inf * 0)
-    if x < -40.0:
-        return grad_output * 0.0
-    if x > 40.0:
-        return grad_output
-    return grad_output * (0.5 * erfc_value + x * ONE_OVER_SQRT_2PI * exp(-0.5 * x * x))
+cdef inline real gelu_fwd(real x) noexcept nogil:
+    # x Phi(x): -a Phi(-a) for x < 0 (rounded once into the subnormal range), x (1 - Phi(-a))
+    # above; beyond the limit, -0 (also at -inf) or x (Phi(-a) = 0 there)
+    cdef real scale, t
+    cdef real a = fabs(x)
+    cdef real limit = gelu_limit(x)
+    a = limit if a > limit else a
+    t = gauss_parts(a, &scale) * (mills_ratio(a) * <real>ONE_OVER_SQRT_2PI)
+    t = 0 if fabs(x) > limit else t
+    return -(a * t) * scale if x < 0 else x * (<real>1 - t * scale)
 
-cdef inline double gelu_fwd(double x) noexcept nogil:
-    return gelu_from_erfc(x, erfc(-x * SQRT1_2))
-
-cdef inline double gelu_bwd(double grad_output, double x) noexcept nogil:
-    return gelu_grad_from_erfc(grad_output, x, erfc(-x * SQRT1_2))
-
-cdef inline double gelu_fwd_single(double x) noexcept nogil:
-    return gelu_from_erfc(x, erfc_single(-x * SQRT1_2))
-
-cdef inline double gelu_bwd_single(double grad_output, double x) noexcept nogil:
-    # not erfc_single: near gelu's minimum (x = -0.75) the derivative crosses 0, and
-    # erfc_single's 1e-7 relative error there is thousands of float32 ulp of the result
-    return gelu_bwd(grad_output, x)
+cdef inline real gelu_bwd(real grad_output, real x) noexcept nogil:
+    # Phi(x) + x phi(x) = H for x < 0, 1 - H for x >= 0, H = phi(a) (R(a) - a); beyond the
+    # limit H = 0 (grad * 0 for x < 0: NaN for an infinite grad, as PyTorch's; grad above)
+    cdef real scale, h
+    cdef real a = fabs(x)
+    cdef real limit = gelu_limit(x)
+    a = limit if a > limit else a
+    h = gauss_parts(a, &scale) * (mills_ratio_minus_a(a) * <real>ONE_OVER_SQRT_2PI)
+    h = 0 if fabs(x) > limit else h
+    return (grad_output * h) * scale if x < 0 else grad_output * (<real>1 - h * scale)
 
 
 # ---- gelu (tanh approximation) -------------------------------------------------------------
+# 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation in
+# 1 + tanh(u) for x << 0. e^(2u) multiplies the rounding error of 2u by |2u| (up to 87 where
+# the float32 result is not 0), so 2u and 2x u'(x) are computed in double for float32 too,
+# and the exponential of a double argument taken (exp_parts_of).
 
-cdef inline double gelu_tanh_fwd(double x) noexcept nogil:
-    # 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation in 1 + tanh(u) for x << 0.
-    # Below x = -25, 2u < -1150 and the value is below 1e-490 in magnitude (-0 in double);
-    # the cut also avoids x^3 overflowing and -inf * 0 at -inf.
-    cdef double u
-    if x < -25.0:
+cdef inline double gelu_tanh_2u(double x) noexcept nogil:
+    return 2.0 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+
+cdef inline real gelu_tanh_fwd(real x) noexcept nogil:
+    # Below x = -25, 2u < -1150 and the value is below 1e-490 in magnitude (-0 in either
+    # type); the cut also avoids -inf * 0 at -inf.
+    cdef real scale
+    cdef double u2 = gelu_tanh_2u(x)
+    cdef real zh = exp_neg_parts_of(-fabs(u2), &scale)
+    cdef real z = zh * scale
+    if x < -25:
         return -0.0
-    u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-    return x * logistic(2.0 * u)
+    if x >= 0:
+        return x / (<real>1 + z)
+    return (x * zh / (<real>1 + z)) * scale
 
-cdef inline double gelu_tanh_bwd(double grad_output, double x) noexcept nogil:
-    # d/dx [x s(2u)] = s(2u) + x s'(2u) 2 u'(x); beyond |x| = 25 the second term is below
-    # 1e-490 and s is 0 or 1 (and at +-inf the formula would give inf * 0)
-    cdef double u, du
-    if x < -25.0:
-        return grad_output * 0.0
-    if x > 25.0:
+cdef inline real gelu_tanh_bwd(real grad_output, real x) noexcept nogil:
+    # s + v s (1 - s) with s = sigmoid(2u) and v = 2x u'(x). With z = exp(-|2u|): for x >= 0,
+    # (1 + z + v z) / (1+z)^2, all positive; for x < 0, z G / (1+z)^2 with G = 1 + z + v,
+    # which crosses 0 at x0 = -0.7525. Near it, with d = x - x0 and Q = x^2 + x x0 + x0^2 (so
+    # that x^3 - x0^3 = d Q): 2u - 2u0 = 2c d (1 + k Q) and v - v0 = 2c d (1 + 3k Q) (c =
+    # sqrt(2/pi), k = 0.044715), so G = (z - z0) + (v - v0) = d (2c z0 (1 + kQ)
+    # exprel(2u - 2u0) + 2c (1 + 3kQ)), a sum of positive terms (window: exprel's argument
+    # stays within its range). Outside, G is summed in double (z's rounding alone remains).
+    # Beyond |x| = 25 the second term is below 1e-490 and s is 0 or 1 (at +-inf the formula
+    # would give inf * 0).
+    cdef real scale
+    cdef double xd = x
+    cdef double u2 = gelu_tanh_2u(xd)
+    cdef double v = 2.0 * SQRT_2_OVER_PI * xd * (1.0 + 3.0 * 0.044715 * xd * xd)
+    cdef real zh = exp_neg_parts_of(-fabs(u2), &scale)
+    cdef real z = zh * scale
+    cdef real d = from_zero(x, GELU_TANH_X0_HI, GELU_TANH_X0_LO, GELU_TANH_X0_HIF, GELU_TANH_X0_LOF)
+    cdef real Q = x * x + x * <real>GELU_TANH_X0_HI + <real>(GELU_TANH_X0_HI * GELU_TANH_X0_HI)
+    cdef real q = exprel_small(<real>(2 * SQRT_2_OVER_PI) * d * (<real>1 + <real>0.044715 * Q))
+    cdef real numerator
+    if fabs(d) < window(x, 0.5, 0.25):
+        numerator = zh * (d * (<real>GELU_TANH_2CZ0 * (<real>1 + <real>0.044715 * Q) * q
+                               + <real>(2 * SQRT_2_OVER_PI) * (<real>1 + <real>(3 * 0.044715) * Q)))
+    else:
+        numerator = zh * <real>((1.0 + z) + v)
+    if x >= 0:
+        numerator = <real>((1.0 + z) + v * z)
+        scale = 1
+    if x < -25:
+        return grad_output * <real>0
+    if x > 25:
         return grad_output
-    u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-    du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
-    return grad_output * (logistic(2.0 * u) + 2.0 * x * du * logistic_slope(2.0 * u))
+    return (grad_output * (numerator / ((<real>1 + z) * (<real>1 + z)))) * scale
 
 
 # ---- silu ----------------------------------------------------------------------------------
 
-cdef inline double silu_fwd(double x) noexcept nogil:
-    # below -800, x sigmoid(x) underflows to -0 in double; at -inf the formula gives -inf * 0
-    if x < -800.0:
+cdef inline real silu_fwd(real x) noexcept nogil:
+    # x / (1 + e^-x) for x >= 0; x e^x / (1 + e^x) below, rounded once into the subnormal
+    # range; -0 below silu_cut (where the formula would give -inf * 0 at -inf)
+    cdef real scale
+    cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    cdef real z = zh * scale
+    if x < silu_cut(x):
         return -0.0
-    return x * logistic(x)
+    if x >= 0:
+        return x / (<real>1 + z)
+    return (x * zh / (<real>1 + z)) * scale
 
-cdef inline double silu_bwd(double grad_output, double x) noexcept nogil:
-    # s + x s (1 - s); |x| s(1-s) < 1e-340 beyond |x| = 800 (and is inf * 0 at +-inf)
-    if x < -800.0:
-        return grad_output * 0.0
-    if x > 800.0:
+cdef inline real silu_bwd(real grad_output, real x) noexcept nogil:
+    # silu' = s (1 + x (1 - s)), s = sigmoid(x). With z = exp(-|x|): for x >= 0, s = 1/(1+z),
+    # 1 - s = z/(1+z): (1 + z + x z) / (1+z)^2, all positive. For x < 0, s = z/(1+z),
+    # 1 - s = 1/(1+z): z G / (1+z)^2 with G = 1 + x + z, which crosses 0 at x0 = -1.2785
+    # (silu's minimum), where e^x0 = -(1 + x0). With d = x - x0: G = d + e^x0 (e^d - 1) =
+    # d (1 + e^x0 exprel(d)), a sum of positive terms, used for |d| < 1/4 (beyond, 1 + x is
+    # exact and z's rounding is at most about 1 ulp of G). One division; rounded once at the
+    # end (exp_parts); beyond silu_cut the derivative is 0 or 1 (and the formula inf * 0 at
+    # +-inf).
+    cdef real scale
+    cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    cdef real z = zh * scale
+    cdef real d = from_zero(x, SILU_X0_HI, SILU_X0_LO, SILU_X0_HIF, SILU_X0_LOF)
+    cdef real numerator
+    if fabs(d) < <real>0.25:
+        numerator = zh * (d * (<real>1 + <real>SILU_E0 * exprel_quarter(d)))
+    else:
+        numerator = zh * ((<real>1 + x) + z)
+    if x >= 0:
+        numerator = (<real>1 + z) + x * z
+        scale = 1
+    if x < silu_cut(x):
+        return grad_output * <real>0
+    if x > -silu_cut(x):
         return grad_output
-    return grad_output * (logistic(x) + x * logistic_slope(x))
+    return (grad_output * (numerator / ((<real>1 + z) * (<real>1 + z)))) * scale
 
 
 # ---- hardtanh and relu6 --------------------------------------------------------------------
 # Comparisons are written so that NaN (every comparison false) passes through the forward;
 # the backward is PyTorch's hardtanh_backward: 0 at and beyond the ends, grad strictly inside.
-# `|` and `&` rather than `or` and `and`: no short circuit, so GCC can vectorise.
+# `|` and `&` rather than `or` and `and`: no short circuit, so GCC can vectorise. The
+# forward's clamp against the bounds rounded to `real` gives the double clamp's result at
+# every x (the one float32 between a bound and its rounding is the rounding itself).
 
-cdef inline double hardtanh_fwd(double x, double min_val, double max_val) noexcept nogil:
-    if x < min_val:
-        return min_val
-    if x > max_val:
-        return max_val
+cdef inline real hardtanh_fwd(real x, double min_val, double max_val) noexcept nogil:
+    cdef real low = <real>min_val, high = <real>max_val
+    if x < low:
+        return low
+    if x > high:
+        return high
     return x
 
-cdef inline double hardtanh_bwd(double grad_output, double x, double min_val, double max_val) noexcept nogil:
-    return 0.0 if (x <= min_val) | (x >= max_val) else nan_or(x, grad_output)
+cdef inline real hardtanh_bwd(real grad_output, real x, double min_val, double max_val) noexcept nogil:
+    return 0 if (x <= at_most(min_val, x)) | (x >= at_least(max_val, x)) else nan_or(x, grad_output)
 
-cdef inline double hardtanh_bwd_from_output(double grad_output, double y, double min_val, double max_val) noexcept nogil:
-    return 0.0 if (y <= min_val) | (y >= max_val) else nan_or(y, grad_output)
+cdef inline real hardtanh_bwd_from_output(real grad_output, real y, double min_val, double max_val) noexcept nogil:
+    return 0 if (y <= at_most(min_val, y)) | (y >= at_least(max_val, y)) else nan_or(y, grad_output)
 
-cdef inline double relu6_fwd(double x) noexcept nogil:
+cdef inline real relu6_fwd(real x) noexcept nogil:
     return hardtanh_fwd(x, 0.0, 6.0)
 
-cdef inline double relu6_bwd(double grad_output, double x) noexcept nogil:
+cdef inline real relu6_bwd(real grad_output, real x) noexcept nogil:
     return hardtanh_bwd(grad_output, x, 0.0, 6.0)
 
-cdef inline double relu6_bwd_from_output(double grad_output, double y) noexcept nogil:
+cdef inline real relu6_bwd_from_output(real grad_output, real y) noexcept nogil:
     return hardtanh_bwd_from_output(grad_output, y, 0.0, 6.0)
 
 
 # ---- elu, celu, selu: x for x > 0, else scale * alpha * expm1(x / alpha_in) ------------------
 # expm1 keeps full precision near 0; PyTorch's derivative at 0 is the left branch's
-# (alpha for elu, 1 for celu, scale*alpha for selu).
+# (alpha for elu, 1 for celu, scale*alpha for selu). float32: alpha rounded to float32 (as in
+# PyTorch); the derivatives' exponentials as parts, so that grad * (a tiny exp) rounds once.
 
-cdef inline double elu_fwd(double x, double alpha) noexcept nogil:
-    return x if x > 0 else alpha * expm1(x)
+cdef inline real elu_fwd(real x, double alpha) noexcept nogil:
+    return x if x > 0 else <real>alpha * expm1(x)
 
-cdef inline double elu_bwd(double grad_output, double x, double alpha) noexcept nogil:
-    return grad_output if x > 0 else grad_output * (alpha * exp(x))
+cdef inline real elu_bwd(real grad_output, real x, double alpha) noexcept nogil:
+    cdef real scale
+    cdef real eh = exp_neg_parts(-fabs(x), &scale)   # (x <= 0 where it is used)
+    return grad_output if x > 0 else (grad_output * (<real>alpha * eh)) * scale
 
-cdef inline double elu_bwd_from_output(double grad_output, double y, double alpha) noexcept nogil:
+cdef inline real elu_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
     # y = alpha (exp(x) - 1) for x <= 0, so alpha exp(x) = y + alpha (needs alpha >= 0, so
     # that y > 0 exactly when x > 0; the API checks)
-    return grad_output if y > 0 else grad_output * (y + alpha)
+    return grad_output if y > 0 else grad_output * (y + <real>alpha)
 
-cdef inline double celu_fwd(double x, double alpha) noexcept nogil:
-    return x if x > 0 else alpha * expm1(x / alpha)
+cdef inline real celu_fwd(real x, double alpha) noexcept nogil:
+    # (x / alpha's rounding moves expm1 by at most 0.4 of its relative size: no need for
+    # more precision here, unlike the derivative's exp)
+    return x if x > 0 else <real>alpha * expm1(x / <real>alpha)
 
-cdef inline double celu_bwd(double grad_output, double x, double alpha) noexcept nogil:
-    return grad_output if x > 0 else grad_output * exp(x / alpha)
+cdef inline real celu_bwd(real grad_output, real x, double alpha) noexcept nogil:
+    # exp(x / alpha) with the quotient in double: for float32, its rounding would be
+    # multiplied by |x / alpha| (up to 100) in the exponential
+    cdef real scale
+    cdef real eh = exp_parts_of(x / alpha, &scale)
+    return grad_output if x > 0 else (grad_output * eh) * scale
 
-cdef inline double celu_bwd_from_output(double grad_output, double y, double alpha) noexcept nogil:
-    return grad_output if y > 0 else grad_output * ((y + alpha) / alpha)
+cdef inline real celu_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
+    return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
 
+cdef inline real selu_fwd(real x) noexcept nogil:
+    return <real>SELU_SCALE * x if x > 0 else <real>(SELU_SCALE * SELU_ALPHA) * expm1(x)
 
-cdef inline double selu_fwd(double x) noexcept nogil:
-    return SELU_SCALE * x if x > 0 else (SELU_SCALE * SELU_ALPHA) * expm1(x)
+cdef inline real selu_bwd(real grad_output, real x) noexcept nogil:
+    cdef real scale
+    cdef real eh = exp_neg_parts(-fabs(x), &scale)   # (x <= 0 where it is used)
+    if x > 0:
+        return grad_output * <real>SELU_SCALE
+    return (grad_output * (<real>(SELU_SCALE * SELU_ALPHA) * eh)) * scale
 
-cdef inline double selu_bwd(double grad_output, double x) noexcept nogil:
-    return grad_output * SELU_SCALE if x > 0 else grad_output * ((SELU_SCALE * SELU_ALPHA) * exp(x))
-
-cdef inline double selu_bwd_from_output(double grad_output, double y) noexcept nogil:
-    return grad_output * SELU_SCALE if y > 0 else grad_output * (y + SELU_SCALE * SELU_ALPHA)
+cdef inline real selu_bwd_from_output(real grad_output, real y) noexcept nogil:
+    if y > 0:
+        return grad_output * <real>SELU_SCALE
+    return grad_output * (y + <real>(SELU_SCALE * SELU_ALPHA))
 
 
 # ---- softplus, log_sigmoid -----------------------------------------------------------------
 
-cdef inline double log1p_exp(double z) noexcept nogil:
+cdef inline real log1p_exp(real z) noexcept nogil:
     # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): exp never overflows, and log1p keeps
     # the tail exp(z) exactly for z << 0. +inf gives inf, -inf gives 0, NaN gives NaN.
     # (a select rather than fmax, which GCC does not vectorise; NaN propagates through log1p)
-    return (z if z > 0 else 0.0) + log1p_unit(exp(-fabs(z)))
+    return (z if z > 0 else <real>0) + log1p_unit(exp_neg(-fabs(z)))
 
-cdef inline double softplus_fwd(double x, double beta, double threshold) noexcept nogil:
+cdef inline bint product_above(real z, real lo, double threshold) noexcept nogil:
+    # z + lo > threshold, for the pair two_product gives (exact in double; in float32 the pair
+    # against threshold split in two floats: no double comparison in the float32 loop)
+    cdef float t_hi, t_lo
+    if real is float:
+        t_hi = <float>threshold
+        t_lo = <float>(threshold - t_hi)
+        return (z > t_hi) | ((z == t_hi) & (lo > t_lo))
+    else:
+        return (z > threshold) | ((z == threshold) & (lo > 0))
+
+
+cdef inline real softplus_fwd(real x, double beta, double threshold) noexcept nogil:
     # PyTorch reverts to x where beta x > threshold (there log1p(exp(beta x))/beta - x <
-    # exp(-threshold)/beta is below the precision the user asked for)
-    cdef double z = x * beta
-    return x if z > threshold else log1p_exp(z) / beta
+    # exp(-threshold)/beta is below the precision the user asked for). z = beta x as z + lo
+    # (two_product): exp(-|z|) would multiply z's rounding by |z|, and the comparison is the
+    # exact product's. 1/beta rounded once, outside the loop.
+    cdef real lo, scale
+    cdef real z = two_product(x, beta, &lo)
+    cdef real e = exp_neg_dd_parts(-fabs(z), -lo if z >= 0 else lo, &scale) * scale
+    if product_above(z, lo, threshold):
+        return x
+    return ((z if z > 0 else <real>0) + log1p_unit(e)) * <real>(1 / beta)
 
-cdef inline double softplus_bwd(double grad_output, double x, double beta, double threshold) noexcept nogil:
-    cdef double z = x * beta
-    return grad_output if z > threshold else grad_output * logistic(z)
+cdef inline real softplus_bwd(real grad_output, real x, double beta, double threshold) noexcept nogil:
+    # grad * sigmoid(z), as logistic_times, z = beta x as z + lo
+    cdef real lo, scale
+    cdef real z = two_product(x, beta, &lo)
+    cdef real eh = exp_neg_dd_parts(-fabs(z), -lo if z >= 0 else lo, &scale)
+    cdef real e = eh * scale
+    if product_above(z, lo, threshold):
+        return grad_output
+    if z >= 0:
+        return grad_output / (<real>1 + e)
+    return (grad_output * eh / (<real>1 + e)) * scale
 
-cdef inline double log_sigmoid_fwd(double x) noexcept nogil:
+cdef inline real log_sigmoid_fwd(real x) noexcept nogil:
     # log(sigmoid(x)) = -log(1 + exp(-x)): exact for x << 0 (= x - log1p(exp(x)))
-    return -log1p_exp(-x)
+    # (0 - rather than unary -: log_sigmoid(+large) = +0.0, as in PyTorch)
+    return <real>0 - log1p_exp(-x)
 
-cdef inline double log_sigmoid_bwd(double grad_output, double x) noexcept nogil:
-    return grad_output * logistic(-x)
+cdef inline real log_sigmoid_bwd(real grad_output, real x) noexcept nogil:
+    return logistic_times(grad_output, -x)
 
 
 # ---- softsign ------------------------------------------------------------------------------
 
-cdef inline double softsign_fwd(double x) noexcept nogil:
+cdef inline real softsign_fwd(real x) noexcept nogil:
     # x / (1 + |x|) is inf / inf at +-inf, whose limit is +-1
     if fabs(x) == INFINITY:
-        return copysign(1.0, x)
-    return x / (1.0 + fabs(x))
+        return copysign(<real>1, x)
+    return nan_passing(x, x / (<real>1 + fabs(x)))   # (fabs makes a NaN of the other sign)
 
-cdef inline double softsign_bwd(double grad_output, double x) noexcept nogil:
-    cdef double d = 1.0 + fabs(x)
-    return grad_output / (d * d)
+cdef inline real softsign_bwd(real grad_output, real x) noexcept nogil:
+    # grad / (1 + |x|)^2, divided twice: the square overflows float32 from |x| = 1.8e19
+    cdef real d = <real>1 + fabs(x)
+    if real is float:
+        return nan_passing(x, (grad_output / d) / d)
+    else:
+        return nan_passing(x, grad_output / (d * d))
 
 
 # ---- mish: x tanh(softplus(x)) -------------------------------------------------------------
 
-cdef inline double tanh_softplus(double x) noexcept nogil:
+cdef inline real mish_fwd(real x) noexcept nogil:
     # tanh(log(1 + e)) with e = exp(x) is ((1+e)^2 - 1) / ((1+e)^2 + 1) = n / (n + 2) with
     # n = e (e + 2): no log, no cancellation. For x > 0 the same in t = exp(-x) (no
-    # overflow): (1 + 2t) / (1 + 2t + 2t^2).
-    cdef double e, n, t
-    if x <= 0:
-        e = exp(x)
-        n = e * (e + 2.0)
-        return n / (n + 2.0)
-    t = exp(-x)
-    return (1.0 + 2.0 * t) / (1.0 + 2.0 * t + 2.0 * t * t)
-
-cdef inline double one_minus_tanh_softplus_squared(double x) noexcept nogil:
-    # 1 - r^2 = (1 - r)(1 + r), with 1 - r written without cancellation on each side
-    cdef double e, n, t, d, r
-    if x <= 0:
-        e = exp(x)
-        n = e * (e + 2.0)
-        r = n / (n + 2.0)
-        return (2.0 / (n + 2.0)) * (1.0 + r)
-    t = exp(-x)
-    d = 1.0 + 2.0 * t + 2.0 * t * t
-    return (2.0 * t * t / d) * (1.0 + (1.0 + 2.0 * t) / d)
-
-cdef inline double mish_fwd(double x) noexcept nogil:
-    # below -800, x tanh(softplus(x)) ~ 2 x e^x underflows to -0; at -inf the formula is -inf*0
-    if x < -800.0:
+    # overflow): (1 + 2t) / (1 + 2t + 2t^2). For x <= 0, n is computed from the first part
+    # of e (exp_parts) and the result rounded once at the end. -0 below silu_cut (x tanh(sp)
+    # ~ 2 x e^x underflows there; -inf * 0 at -inf).
+    cdef real scale
+    cdef real th = exp_neg_parts(-fabs(x), &scale)
+    cdef real t = th * scale
+    cdef real nh
+    if x < silu_cut(x):
         return -0.0
-    return x * tanh_softplus(x)
+    if x > 0:
+        return x * ((<real>1 + <real>2 * t) / (<real>1 + <real>2 * t + <real>2 * t * t))
+    nh = th * (t + <real>2)
+    return (x * (nh / (nh * scale + <real>2))) * scale
 
-cdef inline double mish_bwd(double grad_output, double x) noexcept nogil:
-    # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), PyTorch's mish_backward; beyond |x| = 800 the
-    # second term is below 1e-340 (and inf * 0 at +-inf)
-    if x < -800.0:
-        return grad_output * 0.0
-    if x > 800.0:
+cdef inline real mish_bwd(real grad_output, real x) noexcept nogil:
+    # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), PyTorch's mish_backward, with e = exp(-|x|):
+    # x > 0: with N = 1 + 2e, D = N + 2e^2 (tanh(sp) = N/D, sigmoid(x) = 1/(1+e),
+    #   1 - tanh(sp)^2 = 4e^2 (1+e)^2 / D^2): (N D + 4x e^2 (1+e)) / D^2, all positive.
+    # x <= 0: with n = e (e + 2) (tanh(sp) = n/(n+2), 1 - tanh(sp)^2 = 4 (1+e)^2 / (n+2)^2):
+    #   e F / (n+2)^2, F = (e+2)(n+2) + 4x(1+e), which crosses 0 at x0 = -1.1924 (mish's
+    #   minimum). Near it, with d = x - x0, E = e^x0, e = E (1 + d q), q = exprel(d), the
+    #   cubic in e and the linear term in x expand exactly to F = d B with
+    #   B = K4 + q (K1 + d (K5 + q (K2 + K3 d q))) > 0 (the K from E and x0), used near x0;
+    #   outside the window F is summed in double (in float32 its roundings would still cost
+    #   up to 7 ulp at x = -2.2, where 4x(1+e) is twice F).
+    # One division; rounded once at the end for x < 0 (exp_parts); beyond silu_cut the
+    # derivative is 0 or 1 (and the formula inf * 0 at +-inf).
+    cdef real scale
+    cdef real eh = exp_neg_parts(-fabs(x), &scale)
+    cdef real e = eh * scale
+    cdef real n = e * (e + <real>2)
+    cdef real N = <real>1 + <real>2 * e
+    cdef real D = N + <real>2 * e * e
+    cdef real d = from_zero(x, MISH_X0_HI, MISH_X0_LO, MISH_X0_HIF, MISH_X0_LOF)
+    cdef real q = exprel_small(d)
+    cdef real F, numerator, denominator
+    if fabs(d) < window(x, 1.0, 0.5):
+        F = d * (<real>MISH_K4 + q * (<real>MISH_K1 + d * (<real>MISH_K5 + q * (<real>MISH_K2
+                                                                           + <real>MISH_K3 * d * q))))
+    else:
+        F = <real>((e + 2.0) * (<double>e * (e + 2.0) + 2.0) + 4.0 * x * (1.0 + e))
+    if x < silu_cut(x):
+        return grad_output * <real>0
+    if x > -silu_cut(x):
         return grad_output
-    return grad_output * (tanh_softplus(x) + x * logistic(x) * one_minus_tanh_softplus_squared(x))
+    if x > 0:
+        numerator = N * D + <real>4 * x * e * e * (<real>1 + e)
+        denominator = D * D
+        scale = 1
+    else:
+        numerator = eh * F
+        denominator = (n + <real>2) * (n + <real>2)
+    return (grad_output * (numerator / denominator)) * scale
 
 
 # ---- hardsigmoid, hardswish ----------------------------------------------------------------
@@ -340,52 +578,63 @@ cdef inline double hardsigmoid_linear(double x, double slope, double offset) noe
     # PyTorch's exact (x + 3) / 6 (1/6 and 0.5/(1/6) are not exact in binary, 6 and 3 are), so
     # the result is exactly 0 at x = -3 and 1 at x = 3; slope = 0.2 gives (x + 2.5) / 5.
     # The API refuses slope = 0. The divisions by loop invariants are hoisted by the compiler.
+    # In double for float32 too: (x + 3) rounded to float32 would move the kinks (x + 3 is 6
+    # at the float32 just below 3).
     cdef double inverse_slope = 1.0 / slope
     return (x + offset * inverse_slope) / inverse_slope
 
-cdef inline double hardsigmoid_fwd(double x, double slope, double offset) noexcept nogil:
-    return hardtanh_fwd(hardsigmoid_linear(x, slope, offset), 0.0, 1.0)
-
-cdef inline double hardsigmoid_bwd(double grad_output, double x, double slope, double offset) noexcept nogil:
-    # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3)
+cdef inline real hardsigmoid_fwd(real x, double slope, double offset) noexcept nogil:
     cdef double y = hardsigmoid_linear(x, slope, offset)
-    return grad_output * slope if 0.0 < y < 1.0 else 0.0
+    return <real>(0.0 if y < 0.0 else (1.0 if y > 1.0 else y))
 
-cdef inline double hardswish_fwd(double x) noexcept nogil:
-    # PyTorch's x relu6(x + 3) / 6; below -3 it is x * 0 = -0 (and -inf * 0 = NaN at -inf)
-    if x < -3.0:
+cdef inline real hardsigmoid_bwd(real grad_output, real x, double slope, double offset) noexcept nogil:
+    # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3)
+    # inside the linear part, decided on x against its ends (-offset/slope and
+    # (1-offset)/slope, exact for the defaults: -3 and 3): y itself can round to 0 or 1 one
+    # ulp inside them
+    cdef double inverse_slope = 1.0 / slope
+    cdef double lower = -offset * inverse_slope, upper = (1.0 - offset) * inverse_slope
+    cdef bint inside = ((lower < x) & (x < upper)) if slope > 0 else ((upper < x) & (x < lower))
+    return <real>(grad_output * slope if inside else 0.0)
+
+cdef inline real hardswish_fwd(real x) noexcept nogil:
+    # PyTorch's x relu6(x + 3) / 6, as x (relu6(x + 3) / 6), which is exactly x from 3 on (x * 6
+    # overflows float32 from 5.7e37); below -3 it is x * 0 = -0 (and -inf * 0 = NaN at -inf)
+    if x < -3:
         return -0.0
-    return x * hardtanh_fwd(x + 3.0, 0.0, 6.0) / 6.0
+    return x * (hardtanh_fwd(x + <real>3, 0.0, 6.0) / <real>6)
 
-cdef inline double hardswish_bwd(double grad_output, double x) noexcept nogil:
+cdef inline real hardswish_bwd(real grad_output, real x) noexcept nogil:
     # PyTorch's hardswish_backward: 0 up to -3, x/3 + 1/2 strictly inside, 1 from 3 on (so
-    # 0 at -3 and 1 at 3); NaN falls through to the middle formula and gives NaN
-    if x <= -3.0:
-        return 0.0
-    if x >= 3.0:
+    # 0 at -3 and 1 at 3); NaN falls through to the middle formula and gives NaN. The middle
+    # as (2x + 3) / 6, exact up to the division (x/3 + 1/2 cancels near its zero, x = -1.5)
+    if x <= -3:
+        return 0
+    if x >= 3:
         return grad_output
-    return grad_output * (x / 3.0 + 0.5)
+    return grad_output * ((<real>2 * x + <real>3) / <real>6)
 
 
 # ---- hardshrink, softshrink, tanhshrink, threshold -----------------------------------------
 
-cdef inline double hardshrink_fwd(double x, double lambd) noexcept nogil:
-    return 0.0 if (-lambd <= x) & (x <= lambd) else x
+cdef inline real hardshrink_fwd(real x, double lambd) noexcept nogil:
+    return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else x
 
-cdef inline double hardshrink_bwd(double grad_output, double x, double lambd) noexcept nogil:
-    return 0.0 if (-lambd <= x) & (x <= lambd) else nan_or(x, grad_output)
+cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
+    return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
 
-cdef inline double softshrink_fwd(double x, double lambd) noexcept nogil:
-    if x > lambd:
-        return x - lambd
-    if x < -lambd:
-        return x + lambd
-    return x * 0.0   # 0 (signed as x, as PyTorch), and NaN for NaN
+cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
+    # (float32: x - lambd within 1 ulp with lambd rounded, as in PyTorch)
+    if x > at_most(lambd, x):
+        return x - <real>lambd
+    if x < at_least(-lambd, x):
+        return x + <real>lambd
+    return nan_or(x, <real>0)   # +0 as PyTorch's vector loop and the reference; NaN for NaN
 
-cdef inline double softshrink_bwd(double grad_output, double x, double lambd) noexcept nogil:
-    return 0.0 if (-lambd <= x) & (x <= lambd) else nan_or(x, grad_output)
+cdef inline real softshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
+    return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
 
-cdef inline double tanhshrink_fwd(double x) noexcept nogil:
+cdef inline double tanhshrink_fwd_double(double x) noexcept nogil:
     # x - tanh(x) cancels for small |x| (it is x^3/3 - ...): there the Taylor series, whose
     # terms fall by ~0.4 x^2 each, so seven reach double precision below |x| = 1/8. (+ 0.0:
     # tanhshrink(-0.0) = -0.0 - -0.0 = +0.0, as in PyTorch.)
@@ -396,13 +645,23 @@ cdef inline double tanhshrink_fwd(double x) noexcept nogil:
             + x2 * (1382.0 / 155925.0 + x2 * (-21844.0 / 6081075.0 + x2 * (929569.0 / 638512875.0))))))) + 0.0
     return x - tanh(x)
 
-cdef inline double tanhshrink_bwd(double grad_output, double x) noexcept nogil:
+cdef inline real tanhshrink_fwd(real x) noexcept nogil:
+    # in double for float32 too: float32's x - tanh(x) would lose ~log2(3 / x^2) bits up to |x| = 2
+    # (+ 0: a float32 result that rounds to zero is +0, as in PyTorch)
+    return <real>tanhshrink_fwd_double(x) + <real>0
+
+cdef inline real tanhshrink_bwd(real grad_output, real x) noexcept nogil:
     # 1 - (1 - tanh^2) = tanh(x)^2
-    cdef double t = tanh(x)
-    return grad_output * (t * t)
+    # (grad t) t: t t underflows for |x| < 1e-19 in float32 where grad (up to 1e3 in the
+    # tests) times it would not; but an infinite grad times a t t that is 0 gives NaN, as
+    # PyTorch's inf * 0
+    cdef real t = tanh(x)
+    if (t * t == 0) & (fabs(grad_output) == INFINITY):
+        return grad_output * (t * t)
+    return (grad_output * t) * t
 
-cdef inline double threshold_fwd(double x, double threshold, double value) noexcept nogil:
-    return value if x <= threshold else x
+cdef inline real threshold_fwd(real x, double threshold, double value) noexcept nogil:
+    return <real>value if x <= at_most(threshold, x) else x
 
-cdef inline double threshold_bwd(double grad_output, double x, double threshold, double value) noexcept nogil:
-    return 0.0 if x <= threshold else grad_output
+cdef inline real threshold_bwd(real grad_output, real x, double threshold, double value) noexcept nogil:
+    return 0 if x <= at_most(threshold, x) else grad_output

@@ -1,22 +1,37 @@
-/* Branch-free double-precision exp, expm1, log1p and tanh that GCC vectorises.
+/* Branch-free exp, expm1, log1p and tanh (and the pieces of gelu) that GCC vectorises, in
+ * double and in float32.
  *
  * libm's functions are correct but scalar calls: a loop that calls them runs one element at a
  * time. These are plain arithmetic (a polynomial after a Cody-Waite range reduction, 2^n built
  * from exponent bits, limits handled by selects), so once inlined into a loop GCC turns them
- * into AVX2/FMA code (-O3 -mavx2 -mfma -fno-math-errno -fno-trapping-math), and the scalar
- * and vector versions of a loop give the same bits. Accuracy: within ~1 ulp of the true result
- * over the whole double range, subnormal results included; NaN propagates; +-inf give the
- * limits. tests/test_vecmath.py checks them against libm and mpmath-free references.
+ * into AVX2/FMA code (-O3 -mavx2 -mfma -fno-math-errno -fno-trapping-math). Accuracy: about
+ * 1 ulp of the precision at hand over the whole range, subnormal results included; NaN
+ * propagates; +-inf give the limits. tests/test_vecmath.py measures every function.
  *
- * Only bit tricks that AVX2 has as vector instructions are used: 64-bit integer add, subtract
- * and left shift; no double<->int64 conversion (AVX-512 only) -- the "shifter" 1.5 * 2^52 turns
+ * Only bit tricks that AVX2 has as vector instructions are used: integer add, subtract and
+ * shifts; no double<->int64 conversion (AVX-512 only) -- the "shifter" 1.5 * 2^52 turns
  * rounding and conversion into an addition.
- */
+ *
+ * Same bits for an element wherever it sits: a vectorised loop and its scalar remainder must
+ * round every operation alike. GCC contracts a * b + c into an FMA where it sees the pattern,
+ * and vectorisation (if-conversion into blends between the multiply and the add) changes
+ * where it sees it: a gelu result then differed by an ulp between the two paths. So
+ * setup.py builds with -ffp-contract=off, and the FMAs that pay are written out (AF_FMA):
+ * one rounding, in every code path. */
 #ifndef ACTFAST_VECMATH_H
 #define ACTFAST_VECMATH_H
 
+
 #include <stdint.h>
 #include <string.h>
+
+#ifdef __FMA__
+#define AF_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#define AF_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#else   /* no FMA instruction (the portable build): two roundings, the same in every path */
+#define AF_FMA(a, b, c) ((a) * (b) + (c))
+#define AF_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
 
 static inline int64_t af_bits(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double af_from_bits(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
@@ -36,96 +51,611 @@ static inline double af_exp2i(double n) {
 #define AF_LN2_LO 1.90821492927058770002e-10
 #define AF_LOG2E 1.44269504088896338700e+00
 
-/* e^r - 1 for |r| <= ln2/2: Taylor series to degree 13 (the next term is below 2^-57 of the
- * result), with no constant term so that it keeps full relative precision near 0. */
-static inline double af_expm1_reduced(double r) {
-    double p = 1.0 / 6227020800.0;                   /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;                   /* 1/12! */
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    return p * r;
+/* e^r - 1 for |r| <= ln2/2 (a little more after rounding): r + r^2 P(r), P a minimax fit of
+ * degree 9 (relative error of the result 4e-17), with no constant term so that it keeps full
+ * relative precision near 0. */
+static inline double af_expm1_tail(double r) {   /* e^r - 1 - r */
+    double p = 2.50678261473602614e-08;
+    p = AF_FMA(p, r, 2.76200460458385987e-07);
+    p = AF_FMA(p, r, 2.75573564319807183e-06);
+    p = AF_FMA(p, r, 2.48015213978005029e-05);
+    p = AF_FMA(p, r, 1.98412697838348844e-04);
+    p = AF_FMA(p, r, 1.38888889171372761e-03);
+    p = AF_FMA(p, r, 8.33333333335647616e-03);
+    p = AF_FMA(p, r, 4.16666666666243093e-02);
+    p = AF_FMA(p, r, 1.66666666666666435e-01);
+    p = AF_FMA(p, r, 5.00000000000000111e-01);
+    return p * (r * r);
 }
 
-/* exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]. */
-static inline double af_exp(double x) {
-    /* Below -746 the result is 0, above 710 inf: clamping keeps n within [-1077, 1025] so
-     * that 2^n splits into two normal factors. NaN passes the clamps (comparisons false). */
-    double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
-    double n = (xc * AF_LOG2E + AF_SHIFTER) - AF_SHIFTER;
-    double r = (xc - n * AF_LN2_HI) - n * AF_LN2_LO;
+static inline double af_expm1_reduced(double r) {
+    return r + af_expm1_tail(r);
+}
+
+/* exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], returned as two
+ * factors: exp(x) = af_exp_parts(x, &scale) * scale. 2^n is applied as 2^n1 * 2^n2, each a
+ * normal double: the first product is exact and the second rounds once, so subnormal results
+ * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
+ * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
+ * subnormal range). */
+static inline double af_exp_parts_clamped(double xc, double x, double* scale) {
+    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
     double p = af_expm1_reduced(r) + 1.0;
-    /* 2^n as 2^n1 * 2^n2: each factor is a normal double, the first product is exact and
-     * the second rounds once, so subnormal results are correctly graded and 2^1024 is inf. */
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
-    return p * af_exp2i(n1) * af_exp2i(n - n1);
+    *scale = af_exp2i(n - n1);
+    /* below the clamp, 0: grad * exp_parts(x) * scale is then grad * 0 (NaN for an infinite
+     * grad, as where the product of grad and an underflowed derivative is formed) */
+    return x < -760.0 ? 0.0 : p * af_exp2i(n1);
+}
+
+static inline double af_exp_parts(double x, double* scale) {
+    /* Above 710 the result is inf; below -746 it is 0, but x e^x is not until x = -751:
+     * clamping at -760 keeps n within [-1097, 1025], where both halves of 2^n are normal
+     * doubles. NaN passes the clamps (comparisons are false) and propagates. */
+    return af_exp_parts_clamped(x < -760.0 ? -760.0 : (x > 710.0 ? 710.0 : x), x, scale);
+}
+
+/* af_exp_parts for x <= 0 (or NaN) only: one clamp less (most kernels take exp(-|x|)) */
+static inline double af_exp_neg_parts(double x, double* scale) {
+    return af_exp_parts_clamped(x < -760.0 ? -760.0 : x, x, scale);
+}
+
+/* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than
+ * double precision (an exact product x beta = hi + lo); lo enters the reduced argument */
+static inline double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
+    double xc = hi < -760.0 ? -760.0 : hi;
+    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc) + lo);
+    double p = af_expm1_reduced(r) + 1.0;
+    double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
+    *scale = af_exp2i(n - n1);
+    return hi < -760.0 ? 0.0 : p * af_exp2i(n1);
+}
+
+/* x * y = hi + lo exactly, hi = x * y rounded (returned) */
+static inline double af_two_product(double x, double y, double* lo) {
+    double hi = x * y;
+#ifdef __FMA__
+    *lo = __builtin_fma(x, y, -hi);
+#else
+    double c = 134217729.0 * x, xh = c - (c - x), xl = x - xh;
+    double d = 134217729.0 * y, yh = d - (d - y), yl = y - yh;
+    *lo = ((xh * yh - hi) + xh * yl + xl * yh) + xl * yl;
+#endif
+    return hi;
+}
+
+static inline double af_exp(double x) {
+    double scale;
+    double y = af_exp_parts(x, &scale);
+    return y * scale;
 }
 
 /* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
 static inline double af_expm1(double x) {
-    /* below -50, e^x < 2^-72: the result is -1 exactly; above 709 (n would reach 1024) the
-     * result is exp(x) (the -1 is far below its precision) */
-    double xc = x < -50.0 ? -50.0 : (x > 709.0 ? 709.0 : x);
-    double n = (xc * AF_LOG2E + AF_SHIFTER) - AF_SHIFTER;
-    double r = (xc - n * AF_LN2_HI) - n * AF_LN2_LO;
-    double scale = af_exp2i(n);
-    double small = scale * af_expm1_reduced(r) + (scale - 1.0);
-    return x > 709.0 ? af_exp(x) : small;
+    /* below -50, e^x < 2^-72: the result is -1; above 710 it is inf */
+    double xc = x < -50.0 ? -50.0 : (x > 710.0 ? 710.0 : x);
+    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
+    double t = af_expm1_tail(r), q = r + t;
+    /* half = 2^(n-1): a normal double for n in [-72, 1024], where 2^n itself may overflow */
+    double half = af_exp2i(n - 1.0);
+    /* for n > 0, 2^n r + (2^n - 1) in one rounding, then the small 2^n (e^r - 1 - r): 2 q + 1
+     * would carry q's rounding twice into a result that can be as small as 1.4 q; for n <= 0
+     * 2^n q + (2^n - 1) in one rounding */
+    double small = n > 0.0 ? AF_FMA(2.0 * half, r, 2.0 * half - 1.0) + 2.0 * half * t
+                           : AF_FMA(2.0 * half, q, 2.0 * half - 1.0);
+    /* above n = 60 the -1 is below half an ulp: e^x = 2 (2^(n-1) e^r), which does not
+     * overflow before the result does (n = 1024 for x in (709.4, 709.78]) */
+    double large = 2.0 * AF_FMA(half, q, half);
+    /* (x itself at +-0: the sum above gives +0 for -0) */
+    return n > 60.0 ? large : (x == 0.0 ? x : small);
 }
 
-/* log(1 + z) for z in [0, 1] (what softplus and log_sigmoid need: z = exp(-|x|)), or NaN.
- * fdlibm's method: 1 + z = 2^k m with m in [sqrt(1/2), sqrt(2)), f = m - 1, s = f / (2 + f),
- * log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), plus the rounding error of 1 + z. */
+/* log(1 + z) for z in [0, 1] (z = exp(-|x|) in softplus and log_sigmoid), or NaN.
+ * 1 + z = 2^k (1 + f) with f = z (k = 0) for z < 1/2, f = (z - 1)/2 (k = 1) above: both
+ * exact, so there is no rounding of 1 + z to correct for (fdlibm's log1p divides by 1 + z for
+ * that); f in [-1/4, 1/2). Then fdlibm's log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))),
+ * s = f / (2 + f) in [-1/7, 1/5], with R refitted to that interval (relative error of the
+ * result's R term 6e-17). */
 static inline double af_log1p_unit(double z) {
-    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
-                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
-                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
-                 Lg7 = 1.479819860511658591e-01;
-    double u = 1.0 + z;
-    double c = (z - (u - 1.0)) / u;           /* log(u + d) = log(u) + d/u to first order */
-    /* (selects on doubles only: an int condition variable stops GCC vectorising) */
-    double k = u > 1.41421356237309504880 ? 1.0 : 0.0;
-    double f = (u > 1.41421356237309504880 ? 0.5 * u : u) - 1.0;  /* exact: m within 2x of 1 */
+    double k = z >= 0.5 ? 1.0 : 0.0;
+    double f = z >= 0.5 ? (z - 1.0) * 0.5 : z;
     double s = f / (2.0 + f);
-    double s2 = s * s;
-    double R = s2 * (Lg1 + s2 * (Lg2 + s2 * (Lg3 + s2 * (Lg4 + s2 * (Lg5 + s2 * (Lg6 + s2 * Lg7))))));
+    double w = s * s;
+    double R = 1.51144156256387330e-01;
+    R = AF_FMA(R, w, 1.52841445810724563e-01);
+    R = AF_FMA(R, w, 1.81845925621853671e-01);
+    R = AF_FMA(R, w, 2.22221830987118729e-01);
+    R = AF_FMA(R, w, 2.85714288334466215e-01);
+    R = AF_FMA(R, w, 3.99999999993430222e-01);
+    R = AF_FMA(R, w, 6.66666666666669405e-01) * w;
     double hfsq = 0.5 * f * f;
-    return k * AF_LN2_HI - ((hfsq - (s * (hfsq + R) + (k * AF_LN2_LO + c))) - f);
+    return k * AF_LN2_HI - ((hfsq - (s * (hfsq + R) + k * AF_LN2_LO)) - f);
 }
 
-/* tanh(x) = -expm1(-2|x|) / (expm1(-2|x|) + 2), with the sign of x: no cancellation near 0
- * (expm1 keeps relative precision) and exactly +-1 at +-inf. */
+/* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: -(e^y - 1) / ((e^y - 1) + 2)
+ * below |x| = 0.625 (no cancellation near 0), (1 - e^y) / (1 + e^y) above, where e^y - 1
+ * rounded would carry an absolute error of ulp(1)/2 into the result. One reduction gives both
+ * e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1); the selects pick one division's operands. */
 static inline double af_tanh(double x) {
-    double a = x < 0 ? -x : x;
-    double em = af_expm1(-2.0 * a);
-    double t = -em / (em + 2.0);
-    return x < 0 ? -t : (x == x ? t : x);
+    double a = __builtin_fabs(x);
+    /* beyond |x| = 20, e^y < 2^-57: the result rounds to 1 (also at inf) */
+    double y = a > 20.0 ? -40.0 : -2.0 * a;
+    double n = AF_FMA(y, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, y));
+    double q = af_expm1_reduced(r);
+    double s = af_exp2i(n);                  /* n in [-58, 0] */
+    double em = AF_FMA(s, q, s - 1.0);
+    double e = AF_FMA(s, q, s);
+    int small = a < 0.625;
+    double th = (small ? -em : 1.0 - e) / (small ? em + 2.0 : 1.0 + e);
+    return __builtin_copysign(th, x);
 }
 
-/* erfc(z) for float32 results only (relative error below 1.2e-7 for every z >= 0: Numerical
- * Recipes' Chebyshev fit erfcc); erfc(-z) = 2 - erfc(z). Not accurate enough for float64. */
-static inline double af_erfc_single(double z) {
-    double a = z < 0 ? -z : z;
-    double t = 2.0 / (2.0 + a);
-    double p = t * (-0.82215223 + t * 0.17087277);
-    p = t * (1.48851587 + p);
-    p = t * (-1.13520398 + p);
-    p = t * (0.27886807 + p);
-    p = t * (-0.18628806 + p);
-    p = t * (0.09678418 + p);
-    p = t * (0.37409196 + p);
-    p = t * (1.00002368 + p);
-    /* beyond a = 27 the result is below 1e-318: exp's clamp gives 0 */
-    double e = t * af_exp(-a * a - 1.26551223 + p);
-    return z < 0 ? 2.0 - e : e;
+/* (e^d - 1) / d for |d| <= 1/4: its Taylor series to degree 12 (remainder below 2e-19) */
+static inline double af_exprel_quarter(double d) {
+    double p = 1.0 / 6227020800.0;                   /* 1/13! */
+    p = AF_FMA(p, d, 1.0 / 479001600.0);
+    p = AF_FMA(p, d, 1.0 / 39916800.0);
+    p = AF_FMA(p, d, 1.0 / 3628800.0);
+    p = AF_FMA(p, d, 1.0 / 362880.0);
+    p = AF_FMA(p, d, 1.0 / 40320.0);
+    p = AF_FMA(p, d, 1.0 / 5040.0);
+    p = AF_FMA(p, d, 1.0 / 720.0);
+    p = AF_FMA(p, d, 1.0 / 120.0);
+    p = AF_FMA(p, d, 1.0 / 24.0);
+    p = AF_FMA(p, d, 1.0 / 6.0);
+    p = AF_FMA(p, d, 0.5);
+    return AF_FMA(p, d, 1.0);
+}
+
+/* (e^d - 1) / d for |d| <= 1/2: its Taylor series to degree 15 (remainder below 1e-19); for
+ * the expansions of derivatives around their zeros (activations.pxd) */
+static inline double af_exprel_small(double d) {
+    double p = 1.0 / 20922789888000.0;               /* 1/16! */
+    p = AF_FMA(p, d, 1.0 / 1307674368000.0);
+    p = AF_FMA(p, d, 1.0 / 87178291200.0);
+    p = AF_FMA(p, d, 1.0 / 6227020800.0);
+    p = AF_FMA(p, d, 1.0 / 479001600.0);
+    p = AF_FMA(p, d, 1.0 / 39916800.0);
+    p = AF_FMA(p, d, 1.0 / 3628800.0);
+    p = AF_FMA(p, d, 1.0 / 362880.0);
+    p = AF_FMA(p, d, 1.0 / 40320.0);
+    p = AF_FMA(p, d, 1.0 / 5040.0);
+    p = AF_FMA(p, d, 1.0 / 720.0);
+    p = AF_FMA(p, d, 1.0 / 120.0);
+    p = AF_FMA(p, d, 1.0 / 24.0);
+    p = AF_FMA(p, d, 1.0 / 6.0);
+    p = AF_FMA(p, d, 0.5);
+    return AF_FMA(p, d, 1.0);
+}
+
+/* ---- pieces of gelu ------------------------------------------------------------------------
+ * With a = |x|, phi the normal density and Phi its integral:
+ *   Phi(-a) = phi(a) R(a), R the Mills ratio (smooth: R(0) = sqrt(pi/2), R ~ 1/a), so
+ *   gelu(x) = x Phi(x) is -a phi(a) R(a) for x < 0 and x (1 - phi(a) R(a)) for x >= 0;
+ *   gelu'(x) = Phi(x) + x phi(x) is H for x < 0 and 1 - H for x >= 0, H = phi(a) (R(a) - a).
+ * No erfc, no cancellation: Phi(-a) keeps its relative precision in the tail, and R(a) - a,
+ * which crosses 0 at a0 (gelu's minimum, where Phi(x) + x phi(x) would lose every bit), is
+ * computed as (a0 - a) K(a) with a smooth K. phi(a) is exp(-a^2/2) with a^2 split exactly
+ * into hi + lo. R and K are rational fits (relative error near 1e-16 for double, ~2e-8 for
+ * float32) with positive coefficients, so that they evaluate to within about 1 ulp, on
+ * [0, 39] (gelu is 0 in double below -38.6) and [0, 15] (float32). tests/test_vecmath.py
+ * checks them against scipy. */
+
+/* a * a - hi, exactly, for hi = a * a rounded */
+static inline double af_square_error(double a, double hi) {
+#ifdef __FMA__
+    return __builtin_fma(a, a, -hi);
+#else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
+    double c = 134217729.0 * a, ah = c - (c - a), al = a - ah;
+    return ((ah * ah - hi) + 2.0 * ah * al) + al * al;
+#endif
+}
+
+/* exp(-a^2/2) as parts (see af_exp_parts), for a in [0, 39] (or NaN) */
+static inline double af_gauss_parts(double a, double* scale) {
+    double hi = a * a;
+    double lo = af_square_error(a, hi);
+    /* exp(-hi/2 - lo/2): af_exp_parts' reduction with lo added to r */
+    double xc = -0.5 * hi;
+    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc) - 0.5 * lo);
+    double p = af_expm1_reduced(r) + 1.0;
+    double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
+    *scale = af_exp2i(n - n1);
+    return p * af_exp2i(n1);
+}
+
+/* R(a) = Phi(-a) / phi(a), a in [0, 39]: rational 9/10, relative error 1.1e-16.
+ * P(a) / Q(a) = P~(w) / (a Q~(w)) with w = 1/a and P~, Q~ the reversed polynomials. */
+static inline double af_mills_ratio(double a) {
+    double p = 3.48547117474560558e-06;
+    p = AF_FMA(p, a, 9.36505613818080910e-05);
+    p = AF_FMA(p, a, 1.23222970372374057e-03);
+    p = AF_FMA(p, a, 1.02705822656284536e-02);
+    p = AF_FMA(p, a, 5.93072557507391199e-02);
+    p = AF_FMA(p, a, 2.45204251361580944e-01);
+    p = AF_FMA(p, a, 7.25933252021429665e-01);
+    p = AF_FMA(p, a, 1.49000643407126288e+00);
+    p = AF_FMA(p, a, 1.94297557254086795e+00);
+    p = AF_FMA(p, a, 1.25331413731550012e+00);
+    double q = 3.48547117475565224e-06;
+    q = AF_FMA(q, a, 9.36505613797226688e-05);
+    q = AF_FMA(q, a, 1.23571517509366057e-03);
+    q = AF_FMA(q, a, 1.03642328160269501e-02);
+    q = AF_FMA(q, a, 6.05325149307763891e-02);
+    q = AF_FMA(q, a, 2.55287520948399960e-01);
+    q = AF_FMA(q, a, 7.82811144297085981e-01);
+    q = AF_FMA(q, a, 1.71560210116334555e+00);
+    q = AF_FMA(q, a, 2.56240956831703626e+00);
+    q = AF_FMA(q, a, 2.34815477215032109e+00);
+    q = AF_FMA(q, a, 1.0);
+    /* the same polynomials in w = 1/a, lowest degree last: beyond a = 2 their
+     * highest-degree terms dominate, and Horner's rule in a would round them most */
+    double w = 1.0 / a;
+    double pw = 1.25331413731550012e+00;
+    pw = AF_FMA(pw, w, 1.94297557254086795e+00);
+    pw = AF_FMA(pw, w, 1.49000643407126288e+00);
+    pw = AF_FMA(pw, w, 7.25933252021429665e-01);
+    pw = AF_FMA(pw, w, 2.45204251361580944e-01);
+    pw = AF_FMA(pw, w, 5.93072557507391199e-02);
+    pw = AF_FMA(pw, w, 1.02705822656284536e-02);
+    pw = AF_FMA(pw, w, 1.23222970372374057e-03);
+    pw = AF_FMA(pw, w, 9.36505613818080910e-05);
+    pw = AF_FMA(pw, w, 3.48547117474560558e-06);
+    double qw = 1.0;
+    qw = AF_FMA(qw, w, 2.34815477215032109e+00);
+    qw = AF_FMA(qw, w, 2.56240956831703626e+00);
+    qw = AF_FMA(qw, w, 1.71560210116334555e+00);
+    qw = AF_FMA(qw, w, 7.82811144297085981e-01);
+    qw = AF_FMA(qw, w, 2.55287520948399960e-01);
+    qw = AF_FMA(qw, w, 6.05325149307763891e-02);
+    qw = AF_FMA(qw, w, 1.03642328160269501e-02);
+    qw = AF_FMA(qw, w, 1.23571517509366057e-03);
+    qw = AF_FMA(qw, w, 9.36505613797226688e-05);
+    qw = AF_FMA(qw, w, 3.48547117475565224e-06);
+    return (a < 2.0 ? p : pw) / (a < 2.0 ? q : a * qw);
+}
+
+/* gelu's minimum, a0 = 0.75179152469356445746 (R(a0) = a0), as double hi + lo */
+#define AF_GELU_A0_HI 0.7517915246935645
+#define AF_GELU_A0_LO -1.4956759177009883e-17
+
+/* R(a) - a = (a0 - a) K(a), a in [0, 39]: K rational 9/9, relative error 9e-17 (in w = 1/a
+ * beyond a = 2, as af_mills_ratio) */
+static inline double af_mills_ratio_minus_a(double a) {
+    double p = 1.19811932028506763e-05;
+    p = AF_FMA(p, a, 3.11005391341268413e-04);
+    p = AF_FMA(p, a, 3.88258269450237259e-03);
+    p = AF_FMA(p, a, 3.02371079739480672e-02);
+    p = AF_FMA(p, a, 1.60713827859626818e-01);
+    p = AF_FMA(p, a, 6.01943042907236436e-01);
+    p = AF_FMA(p, a, 1.58578679305961900e+00);
+    p = AF_FMA(p, a, 2.83649418221112581e+00);
+    p = AF_FMA(p, a, 3.14277463323104111e+00);
+    p = AF_FMA(p, a, 1.66710330743135215e+00);
+    double q = 1.19811932028621570e-05;
+    q = AF_FMA(q, a, 3.01998031833404556e-04);
+    q = AF_FMA(q, a, 3.66075267055760703e-03);
+    q = AF_FMA(q, a, 2.76202132318154915e-02);
+    q = AF_FMA(q, a, 1.41630598195956026e-01);
+    q = AF_FMA(q, a, 5.08437955092585159e-01);
+    q = AF_FMA(q, a, 1.27125708428989448e+00);
+    q = AF_FMA(q, a, 2.12603413335549041e+00);
+    q = AF_FMA(q, a, 2.15078402580494155e+00);
+    q = AF_FMA(q, a, 1.0);
+    /* the same polynomials in w = 1/a, lowest degree last: beyond a = 2 their
+     * highest-degree terms dominate, and Horner's rule in a would round them most */
+    double w = 1.0 / a;
+    double pw = 1.66710330743135215e+00;
+    pw = AF_FMA(pw, w, 3.14277463323104111e+00);
+    pw = AF_FMA(pw, w, 2.83649418221112581e+00);
+    pw = AF_FMA(pw, w, 1.58578679305961900e+00);
+    pw = AF_FMA(pw, w, 6.01943042907236436e-01);
+    pw = AF_FMA(pw, w, 1.60713827859626818e-01);
+    pw = AF_FMA(pw, w, 3.02371079739480672e-02);
+    pw = AF_FMA(pw, w, 3.88258269450237259e-03);
+    pw = AF_FMA(pw, w, 3.11005391341268413e-04);
+    pw = AF_FMA(pw, w, 1.19811932028506763e-05);
+    double qw = 1.0;
+    qw = AF_FMA(qw, w, 2.15078402580494155e+00);
+    qw = AF_FMA(qw, w, 2.12603413335549041e+00);
+    qw = AF_FMA(qw, w, 1.27125708428989448e+00);
+    qw = AF_FMA(qw, w, 5.08437955092585159e-01);
+    qw = AF_FMA(qw, w, 1.41630598195956026e-01);
+    qw = AF_FMA(qw, w, 2.76202132318154915e-02);
+    qw = AF_FMA(qw, w, 3.66075267055760703e-03);
+    qw = AF_FMA(qw, w, 3.01998031833404556e-04);
+    qw = AF_FMA(qw, w, 1.19811932028621570e-05);
+    return ((AF_GELU_A0_HI - a) + AF_GELU_A0_LO) * ((a < 2.0 ? p : pw) / (a < 2.0 ? q : qw));
+}
+
+/* ============================================================================================
+ * float32: the same methods in single precision, for float32 arrays (8 lanes with AVX2, twice
+ * the double lanes, and no conversions). Every function is accurate to float32 (about 1 ulp;
+ * tests/test_vecmath.py measures each against a float64 reference), subnormal results included.
+ * Only AVX2's 32-bit integer add, subtract and shifts are used for the bit tricks.
+ * ============================================================================================ */
+
+static inline int32_t af_bitsf(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
+static inline float af_from_bitsf(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
+
+/* x + SHIFTER rounds x (|x| < 2^22) to an integer n held in the low mantissa bits */
+#define AF_SHIFTERF 12582912.0f  /* 1.5 * 2^23 */
+#define AF_LOG2EF 1.44269504088896341f
+/* ln 2 = AF_LN2_HIF + AF_LN2_LOF; AF_LN2_HIF = 355/512 has 9 bits, so n * AF_LN2_HIF is exact
+ * for |n| < 2^15 (Cephes' split) */
+#define AF_LN2_HIF 0.693359375f
+#define AF_LN2_LOF -2.12194440e-4f
+
+/* e^r - 1 for |r| <= ln2/2 (a little more after rounding): r + r^2 P(r), Cephes' minimax
+ * expf polynomial (relative error ~2^-26), no constant term so that it keeps full relative
+ * precision near 0. */
+static inline float af_expm1_tailf(float r) {   /* e^r - 1 - r */
+    float p = 1.9875691500e-4f;
+    p = AF_FMAF(p, r, 1.3981999507e-3f);
+    p = AF_FMAF(p, r, 8.3334519073e-3f);
+    p = AF_FMAF(p, r, 4.1665795894e-2f);
+    p = AF_FMAF(p, r, 1.6666665459e-1f);
+    p = AF_FMAF(p, r, 5.0000001201e-1f);
+    return p * (r * r);
+}
+
+static inline float af_expm1_reducedf(float r) {
+    return r + af_expm1_tailf(r);
+}
+
+/* exp(x) as two factors, exp(x) = af_exp_partsf(x, &scale) * scale, each a normal float (for
+ * x >= -104; 0 and inf at the ends). A caller that multiplies the first factor by other terms
+ * before applying `scale` rounds once, at the end: a result in the subnormal range keeps all
+ * the precision it can have (x e^x for x = -100 would lose 50 units of the last place if e^x
+ * were rounded to a subnormal first). For x >= -120 (see the clamp).
+ * Method: n = round(x / ln 2), r = x - n ln 2 (exact to ~2^-35 with the split), e^r by the
+ * polynomial, and 2^n applied as 2^(n>>1) * 2^(n - n>>1). */
+static inline float af_exp_parts_clampedf(float xc, float x, float* scale) {
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
+    float p = af_expm1_reducedf(r) + 1.0f;
+    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);   /* n as an integer */
+    int32_t i1 = i >> 1;
+    *scale = af_from_bitsf((i - i1 + 127) << 23);
+    return x < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);   /* 0: see af_exp_parts */
+}
+
+static inline float af_exp_partsf(float x, float* scale) {
+    /* Above 89 the result is above FLT_MAX; below -104 it is below 2^-150 and rounds to 0,
+     * but x e^x does not until x = -110: clamping at -120 keeps n within [-174, 128], where
+     * both halves of 2^n are normal floats. NaN passes the clamps (comparisons are false). */
+    return af_exp_parts_clampedf(x < -120.0f ? -120.0f : (x > 89.0f ? 89.0f : x), x, scale);
+}
+
+/* af_exp_partsf for x <= 0 (or NaN) only: one clamp less */
+static inline float af_exp_neg_partsf(float x, float* scale) {
+    return af_exp_parts_clampedf(x < -120.0f ? -120.0f : x, x, scale);
+}
+
+/* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi) (see af_exp_neg_dd_parts) */
+static inline float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
+    float xc = hi < -120.0f ? -120.0f : hi;
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) + lo);
+    float p = af_expm1_reducedf(r) + 1.0f;
+    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    int32_t i1 = i >> 1;
+    *scale = af_from_bitsf((i - i1 + 127) << 23);
+    return hi < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
+}
+
+/* x * c = hi + lo for a float x and a double c, to about 2^-48 relative: c = ch + cl in two
+ * floats, x ch = hi + (exact error) by FMA, plus x cl */
+static inline float af_two_product_df(float x, double c, float* lo) {
+    float ch = (float)c, cl = (float)(c - (double)ch);
+    float hi = x * ch;
+#ifdef __FMA__
+    *lo = __builtin_fmaf(x, ch, -hi) + x * cl;
+#else
+    float a = 4097.0f * x, xh = a - (a - x), xl = x - xh;
+    float b = 4097.0f * ch, yh = b - (b - ch), yl = ch - yh;
+    *lo = (((xh * yh - hi) + xh * yl + xl * yh) + xl * yl) + x * cl;
+#endif
+    return hi;
+}
+
+/* af_exp_partsf for a double argument (x beta, x / alpha: products and quotients whose
+ * float32 rounding would be amplified by |x| in e^x): the reduction in double, the
+ * polynomial in float32. */
+static inline float af_exp_parts_clamped_df(double xc, double x, float* scale) {
+    double k = AF_FMA(xc, AF_LOG2E, AF_SHIFTER);
+    double n = k - AF_SHIFTER;
+    float r = (float)AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
+    float p = af_expm1_reducedf(r) + 1.0f;
+    int32_t i = (int32_t)n;
+    int32_t i1 = i >> 1;
+    *scale = af_from_bitsf((i - i1 + 127) << 23);
+    return x < -120.0 ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
+}
+
+static inline float af_exp_parts_df(double x, float* scale) {
+    return af_exp_parts_clamped_df(x < -120.0 ? -120.0 : (x > 89.0 ? 89.0 : x), x, scale);
+}
+
+static inline float af_exp_neg_parts_df(double x, float* scale) {   /* x <= 0 or NaN */
+    return af_exp_parts_clamped_df(x < -120.0 ? -120.0 : x, x, scale);
+}
+
+static inline float af_expf(float x) {
+    float scale;
+    float y = af_exp_partsf(x, &scale);
+    return y * scale;
+}
+
+/* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
+static inline float af_expm1f(float x) {
+    /* below -18, e^x < 2^-25: the result rounds to -1; above 89 it is inf */
+    float xc = x < -18.0f ? -18.0f : (x > 89.0f ? 89.0f : x);
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
+    float t = af_expm1_tailf(r), q = r + t;
+    /* half = 2^(n-1): a normal float for n in [-26, 128], where 2^n itself may overflow */
+    float half = af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 126) << 23);
+    /* (the two forms of af_expm1) */
+    float small = n > 0.0f ? AF_FMAF(2.0f * half, r, 2.0f * half - 1.0f) + 2.0f * half * t
+                           : AF_FMAF(2.0f * half, q, 2.0f * half - 1.0f);
+    /* above n = 24 the -1 is below half an ulp: e^x = 2 * (2^(n-1) e^r), which does not
+     * overflow before the result does (n = 128 for x in (88.38, 88.72]) */
+    float large = 2.0f * AF_FMAF(half, q, half);
+    return n > 24.0f ? large : (x == 0.0f ? x : small);   /* x at +-0, as af_expm1 */
+}
+
+/* log(1 + z) for z in [0, 1] (z = exp(-|x|) in softplus and log_sigmoid), or NaN.
+ * 1 + z = 2^k (1 + f) with f = z (k = 0) for z < 1/2, f = (z - 1)/2 (k = 1) above: both
+ * exact, so there is no rounding of 1 + z to correct for; f in [-1/4, 1/2). Then fdlibm's
+ * log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f) in [-1/7, 1/5], with R
+ * refitted to that interval (relative error 6e-9 of R, ~1e-10 of the result). */
+static inline float af_log1p_unitf(float z) {
+    float k = z >= 0.5f ? 1.0f : 0.0f;
+    float f = z >= 0.5f ? (z - 1.0f) * 0.5f : z;
+    float s = f / (2.0f + f);
+    float w = s * s;
+    float R = AF_FMAF(AF_FMAF(AF_FMAF(0.23746637f, w, 0.28532788f), w, 0.40000311f), w, 0.66666669f) * w;
+    float hfsq = 0.5f * f * f;
+    return k * AF_LN2_HIF - ((hfsq - (s * (hfsq + R) + k * AF_LN2_LOF)) - f);
+}
+
+/* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: -(e^y - 1) / ((e^y - 1) + 2) below
+ * |x| = 0.625 (no cancellation near 0), (1 - e^y) / (1 + e^y) above, where e^y - 1 rounded
+ * to float32 would carry an absolute error of ulp(1)/2 into the result (2.5 ulp, against
+ * ~1.5 this way). One reduction gives both e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1),
+ * and the selects pick one division's operands. */
+static inline float af_tanhf(float x) {
+    float a = __builtin_fabsf(x);
+    /* beyond |x| = 10, e^y < 2^-28: the result rounds to 1 (also at inf) */
+    float y = a > 10.0f ? -20.0f : -2.0f * a;
+    float k = AF_FMAF(y, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, y));
+    float q = af_expm1_reducedf(r);
+    float s = af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 127) << 23);  /* 2^n, n in [-29, 0] */
+    float em = AF_FMAF(s, q, s - 1.0f);
+    float e = AF_FMAF(s, q, s);
+    int small = a < 0.625f;
+    float th = (small ? -em : 1.0f - e) / (small ? em + 2.0f : 1.0f + e);
+    return __builtin_copysignf(th, x);
+}
+
+/* (e^d - 1) / d for |d| <= 1/4: Taylor series to degree 6 (remainder below 2e-9) */
+static inline float af_exprel_quarterf(float d) {
+    float p = 1.0f / 5040.0f;                        /* 1/7! */
+    p = AF_FMAF(p, d, 1.0f / 720.0f);
+    p = AF_FMAF(p, d, 1.0f / 120.0f);
+    p = AF_FMAF(p, d, 1.0f / 24.0f);
+    p = AF_FMAF(p, d, 1.0f / 6.0f);
+    p = AF_FMAF(p, d, 0.5f);
+    return AF_FMAF(p, d, 1.0f);
+}
+
+/* (e^d - 1) / d for |d| <= 1: Taylor series to degree 11 (remainder below 3e-9) */
+static inline float af_exprel_smallf(float d) {
+    float p = 1.0f / 479001600.0f;                   /* 1/12! */
+    p = AF_FMAF(p, d, 1.0f / 39916800.0f);
+    p = AF_FMAF(p, d, 1.0f / 3628800.0f);
+    p = AF_FMAF(p, d, 1.0f / 362880.0f);
+    p = AF_FMAF(p, d, 1.0f / 40320.0f);
+    p = AF_FMAF(p, d, 1.0f / 5040.0f);
+    p = AF_FMAF(p, d, 1.0f / 720.0f);
+    p = AF_FMAF(p, d, 1.0f / 120.0f);
+    p = AF_FMAF(p, d, 1.0f / 24.0f);
+    p = AF_FMAF(p, d, 1.0f / 6.0f);
+    p = AF_FMAF(p, d, 0.5f);
+    return AF_FMAF(p, d, 1.0f);
+}
+
+/* The float32 bounds that make a float32 comparison with a double parameter c exact:
+ * for float x, x <= c  <=>  x <= af_float_at_most(c) (the largest float <= c), and
+ * x >= c  <=>  x >= af_float_at_least(c). Kernels compare float32 elements in float32 (8
+ * lanes, no conversions) with these, and keep the double comparison's answer at every x.
+ * Branch-free (selects), so that the computation is hoisted out of vectorised loops. */
+static inline float af_float_below(float f) {   /* the next float towards -inf (f finite or +inf) */
+    int32_t i = af_bitsf(f);
+    return f > 0.0f ? af_from_bitsf(i - 1) : (f == 0.0f ? -1.40129846e-45f : af_from_bitsf(i + 1));
+}
+static inline float af_float_at_most(double c) {
+    float f = (float)c;
+    return (double)f > c ? af_float_below(f) : f;
+}
+static inline float af_float_at_least(double c) {
+    return -af_float_at_most(-c);
+}
+
+/* ---- pieces of gelu (float32): the double ones' method (see above), with rational fits
+ * of lower degree on [0, 15] (float32's gelu is -0 below -15). */
+
+/* a * a - hi, exactly, for hi = a * a rounded */
+static inline float af_square_errorf(float a, float hi) {
+#ifdef __FMA__
+    return __builtin_fmaf(a, a, -hi);
+#else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
+    float c = 4097.0f * a, ah = c - (c - a), al = a - ah;
+    return ((ah * ah - hi) + 2.0f * ah * al) + al * al;
+#endif
+}
+
+/* exp(-a^2/2) as parts (see af_exp_partsf), for a in [0, 15] (or NaN) */
+static inline float af_gauss_partsf(float a, float* scale) {
+    float hi = a * a;
+    float lo = af_square_errorf(a, hi);
+    /* exp(-hi/2 - lo/2): the reduction of af_exp_partsf with lo added to r */
+    float xc = -0.5f * hi;
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) - 0.5f * lo);
+    float p = af_expm1_reducedf(r) + 1.0f;
+    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    int32_t i1 = i >> 1;
+    *scale = af_from_bitsf((i - i1 + 127) << 23);
+    return p * af_from_bitsf((i1 + 127) << 23);
+}
+
+/* R(a) = Phi(-a) / phi(a), a in [0, 15]: rational 4/5, relative error 1.8e-8. Evaluated in
+ * double: in float32, Horner's rule on these polynomials (whose terms grow with the degree for
+ * a > 1) accumulates ~5 rounding errors, 4e-7 relative. */
+static inline float af_mills_ratiof(float a) {
+    double ad = a;
+    double p = 0.010412197560071945;
+    p = AF_FMA(p, ad, 0.10248428583145142);
+    p = AF_FMA(p, ad, 0.46117278933525085);
+    p = AF_FMA(p, ad, 1.1011608839035034);
+    p = AF_FMA(p, ad, 1.2533141374588013);
+    double q = 0.010412086732685566;
+    q = AF_FMA(q, ad, 0.1024903804063797);
+    q = AF_FMA(q, ad, 0.47144100069999695);
+    q = AF_FMA(q, ad, 1.2055984735488892);
+    q = AF_FMA(q, ad, 1.676484227180481);
+    q = AF_FMA(q, ad, 1.0);
+    return (float)(p / q);
+}
+
+/* R(a) - a = (a0 - a) K(a), a in [0, 15]: K rational 4/4, relative error 1.4e-8; in double
+ * as af_mills_ratiof, where a0 - a is exact to a double rounding. */
+static inline float af_mills_ratio_minus_af(float a) {
+    double ad = a;
+    double p = 0.02625030279159546;
+    p = AF_FMA(p, ad, 0.2403571903705597);
+    p = AF_FMA(p, ad, 0.9488023519515991);
+    p = AF_FMA(p, ad, 1.8905298709869385);
+    p = AF_FMA(p, ad, 1.6671032905578613);
+    double q = 0.026250159367918968;
+    q = AF_FMA(q, ad, 0.22062954306602478);
+    q = AF_FMA(q, ad, 0.7942052483558655);
+    q = AF_FMA(q, ad, 1.3996334075927734);
+    q = AF_FMA(q, ad, 1.0);
+    return (float)((AF_GELU_A0_HI - ad) * (p / q));
 }
 
 #endif

@@ -1,8 +1,184 @@
-# Vectorisable double-precision elementary functions (pyx/vecmath.h), named as libm's so the
-# kernels read as formulas. See vecmath.h for the method and accuracy of each.
+# Vectorisable elementary functions (pyx/vecmath.h) for the kernels, named as libm's so that
+# the kernels read as formulas, and generic over `real`: a kernel written once with `real`
+# arguments computes in float32 for float32 arrays (8 AVX2 lanes) and in float64 for float64
+# arrays, each with the primitive of its precision. See vecmath.h for the methods and
+# accuracy of each.
+
+from libc.math cimport fabs as c_fabs, fabsf as c_fabsf
+from libc.math cimport copysign as c_copysign, copysignf as c_copysignf
+
+ctypedef fused real:
+    float
+    double
+
 cdef extern from "vecmath.h" nogil:
-    double exp "af_exp"(double x) noexcept
-    double expm1 "af_expm1"(double x) noexcept
-    double tanh "af_tanh"(double x) noexcept
-    double log1p_unit "af_log1p_unit"(double z) noexcept   # z in [0, 1]
-    double erfc_single "af_erfc_single"(double z) noexcept # float32 accuracy only
+    double af_exp(double x) noexcept
+    double af_exp_parts(double x, double* scale) noexcept
+    double af_exp_neg_parts(double x, double* scale) noexcept
+    double af_exp_neg_dd_parts(double hi, double lo, double* scale) noexcept
+    double af_two_product(double x, double y, double* lo) noexcept
+    float af_exp_neg_dd_partsf(float hi, float lo, float* scale) noexcept
+    float af_two_product_df(float x, double c, float* lo) noexcept
+    double af_expm1(double x) noexcept
+    double af_tanh(double x) noexcept
+    double af_log1p_unit(double z) noexcept
+    double af_gauss_parts(double a, double* scale) noexcept
+    double af_mills_ratio(double a) noexcept
+    double af_mills_ratio_minus_a(double a) noexcept
+    float af_expf(float x) noexcept
+    float af_exp_partsf(float x, float* scale) noexcept
+    float af_exp_parts_df(double x, float* scale) noexcept
+    float af_exp_neg_partsf(float x, float* scale) noexcept
+    float af_exp_neg_parts_df(double x, float* scale) noexcept
+    float af_expm1f(float x) noexcept
+    float af_tanhf(float x) noexcept
+    float af_log1p_unitf(float z) noexcept
+    float af_gauss_partsf(float a, float* scale) noexcept
+    float af_mills_ratiof(float a) noexcept
+    float af_mills_ratio_minus_af(float a) noexcept
+    double af_exprel_small(double d) noexcept
+    double af_exprel_quarter(double d) noexcept
+    float af_exprel_quarterf(float d) noexcept
+    float af_exprel_smallf(float d) noexcept
+    float af_float_at_most(double c) noexcept
+    float af_float_at_least(double c) noexcept
+
+
+cdef inline real exp(real x) noexcept nogil:
+    if real is float:
+        return af_expf(x)
+    else:
+        return af_exp(x)
+
+cdef inline real exp_parts(real x, real* scale) noexcept nogil:
+    # exp(x) = exp_parts(x, &scale) * scale, both factors normal: multiply the first by the
+    # other factors of a result and apply `scale` last, so that a result in the subnormal
+    # range is rounded once
+    if real is float:
+        return af_exp_partsf(x, scale)
+    else:
+        return af_exp_parts(x, scale)
+
+cdef inline real exp_neg_parts(real x, real* scale) noexcept nogil:
+    # exp_parts for x <= 0 (or NaN) only (one clamp less: most kernels take exp(-|x|))
+    if real is float:
+        return af_exp_neg_partsf(x, scale)
+    else:
+        return af_exp_neg_parts(x, scale)
+
+cdef inline real exp_neg_parts_of(double x, real* scale) noexcept nogil:
+    # exp_parts_of for x <= 0 (or NaN) only
+    if real is float:
+        return af_exp_neg_parts_df(x, scale)
+    else:
+        return af_exp_neg_parts(x, scale)
+
+cdef inline real exp_neg_dd_parts(real hi, real lo, real* scale) noexcept nogil:
+    # exp(hi + lo) as parts, hi <= 0 (or NaN): an argument known to more than `real`
+    # precision (two_product), whose rounding exp would multiply by |hi|
+    if real is float:
+        return af_exp_neg_dd_partsf(hi, lo, scale)
+    else:
+        return af_exp_neg_dd_parts(hi, lo, scale)
+
+cdef inline real two_product(real x, double c, real* lo) noexcept nogil:
+    # x c = result + lo (exactly for double; to 2^-48 for float32, c in two floats)
+    if real is float:
+        return af_two_product_df(x, c, lo)
+    else:
+        return af_two_product(x, c, lo)
+
+cdef inline real exp_neg(real x) noexcept nogil:
+    # exp for x <= 0 (or NaN) only
+    cdef real scale
+    cdef real y = exp_neg_parts(x, &scale)
+    return y * scale
+
+cdef inline real exp_parts_of(double x, real* scale) noexcept nogil:
+    # exp_parts of a double argument: for float32, a product or quotient computed in double
+    # (x beta, x / alpha), whose float32 rounding e^x would amplify |x| times
+    if real is float:
+        return af_exp_parts_df(x, scale)
+    else:
+        return af_exp_parts(x, scale)
+
+cdef inline real expm1(real x) noexcept nogil:
+    if real is float:
+        return af_expm1f(x)
+    else:
+        return af_expm1(x)
+
+cdef inline real tanh(real x) noexcept nogil:
+    if real is float:
+        return af_tanhf(x)
+    else:
+        return af_tanh(x)
+
+cdef inline real log1p_unit(real z) noexcept nogil:
+    # log(1 + z) for z in [0, 1]
+    if real is float:
+        return af_log1p_unitf(z)
+    else:
+        return af_log1p_unit(z)
+
+cdef inline real gauss_parts(real a, real* scale) noexcept nogil:
+    # exp(-a^2/2) as parts (as exp_parts), for a in [0, 15] (float32) or [0, 39] (float64)
+    if real is float:
+        return af_gauss_partsf(a, scale)
+    else:
+        return af_gauss_parts(a, scale)
+
+cdef inline real mills_ratio(real a) noexcept nogil:
+    # Phi(-a) / phi(a), a >= 0 within gauss_parts' range
+    if real is float:
+        return af_mills_ratiof(a)
+    else:
+        return af_mills_ratio(a)
+
+cdef inline real mills_ratio_minus_a(real a) noexcept nogil:
+    # mills_ratio(a) - a, with full relative precision at its zero a0 = 0.7518 (gelu's minimum)
+    if real is float:
+        return af_mills_ratio_minus_af(a)
+    else:
+        return af_mills_ratio_minus_a(a)
+
+cdef inline real exprel_small(real d) noexcept nogil:
+    # (e^d - 1) / d for |d| <= 1 (float32), |d| <= 1/2 (double)
+    if real is float:
+        return af_exprel_smallf(d)
+    else:
+        return af_exprel_small(d)
+
+cdef inline real exprel_quarter(real d) noexcept nogil:
+    # (e^d - 1) / d for |d| <= 1/4 (fewer terms than exprel_small)
+    if real is float:
+        return af_exprel_quarterf(d)
+    else:
+        return af_exprel_quarter(d)
+
+cdef inline real fabs(real x) noexcept nogil:
+    if real is float:
+        return c_fabsf(x)
+    else:
+        return c_fabs(x)
+
+cdef inline real copysign(real x, real y) noexcept nogil:
+    if real is float:
+        return c_copysignf(x, y)
+    else:
+        return c_copysign(x, y)
+
+cdef inline real at_most(double c, real x) noexcept nogil:
+    # the largest `real` <= c: for an element x of that type, x <= c <=> x <= at_most(c, x)
+    # (float32 elements are compared in float32; the answer is the double comparison's)
+    if real is float:
+        return af_float_at_most(c)
+    else:
+        return c
+
+cdef inline real at_least(double c, real x) noexcept nogil:
+    # the smallest `real` >= c: x >= c <=> x >= at_least(c, x)
+    if real is float:
+        return af_float_at_least(c)
+    else:
+        return c

@@ -1,0 +1,788 @@
+"""The activations whose shape needs its own loop (pyx/_special.pyx).
+
+- With a learnable parameter, whose ``backward`` returns ``(grad_input, grad_parameter)``:
+  :data:`prelu` (per-channel weight), :data:`swish` (beta), :data:`pact` (alpha).
+- Random, deterministic per integer seed: :data:`rrelu`, :data:`noisy_relu`.
+- Grouped over an axis: :data:`maxout`, :data:`glu`.
+
+They follow the package's contract (see :mod:`actfast`): any array_like in; float32/float64
+computed natively, float16 in float32 and returned as float16, bool and integers in float64;
+every layout; ``out=`` (for ``backward``, the buffer of grad_input); the GIL released while
+the loops run; results bitwise identical whatever the layout and the thread count, the
+parameters' gradients included (they are sums in double over blocks whose size depends on the
+shape only, added in a fixed order).
+
+Random draws come from Philox4x32-10 (Salmon et al. 2011), a counter-based generator: the
+value drawn for an element is a pure function of (seed, the element's index in x in C order),
+so the same seed gives the same bits for C, Fortran, strided or reversed layouts of the same
+logical array, for any thread count, and for element i whatever the array's size. One
+Philox call serves elements 2k and 2k + 1 (counter (k, stream), key = the 64-bit seed; rrelu
+and noisy_relu use different streams). The draws and the arithmetic on them are in double
+whatever the dtype: a float32 result is the float64 one rounded. (The last bit of a double
+result can differ between builds: GCC contracts a * b + c into one fused multiply-add in the
+default AVX2/FMA build, not in the portable one.) ``seed=None`` draws a fresh seed from the
+operating system.
+"""
+import math
+import numbers
+import os
+
+import numpy as np
+
+from . import _api, _special
+from ._api import _as_input, _check_out, _result_dtype, _same_view
+from .catalogue import Param
+
+Op = _special.Op
+
+# Elements below which one thread does the work: the kernels with exp, log or a Philox draw
+# per element pay for a second thread from a few thousand elements, compares and products only
+# from ~64K (shared/PERFORMANCE-NOTES.md, measured for actfast._elementwise).
+_COSTLY = _api.PARALLEL_THRESHOLD_TRANSCENDENTAL
+_CHEAP = _api.PARALLEL_THRESHOLD_CHEAP
+
+_UINT64_RANGE = 2 ** 64
+
+
+# ---- argument handling shared by the functions below ---------------------------------------
+
+def _inputs(values, names):
+    """Convert the array_likes; return (arrays, compute dtype, result dtype)."""
+    arrays, dtypes = zip(*(_as_input(value, name) for value, name in zip(values, names)))
+    compute = np.result_type(*dtypes)
+    return arrays, compute, _result_dtype(arrays, compute)
+
+
+def _check_shape(function, array, name, shape, expected_name):
+    if array.shape != shape:
+        raise ValueError(f"{function}: argument '{name}' has shape {array.shape}, "
+                         f"{expected_name} has shape {shape}")
+
+
+def _prepare(out, shape, compute, result, arrays, aligned):
+    """The C-contiguous array of the compute dtype that the loop writes, and the inputs as
+    C-contiguous arrays of the compute dtype.
+
+    The loops index every array by the logical C-order index, so a layout other than C costs
+    one copy here and can never change a result. ``out`` is written directly when it is
+    C-contiguous in the compute dtype; an input that overlaps it is then copied first unless
+    ``aligned`` says the loop reads each of its elements before writing the same element of
+    ``out`` and it is the very same view (plain in place).
+    """
+    arrays = [np.asarray(a, dtype=compute, order="C") for a in arrays]
+    if out is not None:
+        _check_out(out, shape, result)
+        if result == compute and out.flags.c_contiguous:
+            return out, [
+                a if not np.may_share_memory(a, out)
+                or (ok and a.shape == out.shape and _same_view(a, out)) else a.copy()
+                for a, ok in zip(arrays, aligned)]
+    return np.empty(shape, dtype=compute), arrays
+
+
+def _finish(target, out, result):
+    """Deliver the loop's result: into ``out``, or as a new array of the result dtype (a NumPy
+    scalar for 0-d)."""
+    if out is not None:
+        if target is not out:
+            np.copyto(out, target, casting="unsafe")
+        return out
+    if target.dtype != result:
+        target = target.astype(result)
+    return target[()] if target.ndim == 0 else target
+
+
+def _one_of(function, x, output):
+    if (x is None) == (output is None):
+        raise TypeError(f"{function}.backward() takes exactly one of 'x' and 'output'")
+
+
+def _not_from_output(function, output, why):
+    if output is not None:
+        raise TypeError(f"{function}.backward(): the derivative of {function} is not a "
+                        f"function of its output ({why}); pass 'x'")
+
+
+def _required(function, name, value):
+    if value is None:
+        raise TypeError(f"{function}() missing required argument '{name}'")
+
+
+def _real(function, name, value, check=None):
+    """A real parameter (a Python or NumPy real number, or a 0-d array of one) as a float;
+    NaN and what ``check`` rejects raise ValueError."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        value = value.item()
+    return Param(name, check=check).validate(function, value)
+
+
+def _finite(value):
+    return None if math.isfinite(value) else "must be finite"
+
+
+def _finite_non_negative(value):
+    if not math.isfinite(value):
+        return "must be finite"
+    return "must be >= 0" if value < 0 else None
+
+
+def _non_negative(value):
+    return "must be >= 0" if value < 0 else None
+
+
+def _integer(function, name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{function}(): argument '{name}' must be an int, "
+                        f"got {type(value).__name__}")
+    return int(value)
+
+
+def _seed(function, seed):
+    """The 64-bit Philox key: the given seed, or a fresh one for None."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    seed = _integer(function, "seed", seed)
+    if not 0 <= seed < _UINT64_RANGE:
+        raise ValueError(f"{function}(): argument 'seed' must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def _bool(function, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{function}(): argument '{name}' must be a bool, "
+                        f"got {type(value).__name__}")
+    return bool(value)
+
+
+def _axis(function, x, axis):
+    axis = _integer(function, "axis", axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise np.exceptions.AxisError(axis, x.ndim, f"{function}()")
+    return axis % x.ndim
+
+
+def _split_axis(shape, axis):
+    """(outer, size along axis, inner) of a C-contiguous array of this shape."""
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_COSTLY):
+    """Run an elementwise op of _special over C-contiguous arrays (flattened: views)."""
+    return _special.elementwise(op, x.reshape(-1), grad_output.reshape(-1),
+                                target.reshape(-1), a, b, seed, _api._num_threads, threshold)
+
+
+class _Function:
+    """A function object of this module: call it for the forward; ``.backward`` for the
+    vector-Jacobian product."""
+
+    name = ""
+
+    def __init__(self):
+        self.__name__ = self.__qualname__ = self.name
+
+    def __repr__(self):
+        return f"<actfast function {self.name}>"
+
+
+# ---- prelu ---------------------------------------------------------------------------------
+
+class PReLU(_Function):
+    """Parametric rectified linear unit, with a learnable slope per channel.
+
+    ::
+
+        prelu(x, weight) = x           if x > 0
+                           weight * x  otherwise
+
+    as :func:`torch.nn.functional.prelu` (He et al. 2015).
+
+    Parameters
+    ----------
+    x : array_like
+        Input; float32/float64 are computed natively, float16 in float32, bool and integers
+        in float64.
+    weight : array_like
+        The slopes: one element, applied everywhere, or one per channel: ``x.shape[1]``
+        elements, or ``x.shape[0]`` for 1-D x (PyTorch 2.13 accepts only one element for 1-D
+        x). Any shape with that many elements; converted to the compute dtype.
+    out : ndarray, optional
+        Written and returned; must have x's shape and the result's dtype; may be x.
+
+    Returns
+    -------
+    ndarray (or NumPy scalar for 0-d x) of x's shape.
+
+    Raises
+    ------
+    ValueError
+        When ``weight`` has neither one element nor one per channel.
+
+    Backward
+    --------
+    ``prelu.backward(grad_output, x, weight, *, out=None)`` returns
+    ``(grad_input, grad_weight)``:
+
+    - ``grad_input = grad_output`` where x > 0, else ``grad_output * weight`` (so at x = 0
+      and at NaN the weight, as in PyTorch);
+    - ``grad_weight`` has weight's shape (a NumPy scalar for 0-d weight): per channel, the
+      sum of ``grad_output * x`` over the elements where x <= 0 (NaN x gives NaN, as in
+      PyTorch), summed in double, bitwise the same for every thread count and layout.
+
+    ``out`` is the buffer of grad_input. The derivative needs x: ``output=`` raises TypeError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> af.prelu([[-2.0, 1.0], [3.0, -4.0]], [0.1, 0.5])
+    array([[-0.2,  1. ],
+           [ 3. , -2. ]])
+    >>> grad_input, grad_weight = af.prelu.backward([[1.0, 1.0], [1.0, 1.0]],
+    ...                                            [[-2.0, 1.0], [3.0, -4.0]], [0.1, 0.5])
+    >>> grad_weight
+    array([-2., -4.])
+    """
+
+    name = "prelu"
+
+    def _layout(self, shape, weight):
+        """(outer, channels, inner) of x, and the weight as an array (checked: one element or
+        one per channel)."""
+        weight, _ = _as_input(weight, "weight")
+        size = weight.size
+        if size == 1:
+            layout = (1, 1, math.prod(shape))
+        elif len(shape) == 1:
+            layout = (1, shape[0], 1)
+        elif len(shape) >= 2:
+            layout = (shape[0], shape[1], math.prod(shape[2:]))
+        else:
+            layout = None
+        if layout is None or layout[1] != size:
+            channels = "none (x is 0-d)" if layout is None else layout[1]
+            raise ValueError(f"prelu(): argument 'weight' has {size} elements; it needs 1 or "
+                             f"one per channel of x (x has shape {shape}: {channels})")
+        return layout, weight
+
+    def __call__(self, x, /, weight, *, out=None):
+        (x,), compute, result = _inputs((x,), ("x",))
+        layout, weight = self._layout(x.shape, weight)
+        target, (x, weight) = _prepare(out, x.shape, compute, result, (x, weight),
+                                       (True, False))
+        x3 = x.reshape(layout)
+        _special.prelu(x3, x3, weight.reshape(-1), target.reshape(layout), False,
+                       _api._num_threads, _CHEAP)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, weight=None, *, output=None, out=None):
+        """``(grad_input, grad_weight)``; see the class docstring."""
+        _not_from_output("prelu", output, "the weight's gradient needs x")
+        _required("prelu.backward", "x", x)
+        _required("prelu.backward", "weight", weight)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+        _check_shape("prelu.backward()", grad_output, "grad_output", x.shape, "'x'")
+        weight_shape = np.shape(weight)
+        layout, weight = self._layout(x.shape, weight)
+        target, (grad_output, x, weight) = _prepare(
+            out, x.shape, compute, result, (grad_output, x, weight), (True, True, False))
+        grad_weight = _special.prelu(x.reshape(layout), grad_output.reshape(layout),
+                                     weight.reshape(-1), target.reshape(layout), True,
+                                     _api._num_threads, _CHEAP)
+        grad_weight = grad_weight.astype(result).reshape(weight_shape)
+        return (_finish(target, out, result),
+                grad_weight[()] if grad_weight.ndim == 0 else grad_weight)
+
+
+# ---- swish ---------------------------------------------------------------------------------
+
+class Swish(_Function):
+    """Swish with a learnable beta (Ramachandran et al. 2017).
+
+    ::
+
+        swish(x, beta) = x * sigmoid(beta * x)
+
+    ``swish(x, beta=1)`` is :data:`actfast.silu` (the same bits); silu's ``backward`` returns
+    grad_input alone, swish's also the gradient of beta.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; float32/float64 are computed natively, float16 in float32, bool and integers
+        in float64.
+    beta : float, default 1.0
+        Finite real number (or 0-d array), of any sign. swish is computed in double precision
+        whatever x's dtype (beta = 1 excepted: that is silu's kernel), then rounded.
+    out : ndarray, optional
+        Written and returned; must have x's shape and the result's dtype; may be x.
+
+    Returns
+    -------
+    ndarray (or NumPy scalar for 0-d x) of x's shape. Where beta * x < -800 the gate
+    (below 1e-347) is taken as 0: the value is a zero of x's sign. At infinite x the limits:
+    x where beta * x is +inf, that signed zero where it is -inf (PyTorch gives NaN,
+    inf * 0); beta = 0 gives x / 2, also at infinite x.
+
+    Backward
+    --------
+    ``swish.backward(grad_output, x, *, beta=1.0, out=None)`` returns
+    ``(grad_input, grad_beta)`` with, for t = beta * x and s = sigmoid(t):
+
+    - d/dx = s + t s (1 - s), which is silu'(t) (limits 1 and 0 at t = +inf and -inf);
+    - d/dbeta = x**2 s (1 - s) (x**2 / 4 for beta = 0; 0 where |beta x| > 800, the limit at
+      infinite x when beta != 0); ``grad_beta`` is the
+      sum of ``grad_output * d/dbeta`` over all elements, summed in double (bitwise the same
+      for every thread count and layout), a NumPy scalar of the result dtype.
+
+    ``out`` is the buffer of grad_input. The derivative needs x: ``output=`` raises TypeError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> y = af.swish([-1.0, 0.5, 2.0], beta=1.5)
+    >>> grad_input, grad_beta = af.swish.backward([1.0, 1.0, 1.0], [-1.0, 0.5, 2.0], beta=1.5)
+    """
+
+    name = "swish"
+
+    def __call__(self, x, /, *, beta=1.0, out=None):
+        beta = _real("swish", "beta", beta, _finite)
+        (x,), compute, result = _inputs((x,), ("x",))
+        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+        _elementwise(Op.SWISH_FWD, x, x, target, beta)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, *, output=None, out=None, beta=1.0):
+        """``(grad_input, grad_beta)``; see the class docstring."""
+        _not_from_output("swish", output, "x is not a function of swish(x)")
+        _required("swish.backward", "x", x)
+        beta = _real("swish", "beta", beta, _finite)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+        _check_shape("swish.backward()", grad_output, "grad_output", x.shape, "'x'")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (True, True))
+        grad_beta = _elementwise(Op.SWISH_BWD, x, grad_output, target, beta)
+        return _finish(target, out, result), result.type(grad_beta)
+
+
+# ---- pact ----------------------------------------------------------------------------------
+
+class PACT(_Function):
+    """PACT, the parameterized clipping activation, with a learnable ceiling (Choi et al. 2018).
+
+    ::
+
+        pact(x, alpha) = clip(x, 0, alpha) = 0      if x < 0
+                                             alpha  if x > alpha
+                                             x      otherwise
+
+    NaN passes through and -0.0 stays -0.0, as with ``torch.clamp(x, 0, alpha)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; float32/float64 are computed natively, float16 in float32, bool and integers
+        in float64.
+    alpha : float
+        The ceiling, >= 0 (+inf allowed: pact is then relu); a real number or 0-d array,
+        compared with x in double precision.
+    out : ndarray, optional
+        Written and returned; must have x's shape and the result's dtype; may be x.
+
+    Returns
+    -------
+    ndarray (or NumPy scalar for 0-d x) of x's shape.
+
+    Backward
+    --------
+    ``pact.backward(grad_output, x, alpha, *, out=None)`` returns ``(grad_input, grad_alpha)``:
+
+    - ``grad_input = grad_output`` where 0 <= x < alpha, else 0 (also at NaN);
+    - ``grad_alpha`` = the sum of ``grad_output`` where x >= alpha (PACT's straight-through
+      estimate), summed in double (bitwise the same for every thread count and layout), a
+      NumPy scalar of the result dtype.
+
+    At x == alpha the gradient goes to alpha, not to x: ``torch.clamp`` with a tensor
+    ``max=alpha`` does the opposite there (grad_input = grad, grad_alpha gets nothing), since
+    its mask for x is 0 <= x <= alpha; everywhere else the two agree (at x = 0 both give the
+    gradient to x; at NaN both give 0).
+
+    ``out`` is the buffer of grad_input. The derivative needs x (pact(0) = pact(-1) = 0 have
+    different derivatives): ``output=`` raises TypeError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> af.pact([-1.0, 0.5, 2.0, 6.0], 2.0)
+    array([0. , 0.5, 2. , 2. ])
+    >>> af.pact.backward([1.0, 1.0, 1.0, 1.0], [-1.0, 0.5, 2.0, 6.0], 2.0)
+    (array([0., 1., 0., 0.]), np.float64(2.0))
+    """
+
+    name = "pact"
+
+    def __call__(self, x, /, alpha, *, out=None):
+        alpha = _real("pact", "alpha", alpha, _non_negative)
+        (x,), compute, result = _inputs((x,), ("x",))
+        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+        _elementwise(Op.PACT_FWD, x, x, target, alpha, threshold=_CHEAP)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, alpha=None, *, output=None, out=None):
+        """``(grad_input, grad_alpha)``; see the class docstring."""
+        _not_from_output("pact", output, "pact(0) = pact(-1) = 0")
+        _required("pact.backward", "x", x)
+        _required("pact.backward", "alpha", alpha)
+        alpha = _real("pact", "alpha", alpha, _non_negative)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+        _check_shape("pact.backward()", grad_output, "grad_output", x.shape, "'x'")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (True, True))
+        grad_alpha = _elementwise(Op.PACT_BWD, x, grad_output, target, alpha, threshold=_CHEAP)
+        return _finish(target, out, result), result.type(grad_alpha)
+
+
+# ---- rrelu ---------------------------------------------------------------------------------
+
+class RReLU(_Function):
+    """Randomized leaky rectified linear unit (Xu et al. 2015), as torch.nn.functional.rrelu.
+
+    ::
+
+        training=False:  x if x > 0 else x * (lower + upper) / 2      (leaky_relu)
+        training=True:   x if x > 0 else x * a_i,   a_i ~ U[lower, upper] per element
+
+    In training mode the slope a_i of element i is a pure function of (seed, i), i the
+    element's index in x in C order (Philox4x32-10; see :mod:`actfast.special`): the same seed
+    gives the same bits for any layout and thread count, and ``backward`` with the same seed
+    reproduces the slopes. Every element has its draw, also where x > 0: a_i = lower +
+    (upper - lower) u_i with u_i a multiple of 2^-52 in [0, 1), computed in double. Eval mode
+    is :data:`actfast.leaky_relu` (for float32, the slope rounded to float32, as PyTorch).
+
+    Parameters
+    ----------
+    x : array_like
+        Input; float32/float64 are computed natively, float16 in float32, bool and integers
+        in float64.
+    lower, upper : float, default 1/8 and 1/3
+        Finite, lower <= upper (else ValueError), as in PyTorch.
+    training : bool, default False
+    seed : int or None, default None
+        In [0, 2**64); None draws a fresh seed (then ``backward`` cannot reproduce the
+        slopes: pass a seed when you need the gradient). Ignored when training is False.
+    out : ndarray, optional
+        Written and returned; must have x's shape and the result's dtype; may be x.
+
+    Returns
+    -------
+    ndarray (or NumPy scalar for 0-d x) of x's shape.
+
+    Backward
+    --------
+    ``rrelu.backward(grad_output, x, *, lower, upper, training, seed, out=None)`` returns
+    grad_input: ``grad_output`` where x > 0, else ``grad_output * slope``. At x = 0 the slope
+    (as PyTorch); at NaN x the slope in eval mode (leaky_relu's rule) and 1 in training mode
+    (PyTorch's rrelu_with_noise). Training mode needs the forward's seed (TypeError without).
+    ``backward(grad_output, output=y, ...)`` works from the forward's output when every slope
+    is >= 0 (lower >= 0 in training mode, lower + upper >= 0 in eval mode), else ValueError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> y = af.rrelu([-1.0, 0.5, 2.0], training=True, seed=7)
+    >>> g = af.rrelu.backward([1.0, 1.0, 1.0], [-1.0, 0.5, 2.0], training=True, seed=7)
+    >>> af.rrelu([-1.0, 2.0])       # eval mode: slope (1/8 + 1/3) / 2
+    array([-0.22916667,  2.        ])
+    """
+
+    name = "rrelu"
+
+    def _params(self, lower, upper, training, seed, backward):
+        lower = _real("rrelu", "lower", lower, _finite)
+        upper = _real("rrelu", "upper", upper, _finite)
+        if lower > upper:
+            raise ValueError(f"rrelu(): argument 'lower' ({lower!r}) must be <= 'upper' "
+                             f"({upper!r})")
+        if not math.isfinite(upper - lower):
+            raise ValueError(f"rrelu(): upper - lower overflows ({lower!r}, {upper!r})")
+        training = _bool("rrelu", "training", training)
+        if training and backward and seed is None:
+            raise TypeError("rrelu.backward(training=True) needs the 'seed' of the forward, "
+                            "to draw the same slopes")
+        if seed is not None or training:  # (eval mode draws nothing: no fresh seed)
+            seed = _seed("rrelu", seed)
+        return lower, upper, training, seed
+
+    def __call__(self, x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
+                 out=None):
+        lower, upper, training, seed = self._params(lower, upper, training, seed, False)
+        if not training:
+            return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
+        (x,), compute, result = _inputs((x,), ("x",))
+        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+        _elementwise(Op.RRELU_TRAIN_FWD, x, x, target, lower, upper - lower, seed)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
+                 upper=1.0 / 3.0, training=False, seed=None):
+        """grad_input; see the class docstring."""
+        _one_of("rrelu", x, output)
+        lower, upper, training, seed = self._params(lower, upper, training, seed, True)
+        smallest_slope = lower if training else (lower + upper) / 2
+        if output is not None and smallest_slope < 0:
+            raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
+                             "not tell x's; pass 'x'")
+        if not training:
+            return _api.FUNCTIONS["leaky_relu"].backward(
+                grad_output, x, output=output, out=out, negative_slope=(lower + upper) / 2)
+        x_name, x = ("x", x) if x is not None else ("output", output)
+        # From the output: with slopes >= 0, output <= 0 exactly where x <= 0 (the kernel's
+        # test), so the same loop serves both.
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
+        _check_shape("rrelu.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (True, True))
+        _elementwise(Op.RRELU_TRAIN_BWD, x, grad_output, target, lower, upper - lower, seed)
+        return _finish(target, out, result)
+
+
+# ---- noisy_relu ----------------------------------------------------------------------------
+
+class NoisyReLU(_Function):
+    """Noisy rectified linear unit (Nair & Hinton 2010).
+
+    ::
+
+        noisy_relu(x, sigma) = max(0, x + sigma * z_i),   z_i ~ N(0, 1) per element
+
+    z_i is a pure function of (seed, i), i the element's index in x in C order
+    (Philox4x32-10 and Box-Muller; see :mod:`actfast.special`): the same seed gives the same
+    bits for any layout and thread count. The noise is added in double precision.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; float32/float64 are computed natively, float16 in float32, bool and integers
+        in float64.
+    sigma : float, default 1.0
+        The noise's standard deviation: finite, >= 0 (0 gives relu).
+    seed : int or None, default None
+        In [0, 2**64); None draws a fresh seed.
+    out : ndarray, optional
+        Written and returned; must have x's shape and the result's dtype; may be x.
+
+    Returns
+    -------
+    ndarray (or NumPy scalar for 0-d x) of x's shape.
+
+    Backward
+    --------
+    ``noisy_relu.backward(grad_output, output=y, *, out=None)`` returns grad_output where the
+    forward's output y > 0, else 0 (relu's rule: 0 at y = 0, grad_output at NaN).
+    ``noisy_relu.backward(grad_output, x, *, sigma, seed)`` gives the same from x by drawing
+    the forward's noise again: it needs the forward's seed (TypeError without).
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> y = af.noisy_relu([-1.0, 0.5, 2.0], sigma=0.1, seed=3)
+    >>> g = af.noisy_relu.backward([1.0, 1.0, 1.0], output=y)
+    """
+
+    name = "noisy_relu"
+
+    def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
+        sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        seed = _seed("noisy_relu", seed)
+        (x,), compute, result = _inputs((x,), ("x",))
+        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+        _elementwise(Op.NOISY_RELU_FWD, x, x, target, sigma, seed=seed)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
+        """grad_input; see the class docstring."""
+        _one_of("noisy_relu", x, output)
+        sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        if x is not None and seed is None:
+            raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
+                            "(or pass output=)")
+        seed = _seed("noisy_relu", seed)
+        x_name, x = ("x", x) if x is not None else ("output", output)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
+        _check_shape("noisy_relu.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (True, True))
+        if x_name == "x":
+            _elementwise(Op.NOISY_RELU_BWD, x, grad_output, target, sigma, seed=seed)
+        else:
+            _elementwise(Op.NOISY_RELU_BWD_FROM_OUTPUT, x, grad_output, target,
+                         threshold=_CHEAP)
+        return _finish(target, out, result)
+
+
+# ---- maxout --------------------------------------------------------------------------------
+
+class Maxout(_Function):
+    """Maxout (Goodfellow et al. 2013): the maximum of each group of ``pieces`` consecutive
+    elements along an axis.
+
+    ::
+
+        maxout(x, pieces, axis)[..., k, ...] = max(x[..., k*pieces : (k+1)*pieces, ...])
+
+    The output has x's shape with the axis's size divided by ``pieces``. A group holding NaN
+    gives NaN (its first NaN).
+
+    Parameters
+    ----------
+    x : array_like
+        Input of at least one dimension; float32/float64 are computed natively, float16 in
+        float32, bool and integers in float64.
+    pieces : int
+        Group size, >= 1, dividing the axis's size (else ValueError).
+    axis : int, default -1
+    out : ndarray, optional
+        Written and returned; must have the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray of x's shape with ``shape[axis] // pieces`` along the axis.
+
+    Backward
+    --------
+    ``maxout.backward(grad_output, x, pieces, axis=-1, *, out=None)`` returns grad_input of
+    x's shape: each element of grad_output goes to the first maximum of its group (the first
+    NaN if there is one, as np.argmax), every other element gets 0. grad_output must have the
+    forward's output shape. The derivative needs x: ``output=`` raises TypeError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> af.maxout([[1.0, 5.0, 3.0, 2.0]], 2)
+    array([[5., 3.]])
+    >>> af.maxout.backward([[10.0, 20.0]], [[1.0, 5.0, 3.0, 2.0]], 2)
+    array([[ 0., 10., 20.,  0.]])
+    """
+
+    name = "maxout"
+
+    def _layout(self, x, pieces, axis):
+        pieces = _integer("maxout", "pieces", pieces)
+        if pieces < 1:
+            raise ValueError(f"maxout(): argument 'pieces' must be >= 1, got {pieces}")
+        axis = _axis("maxout", x, axis)
+        outer, size, inner = _split_axis(x.shape, axis)
+        if size % pieces:
+            raise ValueError(f"maxout(): x has {size} elements along axis {axis}, not a "
+                             f"multiple of pieces={pieces}")
+        shape = x.shape[:axis] + (size // pieces,) + x.shape[axis + 1:]
+        return shape, (outer * (size // pieces), pieces, inner)
+
+    def __call__(self, x, /, pieces, axis=-1, *, out=None):
+        (x,), compute, result = _inputs((x,), ("x",))
+        shape, groups = self._layout(x, pieces, axis)
+        target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
+        # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
+        _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
+                        target.reshape(-1), False, _api._num_threads, _CHEAP)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, pieces=None, axis=-1, *, output=None, out=None):
+        """grad_input; see the class docstring."""
+        _not_from_output("maxout", output, "the output does not say where the maximum was")
+        _required("maxout.backward", "x", x)
+        _required("maxout.backward", "pieces", pieces)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+        shape, groups = self._layout(x, pieces, axis)
+        _check_shape("maxout.backward()", grad_output, "grad_output", shape,
+                     "maxout's output")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (False, True))
+        _special.maxout(x.reshape(groups), grad_output.reshape(groups[0], groups[2]),
+                        target.reshape(-1), True, _api._num_threads, _CHEAP)
+        return _finish(target, out, result)
+
+
+# ---- glu -----------------------------------------------------------------------------------
+
+class GLU(_Function):
+    """Gated linear unit (Dauphin et al. 2017), as torch.nn.functional.glu.
+
+    ::
+
+        glu(x, axis) = a * sigmoid(b),   a, b = the first and second half of x along axis
+
+    Parameters
+    ----------
+    x : array_like
+        Input of at least one dimension, of even size along the axis (else ValueError);
+        float32/float64 are computed natively, float16 in float32, bool and integers in
+        float64.
+    axis : int, default -1
+    out : ndarray, optional
+        Written and returned; must have the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray of x's shape with half the size along the axis.
+
+    Backward
+    --------
+    ``glu.backward(grad_output, x, axis=-1, *, out=None)`` returns grad_input of x's shape:
+    ``grad_output * sigmoid(b)`` for the first half and ``grad_output * a * sigmoid(b) *
+    (1 - sigmoid(b))`` for the second (sigmoid' written as exp(-|b|) / (1 + exp(-|b|))**2,
+    exactly 0 at +-inf). grad_output must have the forward's output shape. The derivative
+    needs x: ``output=`` raises TypeError.
+
+    Examples
+    --------
+    >>> import actfast as af
+    >>> y = af.glu([[1.0, 2.0, 0.0, 100.0]])
+    >>> y
+    array([[0.5, 2. ]])
+    >>> g = af.glu.backward([[1.0, 1.0]], [[1.0, 2.0, 0.0, 100.0]])
+    """
+
+    name = "glu"
+
+    def _layout(self, x, axis):
+        axis = _axis("glu", x, axis)
+        outer, size, inner = _split_axis(x.shape, axis)
+        if size % 2:
+            raise ValueError(f"glu(): x has {size} elements along axis {axis}; it must be "
+                             "even (halved into a and b)")
+        shape = x.shape[:axis] + (size // 2,) + x.shape[axis + 1:]
+        return shape, (outer, size * inner)
+
+    def __call__(self, x, /, axis=-1, *, out=None):
+        (x,), compute, result = _inputs((x,), ("x",))
+        shape, rows = self._layout(x, axis)
+        target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
+        x2 = x.reshape(rows)
+        _special.glu(x2, x2, target.reshape(-1), False, _api._num_threads, _COSTLY)
+        return _finish(target, out, result)
+
+    def backward(self, grad_output, x=None, axis=-1, *, output=None, out=None):
+        """grad_input; see the class docstring."""
+        _not_from_output("glu", output, "a and b are not functions of a * sigmoid(b)")
+        _required("glu.backward", "x", x)
+        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+        shape, rows = self._layout(x, axis)
+        _check_shape("glu.backward()", grad_output, "grad_output", shape, "glu's output")
+        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                            (grad_output, x), (False, True))
+        _special.glu(x.reshape(rows), grad_output.reshape(rows[0], rows[1] // 2),
+                     target.reshape(-1), True, _api._num_threads, _COSTLY)
+        return _finish(target, out, result)
+
+
+prelu = PReLU()
+swish = Swish()
+pact = PACT()
+rrelu = RReLU()
+noisy_relu = NoisyReLU()
+maxout = Maxout()
+glu = GLU()
+
+FUNCTIONS = {f.name: f for f in (prelu, swish, pact, rrelu, noisy_relu, maxout, glu)}
+"""The functions of this module by name (merged into the package namespace by __init__)."""

@@ -1,0 +1,468 @@
+"""Loops of the functions whose shape needs its own loop (see actfast/special.py).
+
+- Learnable parameters (swish, pact, prelu): elementwise, plus the parameter's gradient, a sum
+  over the elements. Sums are bitwise identical for any thread count: the elements are cut
+  into blocks of a size fixed by the shape alone, each block is summed in double in a fixed
+  order by whichever thread gets it, and the block sums are added in block order.
+- Random (rrelu in training mode, noisy_relu): the draw for an element is a pure function of
+  (seed, the element's index): threads and layouts do not change it.
+- Grouped (maxout, glu): over one axis.
+
+The Python layer hands every array over C-contiguous in the compute dtype (float or double),
+so the element index of the loops is the element's logical C-order index in x, and reshapes it
+to the two or three dimensions the loop needs. It has checked shapes, dtypes and overlap.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport INFINITY
+from libc.stdint cimport uint32_t, uint64_t
+
+import numpy as np
+
+cimport activations as K
+cimport special_kernels as S
+
+cdef enum:
+    # Elements per work item and per reduction block: large enough that a parallel loop's
+    # bookkeeping is negligible, small enough that 2 threads share the work evenly from 2
+    # blocks on. It fixes the summation order of the parameters' gradients, so it must not
+    # depend on the thread count.
+    BLOCK = 4096
+    # prelu: the fewest elements of one channel summed into one block sum (where the shape
+    # has them): at most size / 256 block sums in all, 0.4 % of x's memory
+    CHANNEL_BLOCK = 256
+    # Elements handled per inner chunk: their parameter-gradient terms or random draws are
+    # stored in a stack buffer of this size, so that the elementwise loops stay free of
+    # reductions and calls (GCC vectorises them) and the sums run in a fixed order; maxout's
+    # groups side by side
+    CHUNK = 256
+
+
+# ---- elementwise, with an optional sum -----------------------------------------------------
+
+# The operations of `elementwise` (actfast/special.py passes _special.Op members)
+cpdef enum Op:
+    SWISH_FWD = 0
+    SWISH_BWD = 1           # grad_input; returns the sum of the d/dbeta terms
+    PACT_FWD = 2
+    PACT_BWD = 3            # grad_input; returns the sum of the d/dalpha terms
+    RRELU_TRAIN_FWD = 4
+    RRELU_TRAIN_BWD = 5     # from x, or from the output (the same test: <= 0)
+    NOISY_RELU_FWD = 6
+    NOISY_RELU_BWD = 7      # from x: recomputes the noise
+    NOISY_RELU_BWD_FROM_OUTPUT = 8
+
+
+cdef struct Params:
+    double a, b            # swish: beta; pact: alpha; rrelu: lower, upper - lower; noisy: sigma
+    uint64_t seed
+
+
+cdef inline double sum_terms(const double* terms, Py_ssize_t n) noexcept nogil:
+    """terms[0] + ... + terms[n-1] in a fixed order: four interleaved partial sums (a shorter
+    chain of dependent additions), added as (s0 + s1) + (s2 + s3)."""
+    cdef Py_ssize_t i, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += terms[i]
+        s1 += terms[i + 1]
+        s2 += terms[i + 2]
+        s3 += terms[i + 3]
+    for i in range(n4, n):
+        s0 += terms[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
+                     uint64_t start, Py_ssize_t n) noexcept nogil:
+    """The draws of elements start..start+n-1 (uniform on [0, 1) or standard normal), start
+    even (chunks start at multiples of CHUNK): one Philox call per pair of elements
+    (2k, 2k + 1), whole pairs written (draws holds n + 1). The iterations are independent:
+    GCC vectorises the uniform loop, and the CPU overlaps the others."""
+    cdef Py_ssize_t k, pairs = (n + 1) // 2
+    cdef uint64_t first = start >> 1
+    cdef S.Pair p
+    if normal:
+        for k in range(pairs):
+            p = S.normal_pair(seed, stream, first + k)
+            draws[2 * k] = p.first
+            draws[2 * k + 1] = p.second
+    else:
+        for k in range(pairs):
+            p = S.uniform_pair(seed, stream, first + k)
+            draws[2 * k] = p.first
+            draws[2 * k + 1] = p.second
+
+
+cdef double block(Op op, const floating* x, const floating* g, floating* out, Py_ssize_t start,
+                  Py_ssize_t n, const Params* p) noexcept nogil:
+    """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output).
+
+    Returns the block's sum for SWISH_BWD and PACT_BWD (chunk sums added in order), else 0.
+    In the backward loops each element's x and g are read before its out is written: out may
+    be x or g.
+    """
+    cdef Py_ssize_t i, c, m
+    cdef double total = 0.0, xv, gv
+    cdef double buffer[CHUNK + 1]  # + 1: fill_draws writes whole pairs
+    # the parameters in locals: out could alias *p as far as the compiler knows, which would
+    # reload them at every element and keep the loops from vectorising
+    cdef double a = p.a, b = p.b
+    cdef uint64_t seed = p.seed
+    if op == SWISH_FWD:
+        if a == 1.0:  # silu, to the bit
+            for i in range(n):
+                out[i] = <floating>K.silu_fwd(x[i])
+        elif a == 0.0:
+            for i in range(n):
+                out[i] = <floating>S.swish0_fwd(x[i])
+        else:
+            for i in range(n):
+                out[i] = <floating>S.swish_fwd(x[i], a)
+    elif op == PACT_FWD:
+        for i in range(n):
+            out[i] = <floating>S.pact_fwd(x[i], a)
+    elif op == NOISY_RELU_BWD_FROM_OUTPUT:
+        for i in range(n):
+            out[i] = <floating>K.relu_bwd_from_output(g[i], x[i])
+    else:
+        c = 0
+        while c < n:
+            m = min(<Py_ssize_t>CHUNK, n - c)
+            if op == SWISH_BWD and a == 0.0:
+                for i in range(m):
+                    xv, gv = x[c + i], g[c + i]
+                    buffer[i] = S.swish0_dbeta(gv, xv)
+                    out[c + i] = <floating>S.swish0_bwd(gv, xv)
+                total += sum_terms(buffer, m)
+            elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
+                for i in range(m):
+                    buffer[i] = S.swish_dbeta(g[c + i], x[c + i], a)
+                    out[c + i] = K.silu_bwd(g[c + i], x[c + i])
+                total += sum_terms(buffer, m)
+            elif op == SWISH_BWD:
+                for i in range(m):
+                    xv, gv = x[c + i], g[c + i]
+                    buffer[i] = S.swish_dbeta(gv, xv, a)
+                    out[c + i] = <floating>S.swish_bwd(gv, xv, a)
+                total += sum_terms(buffer, m)
+            elif op == PACT_BWD:
+                for i in range(m):
+                    xv, gv = x[c + i], g[c + i]
+                    buffer[i] = S.pact_dalpha(gv, xv, a)
+                    out[c + i] = <floating>S.pact_bwd(gv, xv, a)
+                total += sum_terms(buffer, m)
+            elif op == RRELU_TRAIN_FWD or op == RRELU_TRAIN_BWD:
+                fill_draws(buffer, False, seed, S.STREAM_RRELU, <uint64_t>(start + c), m)
+                if op == RRELU_TRAIN_FWD:
+                    for i in range(m):
+                        out[c + i] = <floating>S.rrelu_train_fwd(x[c + i], a + b * buffer[i])
+                else:
+                    for i in range(m):
+                        out[c + i] = <floating>S.rrelu_train_bwd(g[c + i], x[c + i],
+                                                                 a + b * buffer[i])
+            elif op == NOISY_RELU_FWD or op == NOISY_RELU_BWD:
+                fill_draws(buffer, True, seed, S.STREAM_NOISY_RELU, <uint64_t>(start + c), m)
+                if op == NOISY_RELU_FWD:
+                    for i in range(m):
+                        out[c + i] = <floating>K.relu_fwd(x[c + i] + a * buffer[i])
+                else:
+                    for i in range(m):
+                        out[c + i] = <floating>K.relu_bwd(g[c + i], x[c + i] + a * buffer[i])
+            c += m
+    return total
+
+
+def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
+                floating[::1] out, double a, double b, uint64_t seed, int n_threads,
+                Py_ssize_t parallel_threshold):
+    """Run `op` over the 1-D arrays (grad_output is ignored by the forwards: pass x).
+
+    Returns the sum of the parameter's gradient terms (SWISH_BWD, PACT_BWD), else 0.0.
+    """
+    cdef Py_ssize_t n = x.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, k
+    cdef Params p
+    cdef double total = 0.0
+    cdef double[::1] sums
+    if n == 0:
+        return 0.0
+    p.a, p.b, p.seed = a, b, seed
+    sums = np.empty(n_blocks)
+    cdef const floating* px = &x[0]
+    cdef const floating* pg = &grad_output[0]
+    cdef floating* po = &out[0]
+    if n < parallel_threshold:
+        n_threads = 1
+    with nogil:
+        if n_threads <= 1 or n_blocks == 1:
+            for k in range(n_blocks):
+                sums[k] = block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
+                                min(<Py_ssize_t>BLOCK, n - k * BLOCK), &p)
+        else:
+            for k in prange(n_blocks, schedule='static', num_threads=n_threads):
+                sums[k] = block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
+                                min(<Py_ssize_t>BLOCK, n - k * BLOCK), &p)
+        for k in range(n_blocks):  # in block order, whatever the thread count
+            total += sums[k]
+    return total
+
+
+def philox_words(tuple counter, tuple key):
+    """Philox4x32-10 of four 32-bit counter words under two 32-bit key words (for the tests)."""
+    cdef S.Words w = S.philox4x32_10(counter[0], counter[1], counter[2], counter[3],
+                                     key[0], key[1])
+    return (w.w0, w.w1, w.w2, w.w3)
+
+
+# ---- prelu ---------------------------------------------------------------------------------
+
+cdef struct Tiling:
+    # x seen as (outer, channels, inner); a work item is rows n0..n1-1, channels c0..c1-1,
+    # inner positions j0..j1-1
+    Py_ssize_t outer, channels, inner
+    Py_ssize_t rows, chunk, tile               # rows per group, inner chunk, channels per tile
+    Py_ssize_t n_groups, n_chunks, n_tiles
+
+
+cdef Tiling tiling(Py_ssize_t outer, Py_ssize_t channels, Py_ssize_t inner) noexcept nogil:
+    """Cut (outer, channels, inner) into work items; a function of the shape only.
+
+    Each channel's sum is made of block sums over `rows` x `chunk` >= CHANNEL_BLOCK elements
+    where the shape allows (rows are grouped when inner is short), so there are at most
+    ~size / CHANNEL_BLOCK block sums, whatever the number of channels. Channel tiles make work
+    items of ~4 BLOCK elements; they do not change any sum.
+    """
+    cdef Tiling t
+    t.outer, t.channels, t.inner = outer, channels, inner
+    t.chunk = min(inner, <Py_ssize_t>BLOCK)
+    t.rows = min(outer, max(<Py_ssize_t>1, (CHANNEL_BLOCK + t.chunk - 1) // t.chunk))
+    t.tile = min(channels, max(<Py_ssize_t>1, 4 * BLOCK // (t.rows * t.chunk)))
+    t.n_groups = (outer + t.rows - 1) // t.rows
+    t.n_chunks = (inner + t.chunk - 1) // t.chunk
+    t.n_tiles = (channels + t.tile - 1) // t.tile
+    return t
+
+
+cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const floating* g,
+                     const floating* weight, floating* out, double* sums) noexcept nogil:
+    """One work item: forward when g is NULL, else backward, adding each channel's
+    d/dweight terms to its block sum sums[(group * n_chunks + chunk) * channels + c]. Each
+    element's x and g are read before its out is written (out may be x or g)."""
+    cdef Py_ssize_t jc = item % t.n_chunks, rest = item // t.n_chunks
+    cdef Py_ssize_t tile = rest % t.n_tiles, group = rest // t.n_tiles
+    cdef Py_ssize_t n0 = group * t.rows, n1 = min(n0 + t.rows, t.outer)
+    cdef Py_ssize_t c0 = tile * t.tile, c1 = min(c0 + t.tile, t.channels)
+    cdef Py_ssize_t j0 = jc * t.chunk, j1 = min(j0 + t.chunk, t.inner)
+    cdef Py_ssize_t n, c, j, k, m, row, base
+    cdef double w, s, xv, gv
+    cdef double buffer[CHUNK]
+    cdef double* block_sums = sums + (group * t.n_chunks + jc) * t.channels if g != NULL else NULL
+    for n in range(n0, n1):
+        row = n * t.channels * t.inner
+        if t.inner == 1:
+            # one element per channel and row, the channels contiguous: the loops run over
+            # them (and vectorise); each channel's sum adds its rows in order
+            if g == NULL:
+                for c in range(c0, c1):
+                    out[row + c] = <floating>K.leaky_relu_fwd(x[row + c], weight[c])
+            else:
+                for c in range(c0, c1):
+                    xv, gv = x[row + c], g[row + c]
+                    block_sums[c] += S.prelu_dweight(gv, xv)
+                    out[row + c] = <floating>K.leaky_relu_bwd(gv, xv, weight[c])
+            continue
+        for c in range(c0, c1):
+            base = row + c * t.inner
+            w = weight[c]
+            if g == NULL:
+                for j in range(base + j0, base + j1):
+                    out[j] = <floating>K.leaky_relu_fwd(x[j], w)
+                continue
+            s = 0.0
+            j = base + j0
+            while j < base + j1:
+                m = min(<Py_ssize_t>CHUNK, base + j1 - j)
+                for k in range(m):
+                    xv, gv = x[j + k], g[j + k]
+                    buffer[k] = S.prelu_dweight(gv, xv)
+                    out[j + k] = <floating>K.leaky_relu_bwd(gv, xv, w)
+                s += sum_terms(buffer, m)
+                j += m
+            block_sums[c] += s  # rows in order: the same sums for any thread count
+
+
+def prelu(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_output,
+          const floating[::1] weight, floating[:, :, ::1] out, bint backward, int n_threads,
+          Py_ssize_t parallel_threshold):
+    """prelu over x seen as (outer, channels, inner) with one weight per channel.
+
+    Forward (backward False; grad_output ignored) writes out; backward writes grad_input to out
+    and returns the weight's gradient (float64, one per channel).
+    """
+    cdef Tiling t
+    cdef Py_ssize_t size = x.shape[0] * x.shape[1] * x.shape[2], n_items, item, c, k, n_sums
+    cdef double[::1] sums
+    cdef double[::1] grad_weight = np.zeros(x.shape[1])
+    cdef double total
+    if size == 0:
+        return np.asarray(grad_weight) if backward else None
+    t = tiling(x.shape[0], x.shape[1], x.shape[2])
+    n_items = t.n_groups * t.n_tiles * t.n_chunks
+    n_sums = t.n_groups * t.n_chunks
+    sums = np.zeros(n_sums * t.channels if backward else 1)
+    cdef const floating* px = &x[0, 0, 0]
+    cdef const floating* pg = &grad_output[0, 0, 0] if backward else NULL
+    cdef const floating* pw = &weight[0]
+    cdef floating* po = &out[0, 0, 0]
+    cdef double* ps = &sums[0]
+    if size < parallel_threshold:
+        n_threads = 1
+    with nogil:
+        if n_threads <= 1 or n_items == 1:
+            for item in range(n_items):
+                prelu_item(&t, item, px, pg, pw, po, ps)
+        else:
+            for item in prange(n_items, schedule='static', num_threads=n_threads):
+                prelu_item(&t, item, px, pg, pw, po, ps)
+        if backward:
+            for c in range(t.channels):  # block sums in block order
+                total = 0.0
+                for k in range(n_sums):
+                    total += ps[k * t.channels + c]
+                grad_weight[c] = total
+    return np.asarray(grad_weight) if backward else None
+
+
+# ---- maxout --------------------------------------------------------------------------------
+
+cdef inline bint replaces(floating v, floating top) noexcept nogil:
+    """Does v replace the running maximum top? When greater, or when the first NaN (np.argmax's
+    rule, so the gradient goes where the forward's value came from). `|` and `&`: no short
+    circuit, so the loops can vectorise."""
+    return (v > top) | ((v != v) & (top == top))
+
+
+cdef void maxout_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t rows,
+                      Py_ssize_t pieces, Py_ssize_t inner, const floating* x,
+                      const floating* g, floating* out) noexcept nogil:
+    """One work item of x seen as (rows, pieces, inner): up to CHUNK groups side by side, the
+    "lanes" j of the loops (which vectorise over them). With inner > 1 they are CHUNK inner
+    positions of row item // n_chunks (lane stride 1, piece stride inner); with inner == 1
+    they are CHUNK rows, each a contiguous group (lane stride pieces, piece stride 1).
+
+    Forward (g NULL): out[group] = its maximum. Backward: the group's gradient at its first
+    maximum, 0 at its other elements (every group is read before it is written: out may be x).
+    """
+    cdef Py_ssize_t first, offset, m, lane, piece, j, p
+    cdef floating v
+    cdef floating top[CHUNK]
+    cdef Py_ssize_t where[CHUNK]
+    if inner == 1:
+        first = item * CHUNK
+        m = min(<Py_ssize_t>CHUNK, rows - first)
+        lane, piece = pieces, 1
+        offset = first * pieces
+    else:
+        first = (item // n_chunks) * inner + (item % n_chunks) * CHUNK
+        m = min(<Py_ssize_t>CHUNK, inner - (item % n_chunks) * CHUNK)
+        lane, piece = 1, inner
+        offset = (item // n_chunks) * pieces * inner + (item % n_chunks) * CHUNK
+    # first: the index of the first group's output (and grad_output); offset: of its first
+    # element in x (and grad_input)
+    for j in range(m):
+        top[j] = x[offset + j * lane]
+        where[j] = 0
+    for p in range(1, pieces):
+        for j in range(m):
+            v = x[offset + p * piece + j * lane]
+            if replaces(v, top[j]):
+                top[j] = v
+                where[j] = p
+    if g == NULL:
+        for j in range(m):
+            out[first + j] = top[j]
+        return
+    for p in range(pieces):
+        for j in range(m):
+            out[offset + p * piece + j * lane] = g[first + j] if where[j] == p else 0
+
+
+def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
+           floating[::1] out, bint backward, int n_threads, Py_ssize_t parallel_threshold):
+    """x seen as (rows, pieces, inner); out is (rows, inner) forward, x's size backward
+    (grad_output is (rows, inner), ignored by the forward)."""
+    cdef Py_ssize_t rows = x.shape[0], pieces = x.shape[1], inner = x.shape[2], item
+    cdef Py_ssize_t n_chunks = (inner + CHUNK - 1) // CHUNK
+    # work items of CHUNK groups: CHUNK rows when inner == 1, else CHUNK inner positions
+    cdef Py_ssize_t n_items = (rows + CHUNK - 1) // CHUNK if inner == 1 else rows * n_chunks
+    if rows * pieces * inner == 0:
+        return
+    cdef const floating* px = &x[0, 0, 0]
+    cdef const floating* pg = &grad_output[0, 0] if backward else NULL
+    cdef floating* po = &out[0]
+    if rows * pieces * inner < parallel_threshold:
+        n_threads = 1
+    with nogil:
+        if n_threads <= 1 or n_items == 1:
+            for item in range(n_items):
+                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+        else:
+            for item in prange(n_items, schedule='static', num_threads=n_threads):
+                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+
+
+# ---- glu -----------------------------------------------------------------------------------
+
+cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const floating* x,
+                   const floating* g, floating* out) noexcept nogil:
+    """Row o = item // n_chunks of x seen as (rows, 2, half) = (a, b), one chunk: forward
+    out[o, m] = a sigmoid(b); backward out[o, 0, m] = g sigmoid(b), out[o, 1, m] =
+    g a sigmoid'(b). In x's precision (float32 in float32, as the elementwise kernels), with
+    the *_times kernels: the product is rounded once where sigmoid(b) is subnormal."""
+    cdef Py_ssize_t o = item // n_chunks, mc = item % n_chunks, m
+    cdef Py_ssize_t m0 = mc * BLOCK, m1 = min(m0 + BLOCK, half)
+    cdef const floating* a = x + 2 * o * half
+    cdef const floating* b = a + half
+    cdef const floating* go
+    cdef floating* ga
+    cdef floating* gb
+    cdef floating av, bv, gv
+    # At b = +-inf the gate is exactly 1 or 0 and its slope 0: plain products there, so that
+    # an infinite a (or g) times the 0 gives NaN (inf * sigmoid(-inf) is undetermined, as in
+    # PyTorch), which the *_times kernels (exp clamped) would not.
+    if g == NULL:
+        for m in range(m0, m1):
+            av, bv = a[m], b[m]
+            out[o * half + m] = av * 0 if bv == -INFINITY else K.logistic_times(av, bv)
+    else:
+        go = g + o * half
+        ga = out + 2 * o * half
+        gb = ga + half
+        for m in range(m0, m1):
+            av, bv, gv = a[m], b[m], go[m]  # read before writing: out may be x
+            ga[m] = gv * 0 if bv == -INFINITY else K.logistic_times(gv, bv)
+            gb[m] = (gv * av) * 0 if (bv == INFINITY) | (bv == -INFINITY) else \
+                K.logistic_slope_times(gv * av, bv)
+
+
+def glu(const floating[:, ::1] x, const floating[:, ::1] grad_output, floating[::1] out,
+        bint backward, int n_threads, Py_ssize_t parallel_threshold):
+    """x seen as (rows, 2 * half); out is (rows, half) forward, x's size backward
+    (grad_output is (rows, half), ignored by the forward)."""
+    cdef Py_ssize_t rows = x.shape[0], half = x.shape[1] // 2
+    cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
+    if rows * half == 0:
+        return
+    cdef const floating* px = &x[0, 0]
+    cdef const floating* pg = &grad_output[0, 0] if backward else NULL
+    cdef floating* po = &out[0]
+    if 2 * rows * half < parallel_threshold:
+        n_threads = 1
+    with nogil:
+        if n_threads <= 1 or n_items == 1:
+            for item in range(n_items):
+                glu_item(item, n_chunks, half, px, pg, po)
+        else:
+            for item in prange(n_items, schedule='static', num_threads=n_threads):
+                glu_item(item, n_chunks, half, px, pg, po)

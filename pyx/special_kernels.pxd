@@ -1,0 +1,184 @@
+# Scalar kernels of the functions in pyx/_special.pyx (learnable, random): one small inline
+# function per formula, no arrays, no Python. The shared pieces (logistic, leaky_relu, relu,
+# silu) come from activations.pxd; only what is new is written here.
+#
+# These compute in double whatever the arrays' dtype (the loops convert): the parameters'
+# gradients are sums of double terms, swish's derivative crosses 0 (float32 arithmetic would
+# lose its relative accuracy there, as silu's), and a random draw must not depend on the
+# dtype (the float32 result is the float64 one rounded). The grouped loops (maxout, glu) use
+# activations.pxd's kernels in the arrays' own precision.
+#
+# Random draws come from Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
+# 1, 2, 3", SC 2011), a counter-based generator: the draw for an element is a pure function of
+# (seed, stream, element index), so it does not depend on the thread that computes it, on the
+# order of the elements in memory or on anything drawn before. One Philox call (128 bits)
+# serves the pair of elements 2k and 2k + 1: two 52-bit uniforms, or two normals from one
+# Box-Muller transform.
+
+from libc.math cimport log, sqrt, cos, sin, fabs, copysign
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
+
+cimport activations as K
+
+
+# ---- Philox4x32-10 -------------------------------------------------------------------------
+
+cdef enum:
+    # the third counter word: separate, independent streams for each function, so that the
+    # same seed does not give rrelu's slopes and noisy_relu's noise from the same bits
+    STREAM_RRELU = 1
+    STREAM_NOISY_RELU = 2
+
+cdef struct Words:
+    uint32_t w0, w1, w2, w3
+
+
+cdef inline Words philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                               uint32_t k0, uint32_t k1) noexcept nogil:
+    """Philox4x32-10 of the counter (c0, c1, c2, c3) under the key (k0, k1).
+
+    The multipliers and Weyl constants are Random123's; tests/test_special.py checks the
+    known-answer vectors of Random123's tests/kat_vectors (through _special.philox_words).
+    """
+    cdef uint64_t p0, p1
+    cdef int r
+    cdef Words out
+    for r in range(10):
+        if r > 0:  # the key schedule: a Weyl sequence, bumped between rounds
+            k0 = k0 + <uint32_t>0x9E3779B9
+            k1 = k1 + <uint32_t>0xBB67AE85
+        p0 = <uint64_t>0xD2511F53 * c0
+        p1 = <uint64_t>0xCD9E8D57 * c2
+        c0, c1, c2, c3 = (<uint32_t>(p1 >> 32)) ^ c1 ^ k0, <uint32_t>p1, \
+                         (<uint32_t>(p0 >> 32)) ^ c3 ^ k1, <uint32_t>p0
+    out.w0 = c0
+    out.w1 = c1
+    out.w2 = c2
+    out.w3 = c3
+    return out
+
+
+cdef inline Words draw(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
+    """128 random bits for the elements 2 pair and 2 pair + 1: the counter is (pair lo,
+    pair hi, stream, 0), the key the 64-bit seed."""
+    return philox4x32_10(<uint32_t>pair, <uint32_t>(pair >> 32), stream, 0,
+                         <uint32_t>seed, <uint32_t>(seed >> 32))
+
+
+cdef inline double unit_interval(uint32_t hi, uint32_t lo) noexcept nogil:
+    # A uniform double on [0, 1), a multiple of 2^-52: the top 52 of the 64 random bits as the
+    # mantissa of a number in [1, 2), minus 1 (exact). Bit operations only: AVX2 has no
+    # vector conversion from 64-bit integers to doubles.
+    cdef uint64_t bits = (((<uint64_t>hi << 32) | lo) >> 12) | <uint64_t>0x3FF0000000000000
+    cdef double one_to_two
+    memcpy(&one_to_two, &bits, 8)
+    return one_to_two - 1.0
+
+
+cdef struct Pair:
+    double first, second    # the draws of elements 2 pair and 2 pair + 1
+
+
+cdef inline Pair uniform_pair(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
+    """Two uniforms on [0, 1), from the two 64-bit halves of one Philox draw."""
+    cdef Words w = draw(seed, stream, pair)
+    cdef Pair p
+    p.first = unit_interval(w.w0, w.w1)
+    p.second = unit_interval(w.w2, w.w3)
+    return p
+
+
+cdef inline Pair normal_pair(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
+    """Two independent standard normals by Box-Muller: r cos(theta) and r sin(theta) with
+    r = sqrt(-2 log u1), theta = 2 pi u2, (u1, u2) the halves of one draw (GCC computes the
+    sine and cosine in one sincos call).
+
+    u1 is taken on (0, 1] so that log(u1) is finite: |z| <= sqrt(-2 log 2^-52) = 8.49.
+    """
+    cdef Words w = draw(seed, stream, pair)
+    cdef double r = sqrt(-2.0 * log(1.0 - unit_interval(w.w0, w.w1)))
+    cdef double theta = 6.283185307179586477 * unit_interval(w.w2, w.w3)
+    cdef Pair p
+    p.first = r * cos(theta)
+    p.second = r * sin(theta)
+    return p
+
+
+# ---- swish (learnable beta) ----------------------------------------------------------------
+# Selects only, no early exits (GCC if-converts and vectorises the loops, as silu's). The loops
+# pick, once per call, silu's kernels for beta = 1 (the same bits as silu) and the swish0_*
+# kernels for beta = 0 (where t = 0 * inf would be NaN at infinite x).
+
+cdef inline double swish_fwd(double x, double beta) noexcept nogil:
+    # x sigmoid(t), t = beta x, beta != 0, rounded once where the gate is subnormal
+    # (logistic_times). Below t = -800 the gate is 0 in double and the value a zero of x's
+    # sign: written so, because at infinite x, x * 0 would be NaN (for finite x the two are
+    # the same). t = +inf gives x * 1; NaN x gives NaN.
+    cdef double t = beta * x
+    return copysign(0.0, x) if t < -800.0 else K.logistic_times(x, t)
+
+
+cdef inline double swish_bwd(double grad_output, double x, double beta) noexcept nogil:
+    # d/dx [x s(beta x)] = s(t) + t s'(t) with t = beta x: silu'(t), whose kernel handles the
+    # tails (beta != 0)
+    return K.silu_bwd(grad_output, beta * x)
+
+
+cdef inline double swish_dbeta(double grad_output, double x, double beta) noexcept nogil:
+    # d/dbeta [x s(beta x)] = x^2 s'(t), t = beta x, beta != 0. Beyond |t| = 800, s'(t) <
+    # 1e-347 is 0 in double: the term is 0 (at infinite x the formula would give inf * 0).
+    # x (x s'(t)) rather than x^2 s'(t): x^2 can overflow where the product does not (and
+    # x s'(t) is rounded once where s'(t) is subnormal).
+    cdef double t = beta * x
+    return grad_output * 0.0 if fabs(t) > 800.0 else \
+        grad_output * (x * K.logistic_slope_times(x, t))
+
+
+cdef inline double swish0_fwd(double x) noexcept nogil:
+    return 0.5 * x  # beta = 0: x sigmoid(0) = x / 2, also at infinite x
+
+cdef inline double swish0_bwd(double grad_output, double x) noexcept nogil:
+    return grad_output * 0.5 if x == x else x
+
+cdef inline double swish0_dbeta(double grad_output, double x) noexcept nogil:
+    return grad_output * (0.25 * x * x)  # x^2 s'(0) = x^2 / 4
+
+
+# ---- pact ----------------------------------------------------------------------------------
+
+cdef inline double pact_fwd(double x, double alpha) noexcept nogil:
+    # clip(x, 0, alpha) written with the comparisons that fail for NaN, so NaN passes through;
+    # -0.0 stays -0.0 (as torch.clamp)
+    if x < 0:
+        return 0.0
+    if x > alpha:
+        return alpha
+    return x
+
+cdef inline double pact_bwd(double grad_output, double x, double alpha) noexcept nogil:
+    # 1 on [0, alpha), 0 elsewhere and at NaN (PACT's convention: at x == alpha the gradient
+    # goes to alpha, not to x; torch.clamp gives it to x there). `&`, not `and`: no short
+    # circuit, so GCC can vectorise.
+    return grad_output if ((x >= 0) & (x < alpha)) else 0.0
+
+cdef inline double pact_dalpha(double grad_output, double x, double alpha) noexcept nogil:
+    return grad_output if x >= alpha else 0.0
+
+
+# ---- prelu ---------------------------------------------------------------------------------
+
+cdef inline double prelu_dweight(double grad_output, double x) noexcept nogil:
+    # PyTorch's _prelu_kernel_backward: 0 for x > 0, else x * grad (so NaN for NaN x)
+    return 0.0 if x > 0 else x * grad_output
+
+
+# ---- rrelu in training mode ----------------------------------------------------------------
+
+cdef inline double rrelu_train_fwd(double x, double slope) noexcept nogil:
+    return x * slope if x <= 0 else x
+
+cdef inline double rrelu_train_bwd(double grad_output, double x, double slope) noexcept nogil:
+    # PyTorch's rrelu_with_noise: the slope where x <= 0, else 1 (also at NaN; in eval mode
+    # leaky_relu gives the slope at NaN)
+    return grad_output * slope if x <= 0 else grad_output

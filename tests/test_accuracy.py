@@ -1,0 +1,136 @@
+"""Accuracy against the float64 reference over a dense sweep of [-20, 20] plus special values.
+
+float32 (the contract): forward within 4 ulp, backward within 8 ulp (grad_output = 1 and
+random grad_output) of the float64 reference, in units of the float32 spacing at the
+reference value -- or, at a point where PyTorch (when installed) is further off itself, no
+worse than PyTorch there (its error measured the same way).
+
+float64: within a relative 1e-13 (forward) / 1e-12 (backward) of the reference, which is a
+float64 computation itself and not correctly rounded: a few of its rounding errors,
+amplified by the function's condition number, are allowed. Where the reference's formula
+cancels (tanhshrink near 0, hardsigmoid near its kinks; Case.reference_slack) its documented
+absolute error is forgiven on top; backward results may be off by a few rounding errors of
+|grad_output| (cancellation inside derivatives such as gelu' = Phi + x phi near their zeros,
+and subnormal derivatives).
+"""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from conftest import (CASES, EPS64, assert_rel_close, case_params, special_values, torch_backward,
+                      torch_forward, torch_function, ulp_error)
+
+# PyTorch, when installed, only relaxes the float32 bound where it is worse itself
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+FORWARD_ULP, BACKWARD_ULP = 4, 8
+FLOAT64_RTOL_FORWARD, FLOAT64_RTOL_BACKWARD = 1e-13, 1e-12
+TINY64 = 5e-324
+
+
+def _bit_sweep(rng, dtype, count):
+    """`count` values of `dtype` evenly spaced in bit pattern over [0, 20] (so every binade,
+    subnormals included, gets its share), from a random start, and their negatives."""
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    top = int(np.array(20.0, dtype=dtype).view(uint))
+    step = top // count
+    start = int(rng.integers(0, step))
+    patterns = np.arange(start, top, step, dtype=np.uint64).astype(uint)
+    positive = patterns.view(dtype)
+    return np.concatenate([positive, -positive])
+
+
+def sweep(rng, case, dtype):
+    """~2e5 points of [-20, 20] (bit-pattern sweep + linear grid with a random phase) plus
+    the case's special values."""
+    dtype = np.dtype(dtype)
+    linear = np.linspace(-20, 20, 100_001) + rng.uniform(0, 40 / 100_000)
+    return np.concatenate([_bit_sweep(rng, dtype, 50_000),
+                           np.clip(linear, -20, 20).astype(dtype),
+                           special_values(case, dtype)])
+
+
+def _torch_error(case, direction, grad_output, x, expected, slack):
+    """PyTorch's float32 ulp error at each point (inf where it has no equivalent)."""
+    if not HAVE_TORCH or torch_function(case) is None:
+        return np.zeros(x.shape)
+    if direction == "forward":
+        theirs = torch_forward(case, x)
+    else:
+        theirs = torch_backward(case, grad_output, x)
+    return ulp_error(theirs, expected, np.float32, slack)
+
+
+def _assert_within(case, direction, x, grad_output, result, expected, bound, slack):
+    err = ulp_error(result, expected, np.float32, slack)
+    if not (err > bound).any():
+        return
+    torch_err = _torch_error(case, direction, grad_output, x, expected, slack)
+    allowed = np.maximum(bound, torch_err)
+    bad = err > allowed
+    if bad.any():
+        worst = np.argsort(np.where(bad, err - allowed, -np.inf))[::-1][:8]
+        lines = [f"  x={x[i]!r} grad_output={grad_output[i] if grad_output is not None else 1!r}"
+                 f": got {result[i]!r}, reference {expected[i]!r}: {err[i]:.3g} ulp"
+                 f" (PyTorch {torch_err[i]:.3g} ulp)" for i in worst if bad[i]]
+        pytest.fail(f"{case.id} {direction} float32: {int(bad.sum())} of {x.size} points beyond "
+                    f"{bound} ulp and beyond PyTorch's error (max {err.max():.4g} ulp)\n"
+                    + "\n".join(lines))
+
+
+# ---- float32 -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_float32_forward(case, rng):
+    x = sweep(rng, case, np.float32)
+    result = case.forward(x)
+    expected = case.reference(x)
+    _assert_within(case, "forward", x, None, result, expected, FORWARD_ULP,
+                   case.reference_slack(x))
+
+
+@pytest.mark.parametrize("grad", ["unit-grad", "random-grad"])
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_float32_backward(case, grad, rng):
+    x = sweep(rng, case, np.float32)
+    if grad == "unit-grad":
+        grad_output = np.ones_like(x)
+    else:
+        grad_output = (rng.standard_normal(x.size) * 10.0 ** rng.uniform(-3, 3, x.size)
+                       ).astype(np.float32)
+    result = case.backward(grad_output, x)
+    expected = grad_output.astype(np.float64) * case.reference_grad(x)
+    _assert_within(case, "backward", x, grad_output, result, expected, BACKWARD_ULP, 0.0)
+
+
+# ---- float64 -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_float64_forward(case, rng):
+    x = np.concatenate([sweep(rng, case, np.float64), rng.uniform(-20, 20, 50_000)])
+    result = case.forward(x)
+    # the condition number |x f'(x) / f(x)| times a few rounding errors: neither side rounds
+    # x's image (e.g. gelu(approximate='tanh')'s 2u = 2 sqrt(2/pi) (x + 0.044715 x^3),
+    # some 1500 times |x| near x = -19) exactly, and the tails amplify that
+    with np.errstate(invalid="ignore", over="ignore"):
+        conditioning = np.nan_to_num(4 * EPS64 * np.abs(x * case.reference_grad(x)),
+                                     nan=0.0, posinf=0.0)
+    assert_rel_close(result, case.reference(x), FLOAT64_RTOL_FORWARD,
+                     case.reference_slack(x) + conditioning + TINY64, {"x": x},
+                     what="float64 forward")
+
+
+@pytest.mark.parametrize("grad", ["unit-grad", "random-grad"])
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_float64_backward(case, grad, rng):
+    x = np.concatenate([sweep(rng, case, np.float64), rng.uniform(-20, 20, 50_000)])
+    if grad == "unit-grad":
+        grad_output = np.ones_like(x)
+    else:
+        grad_output = rng.standard_normal(x.size) * 10.0 ** rng.uniform(-3, 3, x.size)
+    result = case.backward(grad_output, x)
+    g = np.abs(grad_output)
+    assert_rel_close(result, grad_output * case.reference_grad(x), FLOAT64_RTOL_BACKWARD,
+                     4 * EPS64 * g + 8 * TINY64 * np.maximum(1.0, g),
+                     {"x": x, "grad_output": grad_output}, what="float64 backward")

@@ -1,0 +1,621 @@
+"""The API contract every elementwise function follows (the foundation issue), checked for
+every registry entry: array_like inputs and scalars, dtype rules, out= (errors, identity,
+overlap), inputs never modified, parameter validation, backward's arguments, threads
+(settings, environment, concurrency, the GIL) and docstrings."""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import actfast as af
+from actfast.catalogue import ENTRIES, REQUIRED
+
+from conftest import (CASES, Case, assert_bitwise_equal, bits, case_params,
+                      draw, draw_grad_output, dtype_params, single_thread)
+
+# One case per entry (its first example: the defaults, or the required parameters).
+DEFAULT_CASES = [Case(entry, entry.examples[0]) for entry in ENTRIES]
+DEFAULT_OUTPUT_CASES = [case for case in DEFAULT_CASES if case.allows_output]
+
+DIRECTIONS = ("forward", "backward", "backward-from-output")
+
+
+def _direction_params(cases):
+    return [pytest.param(case, direction, id=f"{case.id}-{direction}")
+            for case in cases for direction in DIRECTIONS
+            if direction != "backward-from-output" or case.allows_output]
+
+
+def _call(case, direction, grad_output, x, **kwargs):
+    """Forward of x, backward of (grad_output, x), or backward of (grad_output, output=x)."""
+    if direction == "forward":
+        return case.forward(x, **kwargs)
+    if direction == "backward":
+        return case.backward(grad_output, x, **kwargs)
+    return case.backward(grad_output, output=x, **kwargs)
+
+
+def _operand(case, direction, x):
+    """The second operand for `direction`: x itself, or the forward's output."""
+    return np.asarray(case.forward(x)) if direction == "backward-from-output" else x
+
+
+# ---- array_like inputs and scalar results --------------------------------------------------
+
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_nested_list_input(case, direction, rng):
+    x = draw(rng, (3, 5), case, np.float64)
+    operand = _operand(case, direction, x)
+    grad_output = draw_grad_output(rng, x.shape, np.float64)
+    result = _call(case, direction, grad_output.tolist(), operand.tolist())
+    assert isinstance(result, np.ndarray) and result.shape == (3, 5)
+    assert_bitwise_equal(result, _call(case, direction, grad_output, operand))
+
+
+@pytest.mark.parametrize("value", [0.75, -2, True], ids=lambda v: repr(v))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_python_scalar_gives_float64_scalar(case, direction, value):
+    operand = _operand(case, direction, np.array([value], dtype=np.float64))[0]
+    operand = float(operand) if direction == "backward-from-output" else value
+    result = _call(case, direction, 1.5, operand)
+    assert type(result) is np.float64, type(result)
+    expected = _call(case, direction, np.array([1.5]), np.array([operand], dtype=np.float64))
+    assert_bitwise_equal(np.asarray(result), expected[0])
+
+
+@pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32, np.float64)))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_numpy_scalar_and_0d_array_give_scalar_of_dtype(case, direction, dtype, rng):
+    x = draw(rng, (1,), case, dtype)
+    operand = _operand(case, direction, x)
+    grad_output = draw_grad_output(rng, (1,), dtype)
+    expected = _call(case, direction, grad_output, operand)
+    for kind, g, v in (("numpy scalar", grad_output[0], operand[0]),
+                       ("0-d array", grad_output.reshape(()), operand.reshape(()))):
+        result = _call(case, direction, g, v)
+        assert isinstance(result, np.generic), f"{kind}: {type(result)}"
+        assert result.dtype == dtype, f"{kind}: {result.dtype}"
+        assert_bitwise_equal(np.asarray(result), expected[0], what=kind)
+
+
+# ---- dtype rules ---------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("case, direction", _direction_params(CASES))
+def test_float16_computed_in_float32(case, direction, rng):
+    x = draw(rng, (4099,), case, np.float16)
+    grad_output = draw_grad_output(rng, x.shape, np.float16)
+    operand = _operand(case, direction, x)
+    result = _call(case, direction, grad_output, operand)
+    assert result.dtype == np.float16
+    with np.errstate(over="ignore"):
+        expected = np.asarray(_call(case, direction, grad_output.astype(np.float32),
+                                    operand.astype(np.float32))).astype(np.float16)
+    assert_bitwise_equal(result, expected, {"x": operand})
+    out = np.empty_like(x)
+    assert _call(case, direction, grad_output, operand, out=out) is out
+    assert_bitwise_equal(out, expected, {"x": operand}, what="out=")
+
+
+INTEGER_DTYPES = (np.bool_, np.int8, np.int64, np.uint8, np.uint64)
+
+
+@pytest.mark.parametrize("dtype", dtype_params(INTEGER_DTYPES))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_bool_and_integers_computed_in_float64(case, direction, dtype, rng):
+    if dtype == np.bool_:
+        x = rng.integers(0, 2, 101).astype(bool)
+    else:
+        low = 0 if np.dtype(dtype).kind == "u" else -8
+        x = rng.integers(low, 9, 101).astype(dtype)
+    grad_output = rng.integers(1, 5, x.shape).astype(dtype)
+    operand = x  # as x, or as output (e.g. what relu gives an integer x)
+    result = _call(case, direction, grad_output, operand)
+    assert result.dtype == np.float64
+    expected = _call(case, direction, grad_output.astype(np.float64), operand.astype(np.float64))
+    assert_bitwise_equal(result, expected, {"x": operand})
+
+
+REJECTED = {
+    "complex64": lambda: np.array([1 + 1j, 2], dtype=np.complex64),
+    "complex128": lambda: np.array([1 + 1j, 2], dtype=np.complex128),
+    "complex-scalar": lambda: 1 + 2j,
+    "object": lambda: np.array([1.0, 2.0], dtype=object),
+    "str": lambda: np.array(["1.0", "2.0"]),
+    "bytes": lambda: np.array([b"1", b"2"]),
+}
+
+
+def _good_like(bad):
+    return np.ones(np.shape(bad))
+
+
+@pytest.mark.parametrize("kind", list(REJECTED))
+@pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
+def test_rejected_dtype_forward_names_x(case, kind):
+    with pytest.raises(TypeError, match=r"\bx\b"):
+        case.forward(REJECTED[kind]())
+
+
+@pytest.mark.parametrize("kind", list(REJECTED))
+@pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
+def test_rejected_dtype_backward_names_grad_output(case, kind):
+    bad = REJECTED[kind]()
+    with pytest.raises(TypeError, match=r"\bgrad_output\b"):
+        case.backward(bad, _good_like(bad))
+
+
+@pytest.mark.parametrize("kind", list(REJECTED))
+@pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
+def test_rejected_dtype_backward_names_x(case, kind):
+    bad = REJECTED[kind]()
+    with pytest.raises(TypeError, match=r"\bx\b") as info:
+        case.backward(_good_like(bad), bad)
+    assert "grad_output" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", list(REJECTED))
+@pytest.mark.parametrize("case", case_params(DEFAULT_OUTPUT_CASES))
+def test_rejected_dtype_backward_names_output(case, kind):
+    bad = REJECTED[kind]()
+    with pytest.raises(TypeError, match=r"\boutput\b") as info:
+        case.backward(_good_like(bad), output=bad)
+    assert "grad_output" not in str(info.value)
+
+
+# ---- out= ----------------------------------------------------------------------------------
+
+def _bad_out(kind, shape, dtype):
+    if kind == "wrong-shape":
+        return np.empty(shape[:-1] + (shape[-1] + 1,), dtype=dtype), ValueError
+    if kind == "transposed-shape":
+        return np.empty(shape[::-1], dtype=dtype), ValueError
+    if kind == "broadcastable-shape":
+        return np.empty((1,) + shape, dtype=dtype), ValueError
+    if kind == "wrong-dtype":
+        other = np.float32 if np.dtype(dtype) == np.float64 else np.float64
+        return np.empty(shape, dtype=other), TypeError
+    if kind == "integer-dtype":
+        return np.empty(shape, dtype=np.int64), TypeError
+    if kind == "list":
+        return np.empty(shape, dtype=dtype).tolist(), TypeError
+    if kind == "read-only":
+        out = np.empty(shape, dtype=dtype)
+        out.flags.writeable = False
+        return out, ValueError
+    raise AssertionError(kind)
+
+
+OUT_ERRORS = [pytest.param(kind, np.dtype(dtype), id=f"{np.dtype(dtype).name}-{kind}")
+              for kind in ("wrong-shape", "transposed-shape", "broadcastable-shape",
+                           "wrong-dtype", "integer-dtype", "list", "read-only")
+              for dtype in (np.float32, np.float64)]
+# float16 is computed in float32, but out= must still be float16
+OUT_ERRORS += [pytest.param(kind, np.dtype(np.float16), id=f"float16-{kind}")
+               for kind in ("wrong-dtype", "read-only")]
+
+
+@pytest.mark.parametrize("kind, dtype", OUT_ERRORS)
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_out_errors(case, direction, dtype, kind, rng):
+    x = draw(rng, (3, 4), case, dtype)
+    operand = _operand(case, direction, x)
+    grad_output = draw_grad_output(rng, x.shape, dtype)
+    out, error = _bad_out(kind, x.shape, dtype)
+    with pytest.raises(error):
+        _call(case, direction, grad_output, operand, out=out)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32, np.float64)))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_out_is_returned(case, direction, dtype, rng):
+    for shape in ((), (7,), (70001,)):
+        x = draw(rng, shape, case, dtype)
+        operand = _operand(case, direction, x)
+        grad_output = draw_grad_output(rng, shape, dtype)
+        expected = np.asarray(_call(case, direction, grad_output, operand))
+        out = np.empty(shape, dtype=dtype)
+        result = _call(case, direction, grad_output, operand, out=out)
+        assert result is out, f"shape {shape}"
+        assert_bitwise_equal(out, expected, {"x": operand}, what=f"shape {shape}")
+
+
+# Overlap between out and an input (other than the very same view): the result must be as
+# if computed from a copy. Long arrays, so that two threads share the work.
+OVERLAPS = {
+    # name: (input view, out view) of one buffer of N + 1 elements
+    "out-shifted-right": (lambda a: a[:-1], lambda a: a[1:]),
+    "out-shifted-left": (lambda a: a[1:], lambda a: a[:-1]),
+    "out-reversed": (lambda a: a[:-1], lambda a: a[-2::-1]),
+    "out-every-other": (lambda a: a[:-1:2], lambda a: a[1::2]),
+}
+
+
+def _overlap_params():
+    params = []
+    for case, direction in [p.values for p in _direction_params(DEFAULT_CASES)]:
+        for overlap in OVERLAPS:
+            for operand in (["x"] if direction == "forward" else ["x", "grad_output"]):
+                params.append(pytest.param(case, direction, overlap, operand,
+                                           id=f"{case.id}-{direction}-{overlap}-{operand}"))
+    return params
+
+
+@pytest.mark.parametrize("case, direction, overlap, operand", _overlap_params())
+def test_out_overlapping_an_input(case, direction, overlap, operand, rng):
+    n = 100_001
+    x = draw(rng, (n + 1,), case, np.float64)
+    x[:-1] = _operand(case, direction, x[:-1])
+    grad_output = draw_grad_output(rng, (n + 1,), np.float64)
+    view_in, view_out = OVERLAPS[overlap]
+    # the overlapping operand and out live in one buffer; the other operand is separate
+    buffer = (x if operand == "x" else grad_output).copy()
+    inputs = {"x": view_in(x).copy(), "grad_output": view_in(grad_output).copy()}
+    expected = _call(case, direction, inputs["grad_output"], inputs["x"])
+    inputs[operand] = view_in(buffer)
+    out = view_out(buffer)
+    result = _call(case, direction, inputs["grad_output"], inputs["x"], out=out)
+    assert result is out
+    assert_bitwise_equal(out, expected, what=f"out overlapping {operand}")
+
+
+# ---- inputs never modified -----------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32, np.int32)))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_inputs_not_modified(case, direction, dtype, rng):
+    if np.dtype(dtype).kind == "i":
+        x = rng.integers(-20, 21, 70001).astype(dtype)
+    else:
+        x = draw(rng, (70001,), case, dtype)
+    operand = _operand(case, direction, x)
+    if np.dtype(dtype).kind == "i" and direction == "backward-from-output":
+        operand = x
+    grad_output = draw_grad_output(rng, x.shape, np.float64).astype(dtype)
+    saved = {"grad_output": bits(grad_output).copy(), "x": bits(operand).copy()}
+    for variant in ("plain", "strided"):
+        g, v = (grad_output, operand) if variant == "plain" else (grad_output[::-3],
+                                                                   operand[::-3])
+        _call(case, direction, g, v)
+        assert_bitwise_equal(bits(grad_output), saved["grad_output"], what="grad_output")
+        assert_bitwise_equal(bits(operand), saved["x"], what="x")
+
+
+# ---- parameters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_unknown_parameter(case, direction):
+    x = np.array([0.5, -1.0])
+    with pytest.raises(TypeError):
+        _call(case, direction, x, x, bogus_parameter=1.0)
+
+
+@pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
+def test_parameter_passed_positionally(case):
+    x = np.array([0.5, -1.0])
+    values = list(case.params.values()) or [0.5]
+    with pytest.raises(TypeError):
+        case.function(x, *values)
+
+
+def _missing_required_params():
+    return [pytest.param(entry, p.name, id=f"{entry.name}-{p.name}")
+            for entry in ENTRIES for p in entry.params if p.default is REQUIRED]
+
+
+@pytest.mark.parametrize("entry, name", _missing_required_params())
+def test_missing_required_parameter(entry, name):
+    params = {p.name: (1.0 if p.default is REQUIRED else p.default) for p in entry.params}
+    del params[name]
+    function = getattr(af, entry.name)
+    with pytest.raises(TypeError):
+        function(np.array([0.5]), **params)
+    with pytest.raises(TypeError):
+        function.backward(np.array([1.0]), np.array([0.5]), **params)
+
+
+# Invalid values for every parameter: NaN (ValueError), a string, None, a list and a complex
+# number for a real parameter (TypeError); a string outside the choices (ValueError) or a
+# non-string for a string option (TypeError). Plus the values that the contract or PyTorch
+# rule out for particular parameters.
+KNOWN_INVALID = {
+    ("leaky_relu", "negative_slope"): [np.inf, -np.inf],
+    ("hardtanh", "min_val"): [5.0],           # min_val > max_val (default 1)
+    ("hardtanh", "max_val"): [-5.0],          # max_val < min_val (default -1)
+    ("celu", "alpha"): [0.0],                 # x / alpha
+    ("softplus", "beta"): [0.0],              # / beta
+    ("softshrink", "lambd"): [-0.5],          # PyTorch requires lambd >= 0
+    ("hardsigmoid", "slope"): [0.0],
+    ("gelu", "approximate"): ["cubic", "Tanh", ""],
+}
+
+
+def _invalid_params():
+    params = []
+    for entry in ENTRIES:
+        for p in entry.params:
+            if p.choices:
+                cases = [("not-a-choice", "cubic", ValueError), ("int", 1, TypeError),
+                         ("none", None, TypeError)]
+            else:
+                cases = [("nan", float("nan"), ValueError), ("numpy-nan", np.float32("nan"),
+                                                             ValueError),
+                         ("str", "0.5", TypeError), ("none", None, TypeError),
+                         ("list", [0.5], TypeError), ("complex", 1j, TypeError)]
+            for value in KNOWN_INVALID.get((entry.name, p.name), []):
+                cases.append((f"value={value!r}", value,
+                              TypeError if p.choices and not isinstance(value, str)
+                              else ValueError))
+            for label, value, error in cases:
+                params.append(pytest.param(entry, p.name, value, error,
+                                           id=f"{entry.name}-{p.name}-{label}"))
+    return params
+
+
+@pytest.mark.parametrize("entry, name, value, error", _invalid_params())
+def test_invalid_parameter_value(entry, name, value, error):
+    case = Case(entry, entry.examples[0])
+    params = {**case.params, name: value}
+    function = getattr(af, entry.name)
+    x = np.array([0.5, -1.0])
+    with pytest.raises(error):
+        function(x, **params)
+    with pytest.raises(error):
+        function.backward(x, x, **params)
+    if case.allows_output:
+        with pytest.raises(error):
+            function.backward(x, output=x, **params)
+
+
+# ---- backward's arguments ------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
+def test_backward_needs_exactly_one_of_x_and_output(case):
+    x = np.array([0.5, -1.0, 2.0])
+    with pytest.raises(TypeError):
+        case.backward(x)
+    with pytest.raises(TypeError):
+        case.backward(x, x, output=x)
+
+
+NO_OUTPUT_ENTRIES = [entry for entry in ENTRIES if not entry.backward_from_output]
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in NO_OUTPUT_ENTRIES])
+def test_backward_from_output_refused_where_not_a_function_of_output(entry):
+    # gelu, silu, ...: the derivative is not a function of the output
+    for params in entry.examples:
+        with pytest.raises(TypeError):
+            getattr(af, entry.name).backward(np.ones(3), output=np.ones(3), **params)
+
+
+def _output_refused_params():
+    params = [pytest.param(case, id=case.id) for case in CASES
+              if case.entry.backward_from_output and not case.allows_output]
+    return params
+
+
+@pytest.mark.parametrize("case", _output_refused_params())
+def test_backward_from_output_refused_for_these_parameters(case):
+    # e.g. leaky_relu with negative_slope < 0: y > 0 no longer tells x > 0
+    with pytest.raises(ValueError):
+        case.backward(np.ones(3), output=np.ones(3))
+
+
+@pytest.mark.parametrize("slope", [-0.5, -1e-3, -2.0])
+def test_leaky_relu_output_with_negative_slope(slope):
+    with pytest.raises(ValueError):
+        af.leaky_relu.backward(np.ones(3), output=np.ones(3), negative_slope=slope)
+
+
+SHAPE_MISMATCHES = {
+    "transposed": ((3, 4), (4, 3)),
+    "broadcastable": ((1, 4), (3, 4)),
+    "scalar-grad": ((), (3,)),
+    "scalar-x": ((3,), ()),
+    "empty": ((0,), (1,)),
+}
+
+
+@pytest.mark.parametrize("mismatch", list(SHAPE_MISMATCHES))
+@pytest.mark.parametrize("case, direction", [p for p in _direction_params(DEFAULT_CASES)
+                                             if p.values[1] != "forward"])
+def test_grad_output_and_x_shapes_must_match(case, direction, mismatch, rng):
+    g_shape, x_shape = SHAPE_MISMATCHES[mismatch]
+    grad_output = draw_grad_output(rng, g_shape, np.float64)
+    x = np.full(x_shape, 0.5)
+    for dtype in (np.float32, np.float64):
+        with pytest.raises(ValueError):
+            _call(case, direction, grad_output.astype(dtype), x.astype(dtype))
+
+
+# ---- threads -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [0, -1, -8])
+def test_set_num_threads_rejects_less_than_one(n):
+    saved = af.get_num_threads()
+    with pytest.raises(ValueError):
+        af.set_num_threads(n)
+    assert af.get_num_threads() == saved
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_num_threads_round_trip(n):
+    saved = af.get_num_threads()
+    try:
+        assert af.set_num_threads(n) is None
+        assert af.get_num_threads() == n
+        x = np.linspace(-5, 5, 100_003)
+        with single_thread():
+            expected = af.gelu(x)
+        assert_bitwise_equal(af.gelu(x), expected)  # and any count runs
+    finally:
+        af.set_num_threads(saved)
+    assert af.get_num_threads() == saved
+
+
+def _run_python(code, **env):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(af.__file__)))
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("ACTFAST_NUM_THREADS", "OMP_NUM_THREADS")}
+    environment["PYTHONPATH"] = root + os.pathsep + environment.get("PYTHONPATH", "")
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+ENVIRONMENTS = {
+    "ACTFAST_NUM_THREADS=3": ({"ACTFAST_NUM_THREADS": "3"}, "3"),
+    "ACTFAST_NUM_THREADS=1": ({"ACTFAST_NUM_THREADS": "1"}, "1"),
+    "ACTFAST_NUM_THREADS=3-over-OMP_NUM_THREADS=1": (
+        {"ACTFAST_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}, "3"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENVIRONMENTS))
+def test_actfast_num_threads_environment(name):
+    env, expected = ENVIRONMENTS[name]
+    code = ("import numpy as np, actfast as af; "
+            "af.gelu(np.linspace(-3, 3, 100_003)); print(af.get_num_threads())")
+    assert _run_python(code, **env) == expected
+
+
+def test_openmp_enabled_is_bool():
+    assert type(af.openmp_enabled()) is bool
+
+
+CONCURRENT_CASES = [pytest.param(entry, id=entry.name) for entry in ENTRIES]
+
+
+@pytest.mark.parametrize("entry", CONCURRENT_CASES)
+def test_concurrent_calls_match_serial(entry, rng):
+    # 4 Python threads call forward and backward at once, each with its own arrays (and,
+    # for entries with several examples, its own parameters): the results must be the serial
+    # ones, bit for bit.
+    cases = [Case(entry, entry.examples[k % len(entry.examples)]) for k in range(4)]
+    n = 200_003
+    jobs = []
+    for case in cases:
+        x = draw(rng, (n,), case, np.float32)
+        g = draw_grad_output(rng, (n,), np.float32)
+        jobs.append((case, x, g, case.forward(x), case.backward(g, x)))
+    results = [None] * 4
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def work(k):
+        try:
+            case, x, g, _, _ = jobs[k]
+            barrier.wait()
+            out = []
+            for _ in range(3):
+                out.append(case.forward(x))
+                out.append(case.backward(g, x))
+            results[k] = out
+        except BaseException as error:  # reported in the main thread
+            errors.append(error)
+
+    saved = af.get_num_threads()
+    af.set_num_threads(2)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        af.set_num_threads(saved)
+    assert not errors, errors
+    for k, (case, x, g, forward, backward) in enumerate(jobs):
+        for i, result in enumerate(results[k]):
+            assert_bitwise_equal(result, forward if i % 2 == 0 else backward,
+                                 {"x": x, "grad_output": g},
+                                 what=f"thread {k} ({case.id}) call {i}")
+
+
+def _gil_case():
+    names = [case.name for case in DEFAULT_CASES]
+    return DEFAULT_CASES[names.index("gelu") if "gelu" in names else 0]
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_gil_released_while_kernels_run(direction, rng):
+    # A Python thread records a timestamp about every 0.5 ms while the main thread runs long
+    # kernel calls. If a call held the GIL, that thread could record nothing between the
+    # call's start and end, except for a few switch intervals (5 ms) at either end, where
+    # the main thread runs Python code. So: some timestamp must fall well inside a call.
+    case = _gil_case()
+    margin = 3 * sys.getswitchinterval() + 0.01
+    saved = af.get_num_threads()
+    af.set_num_threads(1)
+    try:
+        n = 1 << 21
+        while True:  # calls long enough to leave a window between the margins
+            x = rng.uniform(-5, 5, n)
+            out = np.empty_like(x)
+            start = time.perf_counter()
+            _call(case, direction, x, x, out=out)
+            if time.perf_counter() - start > 4 * margin or n >= 1 << 25:
+                break
+            n *= 2
+        ticks, stop, running = [], threading.Event(), threading.Event()
+
+        def counter():
+            running.set()
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+                time.sleep(0.0005)
+
+        thread = threading.Thread(target=counter)
+        thread.start()
+        running.wait()
+        windows = []
+        try:
+            for _ in range(4):
+                start = time.perf_counter()
+                _call(case, direction, x, x, out=out)
+                windows.append((start + margin, time.perf_counter() - margin))
+        finally:
+            stop.set()
+            thread.join()
+    finally:
+        af.set_num_threads(saved)
+    inside = [t for t in ticks for low, high in windows if low < t < high]
+    assert any(high > low for low, high in windows), "calls too short to tell"
+    assert inside, (f"no Python thread ran during the kernel calls ({len(ticks)} ticks, "
+                    f"windows {windows})")
+
+
+# ---- the public objects and their docstrings -----------------------------------------------
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in ENTRIES])
+def test_every_entry_is_public(entry):
+    function = getattr(af, entry.name)
+    assert entry.name in af.__all__
+    assert function.__name__ == entry.name
+    assert callable(function) and callable(function.backward)
+
+
+def _normalise(text):
+    return re.sub(r"\s+", " ", text)
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in ENTRIES])
+def test_docstring_states_formula_and_derivative(entry):
+    function = getattr(af, entry.name)
+    doc = _normalise(function.__doc__ or "")
+    assert doc.strip(), "no docstring"
+    assert _normalise(entry.formula) in doc, "the formula is missing"
+    assert _normalise(entry.derivative) in doc, "the derivative is missing"
+    for p in entry.params:
+        assert p.name in doc, f"parameter {p.name} is not documented"
+    assert (function.backward.__doc__ or "").strip(), "backward has no docstring"

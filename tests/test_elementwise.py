@@ -1,0 +1,393 @@
+"""Forward and backward of every registry entry: values against actfast.reference, gradients
+against finite differences, and bitwise identical results whatever the memory layout, the
+``out=`` buffer, the element's position and the thread count.
+
+The layout tests compare with the result of the same values in a contiguous array on one
+thread, bit for bit (NaN positions included). Their large arrays (> 70000 elements, extents
+that are not multiples of 8 or 16) take the parallel path on two threads.
+"""
+import functools
+
+import numpy as np
+import pytest
+
+from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
+                      assert_rel_close, assert_ulp_close, bits, case_params, draw,
+                      draw_grad_output, dtype_params, single_thread)
+
+# What surrounds a strided view (and out=) is filled with a NaN whose payload no computation
+# produces, and must keep those bits.
+SENTINEL_BITS = {np.dtype(np.float32): np.uint32(0x7FC0DEAD),
+                 np.dtype(np.float64): np.uint64(0x7FF8DEADBEEF1234)}
+
+
+def _sentinel_filled(shape, dtype, order="C"):
+    dtype = np.dtype(dtype)
+    return np.full(shape, SENTINEL_BITS[dtype], order=order).view(dtype)
+
+
+def _assert_untouched(base, outside, what):
+    """The elements of `base` under the mask `outside` still hold the sentinel."""
+    kept = np.count_nonzero(bits(base)[outside] == SENTINEL_BITS[base.dtype])
+    assert kept == np.count_nonzero(outside), f"{what}: elements outside the view were written"
+
+
+# ---- layouts -------------------------------------------------------------------------------
+# name -> (logical shape, base shape, base order, view of the base). The views are the
+# arrays handed to actfast; their bases are filled with SENTINEL around them.
+
+LARGE_1D = 71119                # > 70000, odd
+ROWS, COLS = 263, 277           # 72851 elements, neither a multiple of 8
+
+LAYOUTS = {
+    "1d": ((LARGE_1D,), (LARGE_1D,), "C", lambda b: b),
+    "short": ((13,), (13,), "C", lambda b: b),
+    "C": ((ROWS, COLS), (ROWS, COLS), "C", lambda b: b),
+    "F": ((ROWS, COLS), (ROWS, COLS), "F", lambda b: b),
+    "transposed": ((ROWS, COLS), (COLS, ROWS), "C", lambda b: b.T),
+    "strided": ((ROWS, COLS), (2 * ROWS, 3 * COLS), "C", lambda b: b[::2, ::3]),
+    "reversed": ((LARGE_1D,), (LARGE_1D,), "C", lambda b: b[::-1]),
+    "reversed-2d": ((ROWS, COLS), (2 * ROWS, COLS), "C", lambda b: b[::-2, ::-1]),
+    # (45, 44, 41) taken from (45, 87, 41) by b[:, ::2, :]: no two neighbouring dimensions
+    # merge (82 * 44 != 87 * 41), then transposed so that the innermost is not the fastest
+    "3d": ((41, 45, 44), (45, 87, 41), "C", lambda b: b[:, ::2, :].transpose(2, 0, 1)),
+    "unit-dims": ((1, LARGE_1D, 1), (1, 2 * LARGE_1D, 1), "C", lambda b: b[:, ::-2, :]),
+    "0d": ((), (), "C", lambda b: b),
+    "empty": ((0,), (0,), "C", lambda b: b),
+    "empty-3d": ((4, 0, 3), (3, 0, 4), "C", lambda b: b.transpose(2, 1, 0)),
+}
+
+# (layout of the inputs, kind of out=): "out" a fresh C-ordered buffer, "strided-out" a
+# strided view with a negative stride, "in-place" the input itself (x; output for the
+# backward from the output).
+OUT_COMBOS = [
+    ("transposed", "out"), ("strided", "out"), ("0d", "out"), ("empty", "out"),
+    ("C", "strided-out"), ("reversed-2d", "strided-out"), ("3d", "strided-out"),
+    ("1d", "in-place"), ("F", "in-place"), ("strided", "in-place"), ("3d", "in-place"),
+    ("0d", "in-place"),
+]
+# Every layout runs on 2 threads (the large ones then split between the threads, the small
+# ones stay serial); these also on 1 thread. Both are compared with the contiguous 1-thread
+# result, so the thread counts are compared too.
+ALSO_ONE_THREAD = {"strided", "3d"}
+
+
+def _layout_params():
+    params = []
+    for name in LAYOUTS:
+        for threads in ([1, 2] if name in ALSO_ONE_THREAD else [2]):
+            params.append(pytest.param((name, None), threads,
+                                       id=f"{name}-{threads}thread{'s' * (threads > 1)}"))
+    for name, kind in OUT_COMBOS:
+        params.append(pytest.param((name, kind), 2, id=f"{name}-{kind}-2threads"))
+    return params
+
+
+LAYOUT_PARAMS = pytest.mark.parametrize("layout, n_threads", _layout_params(),
+                                        indirect=["n_threads"])
+
+
+def _partner(name):
+    """Another layout of the same logical shape (the backward's grad_output uses it, so the
+    operands of one call have different strides)."""
+    same = [other for other in LAYOUTS if LAYOUTS[other][0] == LAYOUTS[name][0]]
+    return same[(same.index(name) + 1) % len(same)]
+
+
+_MASKS = {}
+
+
+def _outside(base_shape, order, index):
+    """Boolean mask of the base's elements that the view leaves out (cached per layout)."""
+    key = (base_shape, order, index)
+    if key not in _MASKS:
+        mask = np.ones(base_shape, dtype=bool, order=order)
+        index(mask)[...] = False
+        _MASKS[key] = mask
+    return _MASKS[key]
+
+
+class Laid:
+    """`values` copied into a view of layout `name` inside a SENTINEL-filled base."""
+
+    def __init__(self, name, values):
+        shape, base_shape, order, index = LAYOUTS[name]
+        assert values.shape == shape
+        self.base = _sentinel_filled(base_shape, values.dtype, order)
+        self.view = index(self.base)
+        self.view[...] = values
+        self.outside = _outside(base_shape, order, index)
+
+    def assert_outside_untouched(self, what):
+        _assert_untouched(self.base, self.outside, what)
+
+
+def _strided_index(b):
+    view = b[tuple(slice(None, None, 2) for _ in range(b.ndim)) + (Ellipsis,)]
+    return view[..., ::-1] if view.ndim else view
+
+
+def _strided_out(shape, dtype):
+    """A view of every other element of a SENTINEL-filled buffer, last axis reversed."""
+    base_shape = tuple(2 * s for s in shape)
+    base = _sentinel_filled(base_shape, dtype)
+    return base, _strided_index(base), _outside(base_shape, "C", _strided_index)
+
+
+def _check_result(result, out, expected_shape, dtype):
+    if out is not None:
+        assert result is out
+    elif expected_shape == ():
+        assert isinstance(result, np.generic) and result.dtype == dtype, type(result)
+    else:
+        assert isinstance(result, np.ndarray)
+        assert result.shape == expected_shape and result.dtype == dtype
+
+
+def _run_layout(call, operands, layout):
+    """Lay out `operands` (a dict name -> contiguous values), call `call(**views, out=...)`
+    and return its result, after checking that it is `out` (or a NumPy scalar for 0-d), that
+    no input changed and that nothing outside the views and out was written. The last operand
+    (x, or output) takes layout `name` and is the one overwritten in place; the others
+    (grad_output) take a partner layout of the same shape, so their strides differ."""
+    name, out_kind = layout
+    first = next(iter(operands))
+    laid = {}
+    for i, (operand, values) in enumerate(operands.items()):
+        laid[operand] = Laid(name if i == len(operands) - 1 else _partner(name), values)
+    # the operand overwritten in place is the last one (x, or output): it has layout `name`
+    target = list(operands)[-1]
+    out, out_base, out_outside = None, None, None
+    shape = LAYOUTS[name][0]
+    dtype = operands[first].dtype
+    if out_kind == "out":
+        out = _sentinel_filled(shape, dtype)
+    elif out_kind == "strided-out":
+        out_base, out, out_outside = _strided_out(shape, dtype)
+    elif out_kind == "in-place":
+        out = laid[target].view
+    kwargs = {operand: laid[operand].view for operand in operands}
+    if out is not None:
+        kwargs["out"] = out
+    result = call(**kwargs)
+    _check_result(result, out, shape, dtype)
+    for operand, values in operands.items():
+        laid[operand].assert_outside_untouched(operand)
+        if not (out_kind == "in-place" and operand == target):
+            assert_bitwise_equal(laid[operand].view, values, what=f"{operand} (must not change)")
+    if out_base is not None:
+        _assert_untouched(out_base, out_outside, "out=")
+    return result
+
+
+# ---- bitwise identical across layouts, out= and thread counts ------------------------------
+# The inputs of one (case, dtype, direction, shape) and their contiguous 1-thread result are
+# drawn once per test session (fresh each session) and shared by that shape's layouts, which
+# pytest runs one after another: the few most recent are kept.
+
+_SESSION_RNG = np.random.default_rng()
+
+
+@functools.lru_cache(maxsize=6)
+def _baseline(case_index, dtype, direction, shape):
+    case = CASES[case_index]
+    x = draw(_SESSION_RNG, shape, case, dtype)
+    grad_output = draw_grad_output(_SESSION_RNG, shape, dtype)
+    with single_thread():
+        if direction == "forward":
+            return {"x": x}, case.forward(x)
+        if direction == "backward":
+            return {"grad_output": grad_output, "x": x}, case.backward(grad_output, x)
+        output = np.asarray(case.forward(x))
+        return ({"grad_output": grad_output, "output": output},
+                case.backward(grad_output, output=output))
+
+
+def _check_layout(case, dtype, layout, direction):
+    operands, expected = _baseline(CASES.index(case), dtype, direction,
+                                   LAYOUTS[layout[0]][0])
+    if direction == "forward":
+        call = case.forward
+    elif direction == "backward":
+        call = case.backward
+    else:
+        def call(grad_output, output, **kwargs):
+            return case.backward(grad_output, output=output, **kwargs)
+    result = _run_layout(call, operands, layout)
+    assert_bitwise_equal(result, expected, operands, what=direction)
+
+
+@LAYOUT_PARAMS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_forward_layout(case, dtype, layout, n_threads):
+    _check_layout(case, dtype, layout, "forward")
+
+
+@LAYOUT_PARAMS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_backward_layout(case, dtype, layout, n_threads):
+    _check_layout(case, dtype, layout, "backward")
+
+
+@LAYOUT_PARAMS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(OUTPUT_CASES))
+def test_backward_from_output_layout(case, dtype, layout, n_threads):
+    _check_layout(case, dtype, layout, "backward-from-output")
+
+
+# ---- the same value gives the same bits wherever it sits -----------------------------------
+
+DIRECTIONS = ["forward", "backward", "backward-from-output"]
+POSITION_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
+                   for case in CASES for direction in DIRECTIONS
+                   if direction != "backward-from-output" or case.allows_output]
+
+
+def _compute(case, direction, grad_output, x):
+    if direction == "forward":
+        return case.forward(x)
+    if direction == "backward":
+        return case.backward(grad_output, x)
+    return case.backward(grad_output, output=np.asarray(case.forward(x)))
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case, direction", POSITION_PARAMS)
+def test_position_independent(case, direction, dtype, n_threads, rng):
+    # A period of values (specials included) repeated with an odd offset over more than 70000
+    # elements: every copy must give the bits computed for the value alone (a one-element
+    # array, which no vector loop body touches), wherever it sits (vector body or remainder,
+    # either thread's chunk).
+    period = draw(rng, (127,), case, dtype, special_fraction=0.3)
+    grad_period = draw_grad_output(rng, (127,), dtype)
+    offset, n = int(rng.integers(1, 127)), 70001 + int(rng.integers(0, 16))
+    reps = (offset + n) // 127 + 1
+    x = np.tile(period, reps)[offset:offset + n]
+    grad_output = np.tile(grad_period, reps)[offset:offset + n]
+    with single_thread():
+        alone = np.concatenate([
+            np.asarray(_compute(case, direction, grad_period[i:i + 1], period[i:i + 1]))
+            for i in range(127)])
+    expected = np.tile(alone, reps)[offset:offset + n]
+    result = _compute(case, direction, grad_output, x)
+    assert_bitwise_equal(result, expected, {"x": x, "grad_output": grad_output},
+                         what=direction)
+
+
+# ---- values against the reference ---------------------------------------------------------
+# A check of definitions, conventions and special values, at a tolerance a little looser
+# than the contract's (test_accuracy.py holds the contract's bounds, over a dense sweep):
+# float32 within 16 ulp (forward) / 32 ulp (backward) of the float64 reference, float64
+# within a relative 1e-12. Backward results may also be off by a few rounding errors of
+# grad_output's magnitude (float32 eps |g|, float64 4 eps |g|): a derivative that is a sum
+# of O(1) terms (gelu' = Phi + x phi) cancels near its zeros; in float64, a derivative in the
+# subnormal range carries its intermediates' absolute error (8 subnormal units) times |g|.
+# Where the reference's own formula cancels, its documented error is forgiven on top.
+
+N_REFERENCE = 20011
+FLOAT64_RTOL = 1e-12
+TINY64 = 5e-324
+
+
+def _assert_forward_matches(result, expected, dtype, x, slack):
+    if dtype == np.float32:
+        assert_ulp_close(result, expected, dtype, 16, {"x": x}, slack=slack, what="forward")
+    else:
+        assert_rel_close(result, expected, FLOAT64_RTOL, slack + TINY64, {"x": x},
+                         what="forward")
+
+
+def _assert_backward_matches(result, expected, dtype, inputs, what="backward"):
+    g = np.abs(np.asarray(inputs["grad_output"], dtype=np.float64))
+    if dtype == np.float32:
+        eps32 = float(np.finfo(np.float32).eps)
+        assert_ulp_close(result, expected, dtype, 32, inputs, slack=eps32 * g, what=what)
+    else:
+        atol = 4 * EPS64 * g + 8 * TINY64 * np.maximum(1.0, g)
+        assert_rel_close(result, expected, FLOAT64_RTOL, atol, inputs, what=what)
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_forward_reference(case, dtype, rng):
+    x = draw(rng, (N_REFERENCE,), case, dtype)
+    result = case.forward(x)
+    expected = case.reference(x)
+    assert result.dtype == dtype
+    _assert_forward_matches(result, expected, dtype, x, case.reference_slack(x))
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_forward_nan_in_nan_out(case, dtype):
+    x = np.array([np.nan, -np.nan, 1.0, np.nan], dtype=dtype)
+    result = case.forward(x)
+    assert np.isnan(result[[0, 1, 3]]).all() and not np.isnan(result[2])
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_backward_reference(case, dtype, rng):
+    x = draw(rng, (N_REFERENCE,), case, dtype)
+    grad_output = draw_grad_output(rng, x.shape, dtype)
+    result = case.backward(grad_output, x)
+    expected = grad_output.astype(np.float64) * case.reference_grad(x)
+    assert result.dtype == dtype
+    _assert_backward_matches(result, expected, dtype, {"x": x, "grad_output": grad_output})
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_backward_unit_grad_reference(case, dtype, rng):
+    # grad_output = 1: the derivative itself, kinks and specials included
+    x = draw(rng, (N_REFERENCE,), case, dtype)
+    grad_output = np.ones_like(x)
+    result = case.backward(grad_output, x)
+    _assert_backward_matches(result, case.reference_grad(x), dtype,
+                             {"x": x, "grad_output": grad_output}, what="derivative")
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case", case_params(OUTPUT_CASES))
+def test_backward_from_output_reference(case, dtype, rng):
+    # From the rounded output the derivative is only as good as the output: f'(x) as a
+    # function h of y = f(x) moves by |h'(y)| ulp(y) when y moves by an ulp. Allowed here:
+    # 8 rounding errors of the dtype times max(1, |y|) (h' is at most 2|y| or 1 for these
+    # functions), plus 8 ulp relative.
+    x = draw(rng, (N_REFERENCE,), case, dtype)
+    grad_output = draw_grad_output(rng, x.shape, dtype)
+    output = case.forward(x)
+    result = case.backward(grad_output, output=output)
+    expected = grad_output.astype(np.float64) * case.reference_grad(x)
+    eps = float(np.finfo(dtype).eps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        atol = 8 * eps * np.abs(grad_output.astype(np.float64)) * np.maximum(
+            1.0, np.abs(output.astype(np.float64)))
+    atol = np.where(np.isfinite(atol), atol, 0.0)
+    assert_rel_close(result, expected, 8 * eps, atol,
+                     {"x": x, "output": output, "grad_output": grad_output},
+                     what="backward from output")
+
+
+# ---- gradients against finite differences --------------------------------------------------
+
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_backward_finite_difference(case, rng):
+    # central differences of actfast's own float64 forward, at random points of [-20, 20]
+    # more than 1e-3 (relative) away from every kink; the truncation error is ~h^2 f'''/6
+    # and the rounding error ~eps |f| / h, both far below the tolerance.
+    x = rng.uniform(-20, 20, 4000)
+    scale = np.maximum(1.0, np.abs(x))
+    kinks = np.array(case.kinks())
+    far = np.min(np.abs(x[:, None] - kinks[None, :]), axis=1) > 1e-3 * scale
+    x, scale = x[far], scale[far]
+    h = 1e-6 * scale
+    grad_output = rng.normal(0, 1, x.size)
+    finite_difference = (case.forward(x + h) - case.forward(x - h)) / ((x + h) - (x - h))
+    result = case.backward(grad_output, x)
+    assert_rel_close(result, grad_output * finite_difference, 1e-6, 1e-8 * np.abs(grad_output),
+                     {"x": x, "grad_output": grad_output}, what="backward vs finite difference")

@@ -1,0 +1,1024 @@
+"""Tests of the softmax family (actfast.softmax, pyx/_softmax.pyx, pyx/softmax_kernels.pxd).
+
+- the kernels' exp: accuracy over the whole float32 range that matters and a dense double
+  sample, exact underflow to 0, inf, NaN; the hot loop's variant gives the same bits;
+- accuracy against a long-double oracle and parity with PyTorch 2.13 (values and gradients,
+  float32 and float64, several shapes and axes, size-1 and empty axes), finite differences;
+- special rows (NaN, -inf, +inf, huge logits) against PyTorch, also in multi-block rows;
+- masks (JAX's `where`): against PyTorch on the masked-filled input, fully masked rows,
+  broadcasting, the gradient through the mask;
+- a 10^7-element float32 row sums to 1;
+- bitwise identical results for every thread count and memory layout (row mode, column
+  mode, rows split across threads);
+- the package contract: dtypes, out= (in place, overlap), 0-d, errors, the GIL.
+"""
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import actfast as af
+from actfast import _softmax
+from conftest import assert_bitwise_equal, ulp_error
+
+torch = None
+try:
+    import torch
+except ImportError:
+    pass
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+
+AxisError = np.exceptions.AxisError if hasattr(np, "exceptions") else np.AxisError
+LD = np.longdouble
+FLOATS = [pytest.param(np.dtype(np.float32), id="float32"),
+          pytest.param(np.dtype(np.float64), id="float64")]
+ELEMENTWISE_FUNCTIONS = ["softmax", "log_softmax", "softmin"]
+FUNCTIONS = ELEMENTWISE_FUNCTIONS + ["logsumexp"]
+BLOCK = _softmax.BLOCK_SIZE
+
+# (shape, axis): last axis (row mode), other axes (column mode), rows of several blocks,
+# size-1 and empty axes
+SHAPES = [
+    ((7,), -1),
+    ((64, 1000), -1),
+    ((3, 2 * BLOCK + 77), 1),
+    ((2 * BLOCK + 77, 3), 0),
+    ((4, 300, 33), 1),
+    ((2, 3, 70), 0),
+    ((5, 1), -1),
+    ((1, 5), 0),
+    ((2, 0, 3), 1),
+    ((0, 4), -1),
+]
+
+
+def shape_params(shapes=SHAPES):
+    return [pytest.param(shape, axis, id=f"{'x'.join(map(str, shape)) or 'scalar'}-axis{axis}")
+            for shape, axis in shapes]
+
+
+def function(name):
+    return getattr(af, name)
+
+
+# backward from x for every function, from the forward's output for those that have one
+BACKWARDS = [pytest.param(name, direction, id=f"{name}-from-{direction}")
+             for name in FUNCTIONS for direction in ("x", "output")
+             if not (name == "logsumexp" and direction == "output")]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng()
+
+
+@pytest.fixture
+def threads():
+    """Restore the thread count after a test that changes it."""
+    saved = af.get_num_threads()
+    yield
+    af.set_num_threads(saved)
+
+
+def logits(rng, shape, dtype, scale=None):
+    """Random logits: normal with a scale drawn per row from 0.1 .. 100 (flat and peaked
+    rows), so that the outputs span many orders of magnitude."""
+    n = math.prod(shape)
+    if scale is None:
+        scale = np.exp(rng.uniform(math.log(0.1), math.log(100.0), n))
+    return (rng.standard_normal(n) * scale).astype(dtype).reshape(shape)
+
+
+def grad_output_like(rng, shape, dtype):
+    return (rng.standard_normal(math.prod(shape)) * 3).astype(dtype).reshape(shape)
+
+
+# ---- the oracle: long double, JAX's semantics for `where` ----------------------------------
+
+def oracle(name, x, axis=-1, where=None):
+    """softmax / log_softmax / softmin / logsumexp (keepdims) of finite x in long double."""
+    x = np.asarray(x, dtype=LD)
+    if name == "softmin":
+        x = -x
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        xm = x if where is None else np.where(where, x, -np.inf)
+        m = np.max(xm, axis=axis, keepdims=True, initial=-np.inf)
+        shift = np.where(np.isfinite(m), m, 0)
+        e = np.exp(xm - shift)
+        s = np.sum(e, axis=axis, keepdims=True)
+        if name == "logsumexp":
+            return shift + np.log(s)
+        if name == "log_softmax":
+            z = (xm - shift) - np.log(s)
+            return z if where is None else np.where(where, z, -np.inf)
+        y = e / s
+        return y if where is None else np.where(where, y, 0)
+
+
+def oracle_grad(name, g, x, axis=-1, where=None, keepdims=False):
+    """The vector-Jacobian product of oracle(name) in long double."""
+    g = np.asarray(g, dtype=LD)
+    if name == "logsumexp":
+        if not keepdims:
+            g = np.expand_dims(g, axis)
+        return g * oracle("softmax", x, axis, where)
+    keep = np.broadcast_to(True if where is None else where, np.shape(x))
+    gm = np.where(keep, g, 0)
+    if name == "log_softmax":
+        y = oracle("softmax", x, axis, where)
+        return np.where(keep, gm - y * np.sum(gm, axis=axis, keepdims=True), 0)
+    y = oracle(name, x, axis, where)
+    dx = y * (gm - np.sum(gm * y, axis=axis, keepdims=True))
+    return np.where(keep, -dx if name == "softmin" else dx, 0)
+
+
+def spread(x, axis, name):
+    """|x_i - max| per element (in the direction the function normalises): the float
+    subtraction x - max rounds, so the outputs' error grows with it (PyTorch's too)."""
+    x = np.asarray(x, dtype=np.float64)
+    if name == "softmin":
+        x = -x
+    if x.size == 0:
+        return x
+    return np.abs(x - np.max(x, axis=axis, keepdims=True))
+
+
+def assert_ulp_bound(actual, expected, dtype, bound, what, slack=0.0):
+    """Within `bound` ulps (of dtype, at the expected value) after forgiving an absolute
+    `slack`."""
+    err = ulp_error(actual, np.asarray(expected, dtype=np.float64), dtype, slack)
+    bad = err > bound
+    if bad.any():
+        i = np.unravel_index(np.argmax(err - bound), err.shape)
+        got, want = float(np.asarray(actual)[i]), float(np.asarray(expected)[i])
+        limit = float(np.broadcast_to(bound, err.shape)[i])
+        pytest.fail(f"{what}: {int(bad.sum())} of {err.size} elements beyond the bound; worst "
+                    f"at {i}: {got!r} vs {want!r}, {float(err[i]):.3g} ulp > {limit:.3g}")
+
+
+# ---- the kernels' exp ----------------------------------------------------------------------
+
+def _kernel_exp(x, nonpositive=False):
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _softmax.exp(x, out, nonpositive)
+    return out
+
+
+def _float32_sweep(rng):
+    """Every 64th float32 from -110 to 90 (bit patterns), plus random ones between: ~10^7."""
+    hi_pos = np.float32(90).view(np.uint32)
+    hi_neg = np.float32(110).view(np.uint32)
+    pos = np.arange(0, hi_pos, 64, dtype=np.uint32)
+    neg = np.arange(0, hi_neg, 64, dtype=np.uint32) | np.uint32(1 << 31)
+    extra = rng.integers(0, hi_pos, 10**6, dtype=np.uint32)
+    return np.concatenate([pos, neg, extra]).view(np.float32)
+
+
+def test_exp_float32_accuracy(rng):
+    x = _float32_sweep(rng)
+    y = _kernel_exp(x)
+    with np.errstate(over="ignore"):
+        expected = np.exp(x.astype(np.float64))
+    assert_ulp_bound(y, expected, np.float32, 1.1, "exp_f32")
+
+
+def test_exp_float64_accuracy(rng):
+    x = np.concatenate([rng.uniform(-760, 710, 10**6), rng.uniform(-1, 1, 10**5),
+                        rng.uniform(-745.2, -708, 10**5), rng.uniform(700, 709.78, 10**5)])
+    y = _kernel_exp(x)
+    with np.errstate(over="ignore"):
+        expected = np.exp(x.astype(LD)).astype(np.float64)
+    err = ulp_error(y, expected, np.float64)
+    # ulp_error rounds the long-double reference to double first (<= 0.5 ulp)
+    assert err.max() <= 1.5, f"exp_f64: {err.max():.3g} ulp at x = {x[np.argmax(err)]!r}"
+
+
+SPECIAL_EXP = [
+    (np.inf, np.inf), (-np.inf, 0.0), (0.0, 1.0), (-0.0, 1.0), (1e30, np.inf),
+    (-1e30, 0.0), (-1000.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("value, expected", SPECIAL_EXP, ids=[str(v) for v, _ in SPECIAL_EXP])
+def test_exp_special_values(dtype, value, expected):
+    with np.errstate(over="ignore"):
+        x = np.array([value] * 11, dtype=dtype)   # vector lanes and the scalar tail
+    assert np.all(_kernel_exp(x) == expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_exp_nan(dtype):
+    assert np.isnan(_kernel_exp(np.full(11, np.nan, dtype=dtype))).all()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_exp_underflow_and_overflow_thresholds(dtype):
+    """Around the largest finite result and through the subnormal range down to the
+    smallest subnormal: within an ulp of the double (long double) reference; exactly 0
+    below half the smallest subnormal, inf beyond the largest finite value."""
+    info = np.finfo(dtype)
+    top = math.log(float(info.max))
+    tiny = math.log(float(info.smallest_subnormal))
+    x = np.concatenate([np.linspace(top - 0.01, top + 0.01, 20001),
+                        np.linspace(tiny - 2, math.log(float(info.tiny)) + 1, 200001)])
+    x = x.astype(dtype)
+    y = _kernel_exp(x)
+    with np.errstate(over="ignore"):
+        ref = np.exp(x.astype(LD))
+        err = ulp_error(y, ref.astype(np.float64), dtype)
+        assert err.max() <= 1.5, f"{err.max():.3g} ulp at x = {x[np.argmax(err)]!r}"
+        assert np.all(y[ref.astype(dtype) == 0] == 0)
+    assert np.all(np.isinf(y[ref > LD(float(info.max))]))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_exp_hot_loop_variant_same_bits(dtype, rng):
+    low = -120.0 if dtype == np.float32 else -800.0
+    x = np.concatenate([rng.uniform(low, 0, 10**5), rng.uniform(-1, 0, 10**4),
+                        [0.0, -0.0, -np.inf, low], rng.uniform(0, 40, 100)]).astype(dtype)
+    assert_bitwise_equal(_kernel_exp(x, nonpositive=True), _kernel_exp(x))
+
+
+# ---- accuracy against the oracle -----------------------------------------------------------
+
+# Error bounds in ulps. Every e_j = exp(x_j - max) is computed from x_j - max rounded in the
+# data's precision, as PyTorch does: a relative error up to ~|x_j - max| / 2 ulp. softmax and
+# softmin pass it on to their outputs; log_softmax and logsumexp only through
+# L = log(sum e_j): an absolute error up to ~(2 + max |x_j - max|) eps L (plus n 2^-52 from the
+# double sum), which shows only where the result is near 0. Otherwise these two are rounded
+# once from double (log_softmax: ((x - max) - L_hi) - L_lo, nothing cancels).
+ULP_BOUND = {"softmax": lambda s: 3 + s, "softmin": lambda s: 3 + s,
+             "log_softmax": lambda s: 2.0, "logsumexp": lambda s: 1.5}
+
+
+def log_sum_slack(name, x, axis, dtype):
+    """The absolute error allowed in L = log S (see ULP_BOUND), per element of the result."""
+    if name not in ("log_softmax", "logsumexp"):
+        return 0.0
+    L = np.log(np.sum(np.exp(-spread(x, axis, name)), axis=axis, keepdims=True))
+    worst = np.max(spread(x, axis, name), axis=axis, keepdims=True, initial=0.0)
+    slack = (2 + worst) * np.finfo(dtype).eps * L + np.shape(x)[axis] * 2.0**-52
+    return slack if name == "log_softmax" else np.squeeze(slack, axis)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params(SHAPES[:6]))
+def test_accuracy_against_oracle(name, dtype, shape, axis, rng):
+    x = logits(rng, shape, dtype)
+    y = function(name)(x, axis=axis)
+    expected = oracle(name, x, axis)
+    if name == "logsumexp":
+        expected = np.squeeze(expected, axis)
+        bound = ULP_BOUND[name](0)
+    else:
+        bound = ULP_BOUND[name](spread(x, axis, name))
+    assert y.dtype == dtype and y.shape == expected.shape
+    assert_ulp_bound(y, expected, dtype, bound, name, log_sum_slack(name, x, axis, dtype))
+
+
+@pytest.mark.parametrize("name, direction", BACKWARDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params(SHAPES[:6]))
+def test_backward_accuracy_against_oracle(name, dtype, direction, shape, axis, rng):
+    x = logits(rng, shape, dtype)
+    f = function(name)
+    if name == "logsumexp":
+        g = grad_output_like(rng, f(x, axis=axis).shape, dtype)
+        gx = f.backward(g, x, axis=axis)
+        expected = oracle_grad(name, g, x, axis)
+        scale = np.abs(np.expand_dims(g, axis)) * oracle("softmax", x, axis)
+    else:
+        g = grad_output_like(rng, shape, dtype)
+        gx = (f.backward(g, x, axis=axis) if direction == "x"
+              else f.backward(g, output=f(x, axis=axis), axis=axis))
+        expected = oracle_grad(name, g, x, axis)
+        y = oracle("softmax" if name == "log_softmax" else name, x, axis)
+        if name == "log_softmax":
+            scale = np.abs(g) + y * np.sum(np.abs(g), axis=axis, keepdims=True)
+        else:
+            scale = y * (np.abs(g) + np.sum(np.abs(g) * y, axis=axis, keepdims=True))
+    # a few roundings of the output (whose error grows with |x - max|) and of the products,
+    # and where they are subnormal, a few of the smallest subnormals times the factors
+    info = np.finfo(dtype)
+    eps, tiny = info.eps, float(info.smallest_subnormal)
+    g_scale = np.abs(np.asarray(g, np.float64))
+    if name == "logsumexp":
+        g_scale = np.expand_dims(g_scale, axis)
+    g_scale = g_scale + np.max(g_scale, axis=axis, keepdims=True, initial=0.0)
+    allowed = (8 * eps * (1 + spread(x, axis, name)) * scale.astype(np.float64)
+               + 4 * tiny * (1 + g_scale))
+    if direction == "output" and name == "log_softmax":
+        # exp of the rounded log: z's absolute error (up to ~|z| ulp) times dz
+        allowed = allowed + 4 * eps * np.abs(np.asarray(f(x, axis=axis), np.float64)) * scale
+    err = np.abs(gx.astype(np.float64) - expected.astype(np.float64))
+    assert gx.dtype == dtype and gx.shape == x.shape
+    bad = err > allowed + 1e-300
+    assert not bad.any(), (f"{int(bad.sum())} of {err.size} beyond the bound; worst ratio "
+                           f"{float(np.max(err / (allowed + 1e-300))):.3g}")
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("shape, axis", shape_params([((3, 7), -1), ((5, 4, 3), 1), ((6, 2), 0)]))
+def test_backward_matches_finite_differences(name, shape, axis, rng):
+    x = rng.standard_normal(shape) * 2
+    f = function(name)
+    g = rng.standard_normal(f(x, axis=axis).shape)
+    gx = f.backward(g, x, axis=axis)
+    h = 1e-6
+    numeric = np.empty_like(x)
+    for i in np.ndindex(shape):
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        numeric[i] = (np.sum(g * f(up, axis=axis)) - np.sum(g * f(down, axis=axis))) / (2 * h)
+    np.testing.assert_allclose(gx, numeric, rtol=1e-6, atol=1e-8)
+
+
+# ---- parity with PyTorch -------------------------------------------------------------------
+
+def _tensor(a):
+    return torch.from_numpy(np.array(a, copy=True, order="C"))
+
+
+def torch_forward(name, x, axis):
+    t = _tensor(x)
+    if name == "softmin":
+        return torch.nn.functional.softmin(t, dim=axis).numpy()
+    if name == "logsumexp":
+        return torch.logsumexp(t, dim=axis).numpy()
+    return getattr(torch, name)(t, dim=axis).numpy()
+
+
+def torch_backward(name, g, x, axis):
+    t = _tensor(x).requires_grad_()
+    if name == "softmin":
+        y = torch.nn.functional.softmin(t, dim=axis)
+    elif name == "logsumexp":
+        y = torch.logsumexp(t, dim=axis)
+    else:
+        y = getattr(torch, name)(t, dim=axis)
+    y.backward(_tensor(g))
+    return t.grad.numpy()
+
+
+TOLERANCE = {np.dtype(np.float32): (3e-5, 1e-6), np.dtype(np.float64): (1e-12, 1e-14)}
+
+
+def term_scale(name, g, x, axis):
+    """The size of the terms of the vector-Jacobian product, elementwise: the scale of the
+    rounding errors of any implementation (PyTorch's float32 sums over a row included)."""
+    g = np.abs(np.asarray(g, dtype=np.float64))
+    if name == "logsumexp":
+        return np.expand_dims(g, axis) * oracle("softmax", x, axis).astype(np.float64)
+    y = oracle("softmax" if name == "log_softmax" else name, x, axis).astype(np.float64)
+    if name == "log_softmax":
+        return g + y * np.sum(g, axis=axis, keepdims=True)
+    return y * (g + np.sum(g * y, axis=axis, keepdims=True))
+
+
+@needs_torch
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params())
+def test_forward_matches_torch(name, dtype, shape, axis, rng):
+    x = logits(rng, shape, dtype, scale=5.0)
+    y = function(name)(x, axis=axis)
+    expected = torch_forward(name, x, axis)
+    assert y.shape == expected.shape and y.dtype == expected.dtype
+    rtol, atol = TOLERANCE[dtype]
+    if name in ("log_softmax", "logsumexp"):
+        # PyTorch's float32 sum over a row (float lanes) has a relative error of ~1e-6 at
+        # n ~ 4000, which is an absolute error in log S
+        atol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol)
+
+
+@needs_torch
+@pytest.mark.parametrize("name, direction", BACKWARDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params())
+def test_backward_matches_torch(name, dtype, direction, shape, axis, rng):
+    x = logits(rng, shape, dtype, scale=5.0)
+    f = function(name)
+    g = grad_output_like(rng, f(x, axis=axis).shape, dtype)
+    gx = (f.backward(g, x, axis=axis) if direction == "x"
+          else f.backward(g, output=f(x, axis=axis), axis=axis))
+    expected = torch_backward(name, g, x, axis)
+    assert gx.shape == expected.shape and gx.dtype == expected.dtype
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    allowed = rtol * (np.abs(expected) + term_scale(name, g, x, axis)) + TOLERANCE[dtype][1]
+    err = np.abs(gx.astype(np.float64) - expected)
+    assert np.all(err <= allowed), f"worst ratio {np.max(err / allowed):.3g}"
+
+
+# ---- special rows --------------------------------------------------------------------------
+
+INF, NAN = math.inf, math.nan
+SPECIAL_ROWS = {
+    "nan": [1.0, NAN, 2.0, -1.0],
+    "all-nan": [NAN, NAN],
+    "all-minus-inf": [-INF, -INF, -INF],
+    "some-minus-inf": [-INF, 1.0, -INF, 3.0],
+    "plus-inf": [1.0, INF, 2.0],
+    "two-plus-inf": [INF, -1.0, INF],
+    "plus-inf-and-nan": [INF, NAN, 0.0],
+    "plus-and-minus-inf": [INF, -INF, 0.0],
+    "nan-and-minus-inf": [NAN, -INF],
+    "single-minus-inf": [-INF],
+    "single-plus-inf": [INF],
+    "single-finite": [2.5],
+    "zeros-signed": [0.0, -0.0, 0.0],
+    "huge-equal": [1e30, 1e30, -1e30],
+    "huge-spread": [1e30, -1e30, 3e38, -3e38],
+}
+
+
+def special_row(name, dtype, long_row):
+    """The row, alone, or scattered into a row of 3 blocks of small random logits (a long
+    row: the block combination must carry the special values)."""
+    values = np.array(SPECIAL_ROWS[name], dtype=dtype)
+    if not long_row:
+        return values[None, :]
+    row = np.random.default_rng(7).standard_normal(3 * BLOCK).astype(dtype)
+    positions = [BLOCK + 5, 2 * BLOCK + 100, 17, 3 * BLOCK - 1][:len(values)]
+    if name in ("all-minus-inf", "all-nan"):
+        row[:] = values[0]
+    row[positions] = values
+    return row[None, :]
+
+
+@needs_torch
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("long_row", [False, True], ids=["short", "3-blocks"])
+@pytest.mark.parametrize("row", list(SPECIAL_ROWS))
+def test_special_rows_as_torch(name, dtype, long_row, row):
+    with np.errstate(over="ignore"):
+        x = special_row(row, dtype, long_row)
+    y = function(name)(x, axis=-1)
+    expected = torch_forward(name, x, -1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg="NaN positions")
+    np.testing.assert_allclose(y, expected, rtol=TOLERANCE[dtype][0], atol=TOLERANCE[dtype][1])
+
+
+@needs_torch
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("row", list(SPECIAL_ROWS))
+def test_special_rows_backward_as_torch(name, dtype, row):
+    with np.errstate(over="ignore"):
+        x = special_row(row, dtype, False)
+    f = function(name)
+    g = np.linspace(-1, 2, f(x).size).astype(dtype).reshape(f(x).shape)
+    gx = f.backward(g, x)
+    expected = torch_backward(name, g, x, -1)
+    if name == "logsumexp" and row.startswith("huge"):
+        # PyTorch's g * exp(x - lse) with lse rounded (1e30 + log 2 = 1e30 in float) gives
+        # g * 1 for each maximal element; the gradient is g * softmax(x)
+        expected = (g[..., None] * oracle("softmax", x, -1)).astype(dtype)
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected), err_msg="NaN positions")
+    np.testing.assert_allclose(gx, expected, rtol=TOLERANCE[dtype][0], atol=TOLERANCE[dtype][1])
+
+
+@pytest.mark.parametrize("dtype, big", [pytest.param(np.float32, 1e30, id="float32-1e30"),
+                                        pytest.param(np.float32, 3e38, id="float32-3e38"),
+                                        pytest.param(np.float64, 1e300, id="float64-1e300")])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_huge_logits_stay_finite(name, dtype, big, rng):
+    # rows of +-big with a small random perturbation relative to big: no overflow, no NaN,
+    # and the values of the oracle (which has the range for it)
+    x = (big * rng.choice([-1.0, 1.0, 0.5], size=(8, 50)) * (1 + rng.uniform(-1e-3, 1e-3, (8, 50))))
+    x = x.astype(dtype)
+    y = function(name)(x)
+    expected = oracle(name, x, -1)
+    if name == "logsumexp":
+        expected = expected[:, 0]
+    with np.errstate(over="ignore"):
+        expected = expected.astype(dtype)    # log_softmax of -3e38 - 3e38 overflows to -inf
+    assert not np.any(np.isnan(y))
+    assert np.all(np.isfinite(y) == np.isfinite(expected))
+    np.testing.assert_allclose(y, expected, rtol=4 * np.finfo(dtype).eps,
+                               atol=float(np.finfo(dtype).tiny))
+    if name != "log_softmax" and name != "logsumexp":
+        np.testing.assert_allclose(np.sum(y, axis=-1, dtype=np.float64), 1.0, rtol=1e-6)
+
+
+# ---- masks ---------------------------------------------------------------------------------
+
+def random_mask(rng, shape, fully_masked_rows=True, axis=-1):
+    mask = rng.random(shape) < 0.7
+    if fully_masked_rows and mask.size:
+        index = [slice(None)] * len(shape)
+        index[axis] = slice(None)
+        moved = np.moveaxis(mask, axis, -1)
+        moved[(0,) * (moved.ndim - 1)] = False          # one fully masked row
+        moved[(-1,) * (moved.ndim - 1)] = True          # one unmasked row
+    return mask
+
+
+def torch_masked(name, x, mask, axis):
+    """PyTorch on the masked-filled input: masked elements as -inf (+inf for softmin)."""
+    fill = np.inf if name == "softmin" else -np.inf
+    return torch_forward(name, np.where(mask, x, fill).astype(x.dtype), axis)
+
+
+MASK_SHAPES = [((6, 50), -1), ((5, 2 * BLOCK + 9), -1), ((40, 7, 3), 0), ((3, 2 * BLOCK + 9, 4), 1)]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params(MASK_SHAPES))
+def test_mask_against_oracle(name, dtype, shape, axis, rng):
+    x = logits(rng, shape, dtype, scale=5.0)
+    mask = random_mask(rng, shape, axis=axis)
+    y = function(name)(x, axis=axis, where=mask)
+    expected = oracle(name, x, axis, mask)
+    if name == "logsumexp":
+        expected = np.squeeze(expected, axis)
+    rtol, atol = TOLERANCE[dtype]
+    np.testing.assert_allclose(y, expected.astype(np.float64), rtol=rtol, atol=atol)
+    if name in ("softmax", "softmin"):
+        assert np.all(y[~mask] == 0)
+        sums = np.sum(y, axis=axis, dtype=np.float64)
+        any_kept = np.any(mask, axis=axis)
+        np.testing.assert_allclose(sums[any_kept], 1.0, rtol=1e-6)
+        assert np.all(sums[~any_kept] == 0), "a fully masked row gives zeros"
+    elif name == "log_softmax":
+        assert np.all(y[~mask] == -np.inf)
+    else:
+        assert np.all(y[~np.any(mask, axis=axis)] == -np.inf)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_partial_mask_as_torch_on_filled_input(name, dtype, rng):
+    x = logits(rng, (20, 30), dtype, scale=5.0)
+    mask = random_mask(rng, x.shape, fully_masked_rows=False)
+    mask[:, 0] = True
+    y = function(name)(x, where=mask)
+    rtol, atol = TOLERANCE[dtype]
+    np.testing.assert_allclose(y, torch_masked(name, x, mask, -1), rtol=rtol, atol=atol)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_fully_masked_rows_as_torch_safe_softmax(dtype, rng):
+    x = logits(rng, (6, 9), dtype)
+    mask = np.ones(x.shape, dtype=bool)
+    mask[[1, 4]] = False
+    expected = torch._safe_softmax(torch.from_numpy(np.where(mask, x, -np.inf).astype(dtype)),
+                                   -1).numpy()
+    np.testing.assert_allclose(af.softmax(x, where=mask), expected,
+                               rtol=TOLERANCE[dtype][0], atol=TOLERANCE[dtype][1])
+
+
+@pytest.mark.parametrize("name, direction", BACKWARDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params(MASK_SHAPES))
+def test_mask_backward_against_oracle(name, dtype, direction, shape, axis, rng):
+    x = logits(rng, shape, dtype, scale=5.0)
+    mask = random_mask(rng, shape, axis=axis)
+    f = function(name)
+    g = grad_output_like(rng, f(x, axis=axis, where=mask).shape, dtype)
+    if direction == "x":
+        gx = f.backward(g, x, axis=axis, where=mask)
+    else:
+        gx = f.backward(g, output=f(x, axis=axis, where=mask), axis=axis, where=mask)
+    expected = oracle_grad(name, g, x, axis, mask)
+    np.testing.assert_allclose(gx, expected.astype(np.float64), rtol=TOLERANCE[dtype][0],
+                               atol=30 * TOLERANCE[dtype][1])
+    assert np.all(gx[~mask] == 0), "no gradient through a masked-out element"
+
+
+@needs_torch
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_mask_backward_as_torch_on_filled_input(name, dtype, rng):
+    x = logits(rng, (10, 40), dtype, scale=5.0)
+    mask = random_mask(rng, x.shape, fully_masked_rows=False)
+    mask[:, 3] = True
+    f = function(name)
+    g = grad_output_like(rng, f(x).shape, dtype)
+    if name != "logsumexp":
+        # JAX's `where`: masked outputs are constants, their grad_output goes nowhere (in
+        # PyTorch the filled -inf of log_softmax still depends on the row's sum)
+        g = np.where(mask, g, rng.standard_normal(g.shape).astype(dtype))
+    t = torch.from_numpy(x).requires_grad_()
+    fill = np.inf if name == "softmin" else -np.inf
+    filled = t.masked_fill(torch.from_numpy(~mask), fill)
+    y = (torch.nn.functional.softmin(filled, -1) if name == "softmin" else
+         torch.logsumexp(filled, -1) if name == "logsumexp" else getattr(torch, name)(filled, -1))
+    y.backward(torch.from_numpy(np.where(mask, g, 0) if name != "logsumexp" else g))
+    np.testing.assert_allclose(f.backward(g, x, where=mask), t.grad.numpy(),
+                               rtol=TOLERANCE[dtype][0], atol=10 * TOLERANCE[dtype][1])
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_masked_out_specials_are_ignored(name):
+    x = np.array([[1.0, np.nan, 2.0, np.inf, -np.inf, 0.5]])
+    mask = np.array([True, False, True, False, False, True])
+    y = function(name)(x, where=mask)
+    expected = function(name)(x[:, mask])
+    if name == "logsumexp":
+        np.testing.assert_array_equal(y, expected)
+    else:
+        np.testing.assert_array_equal(y[:, mask], expected)
+        assert np.all(y[:, ~mask] == (-np.inf if name == "log_softmax" else 0))
+
+
+@pytest.mark.parametrize("mask_shape", [(50,), (6, 1), (1, 50), ()],
+                         ids=["row", "column", "row-2d", "scalar"])
+def test_mask_broadcasts(mask_shape, rng):
+    x = logits(rng, (6, 50), np.float64)
+    mask = rng.random(mask_shape) < 0.6 if mask_shape else np.bool_(True)
+    if mask_shape == (50,):
+        mask[0] = True
+    full = np.broadcast_to(mask, x.shape)
+    assert_bitwise_equal(af.softmax(x, where=mask), af.softmax(x, where=full.copy()))
+
+
+def test_mask_must_be_boolean(rng):
+    with pytest.raises(TypeError, match="where"):
+        af.softmax(rng.standard_normal((3, 4)), where=np.ones((3, 4), dtype=np.int8))
+
+
+def test_mask_must_broadcast(rng):
+    with pytest.raises(ValueError, match="where"):
+        af.softmax(rng.standard_normal((3, 4)), where=np.ones((4, 3), dtype=bool))
+
+
+# ---- long rows -----------------------------------------------------------------------------
+
+def test_long_float32_row_sums_to_one(rng, threads):
+    n = 10**7
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    results = {}
+    for count in (1, 2):
+        af.set_num_threads(count)
+        results[count] = af.softmax(x)
+    assert_bitwise_equal(results[2], results[1], what="2 threads against 1")
+    total = np.sum(results[1], dtype=np.float64)
+    assert abs(total - 1.0) < 1e-6, f"sum of the outputs is 1 + {total - 1:.3g}"
+    # and the row's logsumexp is the long-double one to within an ulp
+    expected = oracle("logsumexp", x[:10**6], -1)[0]
+    assert_ulp_bound(af.logsumexp(x[:10**6]), expected, np.float32, 1.0, "logsumexp")
+
+
+# ---- determinism: threads and layouts ------------------------------------------------------
+
+# each exercises one way of cutting the work: whole rows per thread, long rows cut into
+# blocks across threads, column mode with wide and with narrow units
+DETERMINISM_SHAPES = [((64, 1000), -1), ((3, 20 * BLOCK + 3), -1), ((1, 40 * BLOCK), -1),
+                      ((700, 90), 0), ((3 * BLOCK + 1, 9), 0), ((5, 4000, 2), 1)]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("shape, axis", shape_params(DETERMINISM_SHAPES))
+def test_bitwise_identical_for_any_thread_count(name, masked, shape, axis, rng, threads):
+    x = logits(rng, shape, np.float32)
+    mask = rng.random(shape) < 0.8 if masked else None
+    f = function(name)
+    g = grad_output_like(rng, f(x, axis=axis).shape, np.float32)
+    af.set_num_threads(1)
+    forward = f(x, axis=axis, where=mask)
+    backward = f.backward(g, x, axis=axis, where=mask)
+    for count in (2, 3, 7):
+        af.set_num_threads(count)
+        assert_bitwise_equal(f(x, axis=axis, where=mask), forward, what=f"{count} threads")
+        assert_bitwise_equal(f.backward(g, x, axis=axis, where=mask), backward,
+                             what=f"backward, {count} threads")
+
+
+LAYOUTS = {
+    "C": lambda a: a,
+    "F": np.asfortranarray,
+    "transposed-view": lambda a: np.ascontiguousarray(a.T).T,
+    "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
+    "reversed": lambda a: np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1],
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("axis", [0, 1])
+def test_bitwise_identical_for_any_layout(name, layout, axis, rng):
+    x = logits(rng, (300, 2 * BLOCK + 5), np.float32)
+    f = function(name)
+    g = grad_output_like(rng, f(x, axis=axis).shape, np.float32)
+    xl = LAYOUTS[layout](x)
+    assert np.array_equal(xl, x)
+    assert_bitwise_equal(f(xl, axis=axis), f(x, axis=axis))
+    assert_bitwise_equal(f.backward(g, xl, axis=axis), f.backward(g, x, axis=axis))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_row_mode_and_column_mode_agree(name, dtype, masked, rng):
+    # the same logical rows along the last axis (row mode) and along axis 0 (column mode)
+    x = logits(rng, (2 * BLOCK + 300, 37), dtype)
+    mask = rng.random(x.shape) < 0.8 if masked else None
+    f = function(name)
+    xt = np.ascontiguousarray(x.T)
+    mask_t = None if mask is None else np.ascontiguousarray(mask.T)
+    columns = f(x, axis=0, where=mask)
+    rows = f(xt, axis=1, where=mask_t)
+    assert_bitwise_equal(columns, rows.T if rows.ndim == 2 else rows)
+    g = grad_output_like(rng, columns.shape, dtype)
+    g_t = np.ascontiguousarray(g.T) if g.ndim == 2 else g
+    assert_bitwise_equal(f.backward(g, x, axis=0, where=mask),
+                         f.backward(g_t, xt, axis=1, where=mask_t).T, what="backward from x")
+    if name != "logsumexp":
+        assert_bitwise_equal(f.backward(g, output=columns, axis=0, where=mask),
+                             f.backward(g_t, output=rows, axis=1, where=mask_t).T,
+                             what="backward from the output")
+
+
+# ---- the package contract ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float16_computed_in_float32(name, rng):
+    x = logits(rng, (5, 40), np.float16, scale=3.0)
+    y = function(name)(x)
+    assert y.dtype == np.float16
+    assert_bitwise_equal(y, function(name)(x.astype(np.float32)).astype(np.float16))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_])
+def test_integers_and_bool_computed_in_float64(name, dtype, rng):
+    x = rng.integers(0, 2 if dtype == np.bool_ else 10, (4, 6)).astype(dtype)
+    y = function(name)(x)
+    assert y.dtype == np.float64
+    assert_bitwise_equal(y, function(name)(x.astype(np.float64)))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("value", [np.ones(3, dtype=complex), np.array(["a", "b"]),
+                                   np.array([object(), object()])],
+                         ids=["complex", "str", "object"])
+def test_rejected_dtypes_name_the_argument(name, value):
+    with pytest.raises(TypeError, match="'x'"):
+        function(name)(value)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+def test_backward_rejected_dtype_names_grad_output(name):
+    with pytest.raises(TypeError, match="'grad_output'"):
+        function(name).backward(np.ones(3, dtype=complex), np.ones(3))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_nested_lists_and_scalars(name):
+    assert_bitwise_equal(function(name)([[1.0, 2.0], [3.0, 5.0]]),
+                         function(name)(np.array([[1.0, 2.0], [3.0, 5.0]])))
+    y = function(name)(2.5)
+    assert isinstance(y, np.float64) and np.ndim(y) == 0
+    assert y == {"softmax": 1.0, "softmin": 1.0, "log_softmax": 0.0, "logsumexp": 2.5}[name]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_numpy_scalar_keeps_dtype(name):
+    y = function(name)(np.float32(1.5))
+    assert isinstance(y, np.float32)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("axis", [2, -3, 5])
+def test_bad_axis_raises_axis_error(name, axis):
+    with pytest.raises(AxisError):
+        function(name)(np.ones((2, 3)), axis=axis)
+    with pytest.raises(AxisError):
+        if name == "logsumexp":
+            function(name).backward(np.ones(2), np.ones((2, 3)), axis=axis)
+        else:
+            function(name).backward(np.ones((2, 3)), np.ones((2, 3)), axis=axis)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("axis", [1.0, "0", [0]], ids=["float", "str", "list"])
+def test_axis_must_be_an_integer(name, axis):
+    with pytest.raises(TypeError, match="axis"):
+        function(name)(np.ones((2, 3)), axis=axis)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_axis_none_is_all_elements(name, rng):
+    x = logits(rng, (6, 7), np.float64)
+    y = function(name)(x, axis=None)
+    flat = function(name)(x.ravel())
+    if name == "logsumexp":
+        assert np.ndim(y) == 0 and y == flat
+        assert function(name)(x, axis=None, keepdims=True).shape == (1, 1)
+    else:
+        assert_bitwise_equal(y, flat.reshape(6, 7))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_logsumexp_keepdims_and_backward_shapes(keepdims, axis, rng):
+    x = logits(rng, (3, 4, 5), np.float64)
+    y = af.logsumexp(x, axis=axis, keepdims=keepdims)
+    expected = oracle("logsumexp", x, axis)
+    if not keepdims:
+        expected = np.squeeze(expected, axis)
+    np.testing.assert_allclose(y, expected.astype(np.float64), rtol=4e-16, atol=4e-16)
+    g = grad_output_like(rng, y.shape, np.float64)
+    gx = af.logsumexp.backward(g, x, axis=axis, keepdims=keepdims)
+    assert gx.shape == x.shape
+    with pytest.raises(ValueError, match="grad_output"):
+        af.logsumexp.backward(np.ones(7), x, axis=axis, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kind", ["shape", "dtype", "read-only", "not-array"])
+def test_out_errors(name, dtype, kind, rng):
+    x = logits(rng, (4, 6), dtype)
+    shape = (4,) if name == "logsumexp" else (4, 6)
+    if kind == "shape":
+        out, error = np.empty((6, 4), dtype=dtype), ValueError
+    elif kind == "dtype":
+        out, error = np.empty(shape, dtype=np.float16), TypeError
+    elif kind == "read-only":
+        out, error = np.empty(shape, dtype=dtype), ValueError
+        out.flags.writeable = False
+    else:
+        out, error = np.empty(shape).tolist(), TypeError
+    with pytest.raises(error, match="out"):
+        function(name)(x, out=out)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS + [pytest.param(np.dtype(np.float16), id="float16")])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_out_is_written_and_returned(name, dtype, layout, axis, rng):
+    x = logits(rng, (40, 30), dtype)
+    expected = function(name)(x, axis=axis)
+    if layout == "C":
+        out = np.empty(expected.shape, dtype=dtype)
+    elif layout == "F":
+        out = np.asfortranarray(np.empty(expected.shape, dtype=dtype))
+    else:
+        out = np.empty(tuple(2 * n for n in expected.shape), dtype=dtype)[
+            tuple(slice(None, None, 2) for _ in expected.shape)]
+    result = function(name)(x, axis=axis, out=out)
+    assert result is out
+    assert_bitwise_equal(out, expected)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_in_place(name, axis, rng):
+    x = logits(rng, (300, 2 * BLOCK + 5), np.float32)
+    expected = function(name)(x, axis=axis)
+    result = function(name)(x, axis=axis, out=x)
+    assert result is x
+    assert_bitwise_equal(x, expected)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("operand", ["grad_output", "output"])
+def test_backward_in_place(name, operand, rng):
+    x = logits(rng, (50, 60), np.float64)
+    g = grad_output_like(rng, x.shape, np.float64)
+    y = function(name)(x)
+    expected = function(name).backward(g, output=y)
+    target = g if operand == "grad_output" else y
+    result = function(name).backward(g, output=y, out=target)
+    assert result is target
+    assert_bitwise_equal(target, expected)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("operand", ["grad_output", "x"])
+def test_backward_from_x_into_an_input(name, operand, rng):
+    x = logits(rng, (50, 60), np.float64)
+    g = grad_output_like(rng, x.shape, np.float64)
+    expected = function(name).backward(g, x)
+    target = g if operand == "grad_output" else x
+    result = function(name).backward(g, x, out=target)
+    assert result is target
+    assert_bitwise_equal(target, expected)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("shift", [1, -1, 7])
+def test_out_overlapping_the_input(name, shift, rng):
+    # out is x shifted by a few elements in the same buffer: the result must be as if
+    # computed from a copy of x
+    buffer = logits(rng, (3000,), np.float64)
+    x = buffer[100:2100].reshape(40, 50)
+    expected = function(name)(x.copy())
+    out = buffer[100 + shift:2100 + shift].reshape(40, 50)
+    function(name)(x, out=out)
+    assert_bitwise_equal(out, expected)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_inputs_not_modified(name, rng):
+    x = logits(rng, (30, 20), np.float32)
+    mask = rng.random(x.shape) < 0.7
+    f = function(name)
+    g = grad_output_like(rng, f(x).shape, np.float32)
+    copies = [a.copy() for a in (x, mask, g)]
+    f(x, where=mask)
+    f.backward(g, x, where=mask)
+    if name != "logsumexp":
+        y = f(x)
+        y_copy = y.copy()
+        f.backward(g, output=y, where=mask)
+        assert_bitwise_equal(y, y_copy)
+    for a, copy in zip((x, mask, g), copies):
+        assert np.array_equal(a, copy)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+def test_backward_needs_exactly_one_of_x_and_output(name):
+    f = function(name)
+    with pytest.raises(TypeError):
+        f.backward(np.ones(3))
+    with pytest.raises(TypeError):
+        f.backward(np.ones(3), np.ones(3), output=np.ones(3))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+def test_backward_shapes_must_match(name):
+    with pytest.raises(ValueError, match="shape"):
+        function(name).backward(np.ones((2, 3)), np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_unknown_keyword(name):
+    with pytest.raises(TypeError):
+        function(name)(np.ones(3), dim=0)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("shape, axis", shape_params([((0, 5), 1), ((4, 0), 1), ((4, 0), 0)]))
+def test_empty(name, shape, axis):
+    x = np.ones(shape, dtype=np.float32)
+    y = function(name)(x, axis=axis)
+    if name == "logsumexp":
+        reduced = shape[:axis] + shape[axis + 1:]
+        assert y.shape == reduced and np.all(y == -np.inf)   # PyTorch: -inf for an empty sum
+    else:
+        assert y.shape == shape
+
+
+def test_gil_released_while_kernels_run(rng, threads):
+    # a Python thread counts while the main thread runs long softmax calls (see the
+    # contract test of the same name): some count must fall well inside a call
+    margin = 3 * sys.getswitchinterval() + 0.01
+    af.set_num_threads(1)
+    x = logits(rng, (256, 1 << 14), np.float32)
+    out = np.empty_like(x)
+    while True:
+        start = time.perf_counter()
+        af.softmax(x, out=out)
+        if time.perf_counter() - start > 4 * margin or x.size >= 1 << 26:
+            break
+        x = np.concatenate([x, x])
+        out = np.empty_like(x)
+    ticks, stop = [], threading.Event()
+
+    def counter():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=counter)
+    thread.start()
+    windows = []
+    try:
+        for _ in range(3):
+            start = time.perf_counter()
+            af.softmax(x, out=out)
+            windows.append((start + margin, time.perf_counter() - margin))
+    finally:
+        stop.set()
+        thread.join()
+    assert any(high > low for low, high in windows), "calls too short to tell"
+    assert [t for t in ticks for low, high in windows if low < t < high]
+
+
+# ---- the public objects --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_exported_with_docstring(name):
+    from actfast.softmax import FUNCTIONS as registry
+    f = function(name)
+    assert registry[name] is f and name in af.__all__
+    doc = f.__doc__
+    for section in ("Parameters", "Returns", "Backward", "Examples", "where", "axis"):
+        assert section in doc, f"{name}'s docstring lacks {section}"
+    assert repr(f) == f"<actfast function {name}>"

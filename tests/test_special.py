@@ -1,0 +1,1219 @@
+"""Tests of actfast.special: the functions with their own loop shape.
+
+- learnable (prelu, swish, pact): grad_input and the parameter's gradient against
+  actfast.reference and finite differences; the parameter's gradient bitwise identical for
+  every thread count and layout;
+- random (rrelu in training mode, noisy_relu): the draws against an independent NumPy
+  Philox4x32-10 (itself checked on Random123's known-answer vectors), their distribution on
+  >= 10^5 draws, and the same bits for one seed whatever the layout and thread count;
+- grouped (maxout, glu): over an axis, against the reference;
+- PyTorch 2.13 parity where torch has the function (skipped without torch).
+
+Every function also goes through the package contract: dtypes (float16/32/64, integers, bool),
+layouts (C, F, transposed, strided, reversed), out= (including in place and overlapping),
+1 and 2 threads, errors. The "large" arrays (72864 elements) take the parallel path on 2
+threads.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import actfast as af
+from actfast import _special
+from actfast import reference as R
+from conftest import (THREADS, assert_bitwise_equal, assert_rel_close, assert_ulp_close,
+                      assert_zero_signs, single_thread)
+
+SEED = 0x5EED_1234_ABCD   # the seed of the random functions in the test matrix
+FORWARD_ULP, BACKWARD_ULP = 4, 8
+
+
+# ---- an independent Philox4x32-10 and the draws of the random functions ---------------------
+
+def philox(counter, key):
+    """Philox4x32-10 (Salmon et al. 2011) in NumPy: counter = 4 arrays of 32-bit words,
+    key = 2 words; returns 4 arrays of 32-bit words (as uint64)."""
+    mask = np.uint64(0xFFFFFFFF)
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in counter)
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(0x9E3779B9)) & mask
+            k1 = (k1 + np.uint64(0xBB67AE85)) & mask
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & mask,
+                          (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & mask)
+    return c0, c1, c2, c3
+
+
+def _unit(hi, lo):
+    """The top 52 of the 64 bits (hi, lo), as a multiple of 2^-52 in [0, 1)."""
+    return (((hi << np.uint64(32)) | lo) >> np.uint64(12)).astype(np.float64) * 2.0 ** -52
+
+
+def _pair_draws(seed, stream, n):
+    """The 4 words of the pairs of elements 0..n-1: one Philox call per pair (2k, 2k + 1),
+    counter (k lo, k hi, stream, 0), key = the seed."""
+    pairs = np.arange((n + 1) // 2, dtype=np.uint64)
+    zeros = np.zeros(pairs.size, dtype=np.uint64)
+    return philox((pairs & np.uint64(0xFFFFFFFF), pairs >> np.uint64(32), zeros + stream,
+                   zeros), (seed & 0xFFFFFFFF, seed >> 32))
+
+
+def rrelu_slopes(shape, lower, upper, seed):
+    """Element 2k takes the uniform of words (0, 1) of pair k, element 2k + 1 of (2, 3)."""
+    n = math.prod(shape)
+    w = _pair_draws(seed, 1, n)
+    u = np.stack([_unit(w[0], w[1]), _unit(w[2], w[3])], axis=1).reshape(-1)[:n]
+    return (lower + (upper - lower) * u).reshape(shape)
+
+
+def normal_noise(shape, seed):
+    """Box-Muller per pair: r cos(theta) for element 2k, r sin(theta) for 2k + 1."""
+    n = math.prod(shape)
+    w = _pair_draws(seed, 2, n)
+    r = np.sqrt(-2.0 * np.log(1.0 - _unit(w[0], w[1])))
+    theta = 2 * np.pi * _unit(w[2], w[3])
+    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).reshape(-1)[:n].reshape(shape)
+
+
+# Random123 tests/kat_vectors, the three "philox4x32 10" lines: counter[4], key[2], result[4]
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+KAT_IDS = ["zeros", "ones", "pi"]
+
+
+@pytest.mark.parametrize("counter, key, expected", KAT, ids=KAT_IDS)
+def test_philox_known_answers_kernel(counter, key, expected):
+    assert _special.philox_words(counter, key) == expected
+
+
+@pytest.mark.parametrize("counter, key, expected", KAT, ids=KAT_IDS)
+def test_philox_known_answers_test_oracle(counter, key, expected):
+    words = philox([[c] for c in counter], key)
+    assert tuple(int(w[0]) for w in words) == expected
+
+
+# ---- the functions under test, each with fixed parameters ----------------------------------
+
+def _channels(shape):
+    return 1 if len(shape) == 0 else (shape[1] if len(shape) >= 2 else shape[0])
+
+
+def _prelu_weight(shape):
+    # dyadic values: the same in float16, float32 and float64, so one reference serves all
+    return (1 + np.arange(_channels(shape)) % 24) / 64.0
+
+
+def _channel_sum(terms):
+    """Sum over every axis but prelu's channel axis."""
+    axis = 1 if terms.ndim >= 2 else 0
+    return np.moveaxis(terms, axis, 0).reshape(terms.shape[axis], -1).sum(axis=1)
+
+
+class Spec:
+    """A function with one parameter set. ``forward(x, **kw)`` and ``backward(g, x, **kw)``
+    call actfast (``backward`` always returns a tuple: grad_input, then the parameter's
+    gradient for the learnable ones); ``reference(x)`` and ``reference_backward(g, x)`` are
+    the float64 oracles; ``out_shape(shape)`` is the forward's output shape."""
+
+    def __init__(self, id, forward, backward, reference, reference_backward,
+                 out_shape=lambda shape: shape, learnable=False, elementwise=True, slack=None,
+                 grad_slack=None):
+        self.id = id
+        self.forward, self.backward = forward, backward
+        self.reference, self.reference_backward = reference, reference_backward
+        self.out_shape = out_shape
+        self.learnable = learnable
+        self.elementwise = elementwise
+        self.slack = slack or (lambda x: 0.0)  # absolute error forgiven in the forward
+        self.grad_slack = grad_slack or (lambda g, x: 0.0)  # and in grad_input
+
+    def __repr__(self):
+        return f"Spec({self.id})"
+
+
+def _tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _axis_shape(shape, axis, divisor):
+    shape = list(shape)
+    shape[axis] //= divisor
+    return tuple(shape)
+
+
+def _noisy_slack(x):
+    # the oracle's log and cos (NumPy's) may differ from libm's by an ulp or two: forgive a
+    # few ulp of the noise, which matters only where x + noise cancels
+    return 8 * np.finfo(np.float64).eps * 0.7 * np.abs(normal_noise(np.shape(x), SEED))
+
+
+def _swish_grad_slack(beta):
+    # s + t s (1 - s) cancels near t = -1.28: an ulp of s (NumPy's exp against libm's) is
+    # then many ulp of the result, in the reference as much as in actfast
+    return lambda g, x: 4 * np.finfo(np.float64).eps * np.abs(g) * (1 + np.abs(beta * x))
+
+
+SPECS = [
+    Spec("prelu-channels",
+         lambda x, **kw: af.prelu(x, _prelu_weight(np.shape(x)), **kw),
+         lambda g, x, **kw: af.prelu.backward(g, x, _prelu_weight(np.shape(x)), **kw),
+         lambda x: R.prelu(x, _prelu_weight(x.shape)),
+         lambda g, x: (g * R.prelu_grad(x, _prelu_weight(x.shape))[0],
+                       _channel_sum(g * R.prelu_grad(x, _prelu_weight(x.shape))[1])),
+         learnable=True),
+    Spec("prelu-single",
+         lambda x, **kw: af.prelu(x, [0.25], **kw),
+         lambda g, x, **kw: af.prelu.backward(g, x, [0.25], **kw),
+         lambda x: R.prelu(x, [0.25]),
+         lambda g, x: (g * R.prelu_grad(x, [0.25])[0],
+                       np.array([np.sum(g * R.prelu_grad(x, [0.25])[1])])),
+         learnable=True),
+    Spec("swish-beta=1.7",
+         lambda x, **kw: af.swish(x, beta=1.7, **kw),
+         lambda g, x, **kw: af.swish.backward(g, x, beta=1.7, **kw),
+         lambda x: R.swish(x, 1.7),
+         lambda g, x: (g * R.swish_grad(x, 1.7)[0], np.sum(g * R.swish_grad(x, 1.7)[1])),
+         learnable=True, grad_slack=_swish_grad_slack(1.7)),
+    Spec("swish-beta=-0.6",
+         lambda x, **kw: af.swish(x, beta=-0.6, **kw),
+         lambda g, x, **kw: af.swish.backward(g, x, beta=-0.6, **kw),
+         lambda x: R.swish(x, -0.6),
+         lambda g, x: (g * R.swish_grad(x, -0.6)[0], np.sum(g * R.swish_grad(x, -0.6)[1])),
+         learnable=True, grad_slack=_swish_grad_slack(-0.6)),
+    Spec("pact-alpha=1.5",
+         lambda x, **kw: af.pact(x, 1.5, **kw),
+         lambda g, x, **kw: af.pact.backward(g, x, 1.5, **kw),
+         lambda x: R.pact(x, 1.5),
+         lambda g, x: (g * R.pact_grad(x, 1.5)[0], np.sum(g * R.pact_grad(x, 1.5)[1])),
+         learnable=True),
+    Spec("rrelu-eval",
+         lambda x, **kw: af.rrelu(x, lower=0.1, upper=0.3, **kw),
+         lambda g, x, **kw: (af.rrelu.backward(g, x, lower=0.1, upper=0.3, **kw),),
+         lambda x: R.rrelu_eval(x, 0.1, 0.3),
+         lambda g, x: (g * R.rrelu_eval_grad(x, 0.1, 0.3),)),
+    Spec("rrelu-training",
+         lambda x, **kw: af.rrelu(x, lower=0.1, upper=0.3, training=True, seed=SEED, **kw),
+         lambda g, x, **kw: (af.rrelu.backward(g, x, lower=0.1, upper=0.3, training=True,
+                                               seed=SEED, **kw),),
+         lambda x: np.where(x <= 0, x * rrelu_slopes(x.shape, 0.1, 0.3, SEED), x),
+         lambda g, x: (np.where(x <= 0, g * rrelu_slopes(x.shape, 0.1, 0.3, SEED), g),)),
+    Spec("noisy_relu",
+         lambda x, **kw: af.noisy_relu(x, sigma=0.7, seed=SEED, **kw),
+         lambda g, x, **kw: (af.noisy_relu.backward(g, x, sigma=0.7, seed=SEED, **kw),),
+         lambda x: np.maximum(x + 0.7 * normal_noise(x.shape, SEED), 0.0),
+         lambda g, x: (np.where(x + 0.7 * normal_noise(x.shape, SEED) > 0, g, 0.0),),
+         slack=_noisy_slack),
+    Spec("maxout-pieces=3",
+         lambda x, **kw: af.maxout(x, 3, **kw),
+         lambda g, x, **kw: (af.maxout.backward(g, x, 3, **kw),),
+         lambda x: R.maxout(x, 3),
+         lambda g, x: (R.maxout_grad(g, x, 3),),
+         out_shape=lambda shape: _axis_shape(shape, -1, 3), elementwise=False),
+    Spec("maxout-pieces=2-axis=0",
+         lambda x, **kw: af.maxout(x, 2, axis=0, **kw),
+         lambda g, x, **kw: (af.maxout.backward(g, x, 2, axis=0, **kw),),
+         lambda x: R.maxout(x, 2, axis=0),
+         lambda g, x: (R.maxout_grad(g, x, 2, axis=0),),
+         out_shape=lambda shape: _axis_shape(shape, 0, 2), elementwise=False),
+    Spec("glu",
+         lambda x, **kw: af.glu(x, **kw),
+         lambda g, x, **kw: (af.glu.backward(g, x, **kw),),
+         lambda x: R.glu(x),
+         lambda g, x: (R.glu_grad(g, x),),
+         out_shape=lambda shape: _axis_shape(shape, -1, 2), elementwise=False),
+    Spec("glu-axis=0",
+         lambda x, **kw: af.glu(x, axis=0, **kw),
+         lambda g, x, **kw: (af.glu.backward(g, x, axis=0, **kw),),
+         lambda x: R.glu(x, axis=0),
+         lambda g, x: (R.glu_grad(g, x, axis=0),),
+         out_shape=lambda shape: _axis_shape(shape, 0, 2), elementwise=False),
+]
+SPEC_PARAMS = [pytest.param(spec, id=spec.id) for spec in SPECS]
+ELEMENTWISE_PARAMS = [pytest.param(spec, id=spec.id) for spec in SPECS if spec.elementwise]
+LEARNABLE_PARAMS = [pytest.param(spec, id=spec.id) for spec in SPECS if spec.learnable]
+
+
+def values(rng, shape, dtype=np.float64):
+    """Random x covering [-20, 20]: uniform, normal around 0, points near the kinks of the
+    functions here (0, 1.5 = pact's alpha), log-uniform magnitudes; never all zeros."""
+    n = math.prod(shape)
+    pool = np.concatenate([
+        rng.uniform(-20, 20, n), rng.standard_normal(n) * 3,
+        rng.choice([0.0, 1.5], n) + rng.uniform(-0.01, 0.01, n),
+        np.copysign(np.exp(rng.uniform(-20, 5, n)), rng.random(n) - 0.5)])
+    return rng.choice(pool, n).reshape(shape).astype(dtype)
+
+
+def grad_values(rng, shape, dtype=np.float64):
+    return (rng.standard_normal(shape) * np.exp(rng.uniform(-3, 3, shape))).astype(dtype)
+
+
+def _check_parameter_gradient(actual, expected, scale, dtype, what="parameter gradient"):
+    """A sum against the float64 reference sum: within a few roundings of `scale`, the sum of
+    the terms' magnitudes (float32 sums are rounded once more, to float32)."""
+    tol = 1e-13 if np.dtype(dtype) == np.float64 else 2e-7
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert_rel_close(actual, expected, rtol=tol, atol=tol * np.abs(scale), what=what)
+
+
+# ---- values against the reference ----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_forward_reference(spec, dtype, rng):
+    x = values(rng, (48, 66), dtype)
+    y = spec.forward(x)
+    assert y.dtype == dtype and y.shape == spec.out_shape(x.shape)
+    x64 = x.astype(np.float64)
+    assert_ulp_close(y, spec.reference(x64), dtype, FORWARD_ULP, slack=spec.slack(x64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_backward_reference(spec, dtype, rng):
+    x = values(rng, (48, 66), dtype)
+    g = grad_values(rng, spec.out_shape(x.shape), dtype)
+    result = spec.backward(g, x)
+    expected = spec.reference_backward(g.astype(np.float64), x.astype(np.float64))
+    assert len(result) == len(expected)
+    assert result[0].dtype == dtype and result[0].shape == x.shape
+    assert_ulp_close(result[0], expected[0], dtype, BACKWARD_ULP, what="grad_input",
+                     slack=spec.grad_slack(g.astype(np.float64), x.astype(np.float64)))
+    if spec.learnable:
+        assert np.asarray(result[1]).dtype == dtype
+        # every parameter term of these functions has one sign for grad_output >= 0, so the
+        # reference with |grad_output| gives the sums of the terms' magnitudes
+        scale = spec.reference_backward(np.abs(g.astype(np.float64)), x.astype(np.float64))[1]
+        _check_parameter_gradient(result[1], expected[1], scale, dtype)
+
+
+# A dense float32 sweep of [-20, 20] plus the special values, for the functions with a
+# transcendental part (the others are exact: products and comparisons).
+SWEEP = np.concatenate([np.linspace(-20, 20, 400_001, dtype=np.float32),
+                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-38,
+                                  -1e-38, 3e38, -3e38, 88.7, -88.7, 100.0, -100.0, 1e4, -1e4],
+                                 dtype=np.float32)])
+
+
+@pytest.mark.parametrize("beta", [1.7, 1.0, 0.3, -1.3, 0.0], ids=lambda b: f"beta={b}")
+def test_swish_float32_sweep(beta, rng):
+    g = grad_values(rng, SWEEP.shape, np.float32)
+    x64 = SWEEP.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = R.swish(x64, beta)
+        dx, _ = R.swish_grad(x64, beta)
+    if beta == 0.0:  # the reference's sigmoid(0 * inf) is NaN; the limit is 1/2 everywhere
+        dx = np.where(np.isnan(x64), np.nan, 0.5)
+        expected = np.where(np.isnan(x64), np.nan, 0.5 * x64)
+    assert_ulp_close(af.swish(SWEEP, beta=beta), expected, np.float32, FORWARD_ULP,
+                     inputs={"x": SWEEP})
+    grad_input, _ = af.swish.backward(g, SWEEP, beta=beta)
+    assert_ulp_close(grad_input, g * dx, np.float32, BACKWARD_ULP, inputs={"x": SWEEP})
+
+
+def test_glu_float32_sweep(rng):
+    b = SWEEP
+    a = rng.standard_normal(b.shape).astype(np.float32) * 10
+    x = np.stack([a, b])                      # glu over axis 0: a * sigmoid(b)
+    g = grad_values(rng, b.shape, np.float32)[None]
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    assert_ulp_close(af.glu(x, axis=0), R.glu(x64, axis=0), np.float32, FORWARD_ULP)
+    assert_ulp_close(af.glu.backward(g, x, axis=0), R.glu_grad(g64, x64, axis=0), np.float32,
+                     BACKWARD_ULP)
+
+
+# ---- special values ------------------------------------------------------------------------
+
+INF, NAN = np.inf, np.nan
+
+SPECIAL_FORWARD = [
+    # (id, call, expected)
+    ("swish(+inf,beta>0)", lambda: af.swish(INF, beta=1.7), INF),
+    ("swish(-inf,beta>0)", lambda: af.swish(-INF, beta=1.7), -0.0),
+    ("swish(+inf,beta<0)", lambda: af.swish(INF, beta=-1.3), 0.0),
+    ("swish(-inf,beta<0)", lambda: af.swish(-INF, beta=-1.3), -INF),
+    ("swish(+inf,beta=0)", lambda: af.swish(INF, beta=0.0), INF),
+    ("swish(nan)", lambda: af.swish(NAN, beta=1.7), NAN),
+    ("swish(-800,beta=1)", lambda: af.swish(-800.0), -0.0),
+    ("swish(-1e4,beta>0)", lambda: af.swish(-1e4, beta=1.7), -0.0),
+    ("swish(-1e4,beta<0)", lambda: af.swish(-1e4, beta=-1.3), -1e4),
+    ("swish(1e4,beta<0)", lambda: af.swish(1e4, beta=-1.3), 0.0),
+    ("swish(-700,beta=1.5)", lambda: af.swish(-700.0, beta=1.5), -700.0 * math.exp(-1050.0)),
+    ("pact(nan)", lambda: af.pact(NAN, 1.5), NAN),
+    ("pact(-0)", lambda: af.pact(-0.0, 1.5), -0.0),
+    ("pact(+inf)", lambda: af.pact(INF, 1.5), 1.5),
+    ("pact(-inf)", lambda: af.pact(-INF, 1.5), 0.0),
+    ("pact(alpha=inf)", lambda: af.pact(3.0, INF), 3.0),
+    ("prelu(nan)", lambda: af.prelu(NAN, [0.25]), NAN),
+    ("prelu(-inf)", lambda: af.prelu(-INF, [0.25]), -INF),
+    ("prelu(-0)", lambda: af.prelu(-0.0, [0.25]), -0.0),
+    ("rrelu-eval(-inf)", lambda: af.rrelu(-INF), -INF),
+    ("rrelu-training(nan)", lambda: af.rrelu(NAN, training=True, seed=1), NAN),
+    ("rrelu-training(-inf)", lambda: af.rrelu(-INF, training=True, seed=1), -INF),
+    ("noisy_relu(nan)", lambda: af.noisy_relu(NAN, seed=1), NAN),
+    ("noisy_relu(+inf)", lambda: af.noisy_relu(INF, seed=1), INF),
+    ("noisy_relu(-inf)", lambda: af.noisy_relu(-INF, seed=1), 0.0),
+    ("maxout(nan in group)", lambda: af.maxout([1.0, NAN, 3.0, 2.0], 2), [NAN, 3.0]),
+    ("maxout(-inf group)", lambda: af.maxout([-INF, -INF, INF, 1.0], 2), [-INF, INF]),
+    ("glu(a=inf,b=-inf)", lambda: af.glu([INF, -INF]), [NAN]),
+    ("glu(a=1,b=+inf)", lambda: af.glu([1.0, INF]), [1.0]),
+    ("glu(a=1,b=-inf)", lambda: af.glu([1.0, -INF]), [0.0]),
+]
+
+
+@pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i)
+                                            for i, c, e in SPECIAL_FORWARD])
+def test_special_forward(call, expected):
+    result = call()
+    assert_rel_close(result, expected, rtol=1e-12)
+    assert_zero_signs(result, expected)
+
+
+SPECIAL_BACKWARD = [
+    # (id, call, expected tuple); grad_output 2.0 unless said otherwise
+    ("swish'(+inf)", lambda: af.swish.backward(2.0, INF, beta=1.7), (2.0, 0.0)),
+    ("swish'(-inf)", lambda: af.swish.backward(2.0, -INF, beta=1.7), (0.0, 0.0)),
+    ("swish'(+inf,beta<0)", lambda: af.swish.backward(2.0, INF, beta=-1.3), (0.0, 0.0)),
+    ("swish'(+inf,beta=0)", lambda: af.swish.backward(2.0, INF, beta=0.0), (1.0, INF)),
+    ("swish'(0)", lambda: af.swish.backward(2.0, 0.0, beta=1.7), (1.0, 0.0)),
+    ("swish'(nan)", lambda: af.swish.backward(2.0, NAN, beta=1.7), (NAN, NAN)),
+    ("pact'(alpha)", lambda: af.pact.backward(2.0, 1.5, 1.5), (0.0, 2.0)),
+    ("pact'(0)", lambda: af.pact.backward(2.0, 0.0, 1.5), (2.0, 0.0)),
+    ("pact'(-0)", lambda: af.pact.backward(2.0, -0.0, 1.5), (2.0, 0.0)),
+    ("pact'(nan)", lambda: af.pact.backward(2.0, NAN, 1.5), (0.0, 0.0)),
+    ("pact'(+inf)", lambda: af.pact.backward(2.0, INF, 1.5), (0.0, 2.0)),
+    ("pact'(alpha=0,x=0)", lambda: af.pact.backward(2.0, 0.0, 0.0), (0.0, 2.0)),
+    ("prelu'(0)", lambda: af.prelu.backward(2.0, 0.0, [0.25]), (0.5, [0.0])),
+    ("prelu'(nan)", lambda: af.prelu.backward(2.0, NAN, [0.25]), (0.5, [NAN])),
+    ("prelu'(-inf)", lambda: af.prelu.backward(2.0, -INF, [0.25]), (0.5, [-INF])),
+    ("rrelu-eval'(nan)", lambda: (af.rrelu.backward(2.0, NAN, lower=0.1, upper=0.3),),
+     (0.4,)),
+    ("rrelu-training'(nan)",
+     lambda: (af.rrelu.backward(2.0, NAN, training=True, seed=1),), (2.0,)),
+    ("noisy_relu'(output=0)", lambda: (af.noisy_relu.backward(2.0, output=0.0),), (0.0,)),
+    ("noisy_relu'(output=nan)", lambda: (af.noisy_relu.backward(2.0, output=NAN),), (2.0,)),
+    ("maxout'(first nan)", lambda: (af.maxout.backward([5.0], [1.0, NAN, NAN], 3),),
+     ([0.0, 5.0, 0.0],)),
+    ("maxout'(ties: first)", lambda: (af.maxout.backward([5.0], [2.0, 7.0, 7.0], 3),),
+     ([0.0, 5.0, 0.0],)),
+    ("maxout'(+-0 tie)", lambda: (af.maxout.backward([5.0], [-0.0, 0.0], 2),), ([5.0, 0.0],)),
+    ("maxout'(inf grad elsewhere 0)",
+     lambda: (af.maxout.backward([INF], [1.0, 2.0], 2),), ([0.0, INF],)),
+    ("glu'(b=+inf)", lambda: (af.glu.backward([2.0], [3.0, INF]),), ([2.0, 0.0],)),
+    ("glu'(b=-inf)", lambda: (af.glu.backward([2.0], [3.0, -INF]),), ([0.0, 0.0],)),
+]
+
+
+@pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i)
+                                            for i, c, e in SPECIAL_BACKWARD])
+def test_special_backward(call, expected):
+    result = call()
+    assert len(result) == len(expected)
+    for actual, wanted in zip(result, expected):
+        assert_rel_close(actual, wanted, rtol=1e-14)
+
+
+def test_maxout_forward_value_is_the_first_maximum():
+    # -0.0 and +0.0 compare equal: the value (and the gradient) come from the first
+    result = af.maxout([-0.0, 0.0, 0.0, -0.0], 2)
+    assert list(np.signbit(result)) == [True, False]
+
+
+# ---- identities with other functions -------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_swish_beta_1_is_silu(dtype, rng):
+    x = values(rng, (5000,), dtype)
+    g = grad_values(rng, x.shape, dtype)
+    assert_bitwise_equal(af.swish(x, beta=1.0), af.silu(x))
+    assert_bitwise_equal(af.swish.backward(g, x, beta=1.0)[0], af.silu.backward(g, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_rrelu_eval_is_leaky_relu(dtype, rng):
+    x = values(rng, (5000,), dtype)
+    g = grad_values(rng, x.shape, dtype)
+    slope = (0.1 + 0.3) / 2
+    assert_bitwise_equal(af.rrelu(x, lower=0.1, upper=0.3), af.leaky_relu(x, negative_slope=slope))
+    assert_bitwise_equal(af.rrelu.backward(g, x, lower=0.1, upper=0.3),
+                         af.leaky_relu.backward(g, x, negative_slope=slope))
+
+
+def test_rrelu_training_with_lower_equal_upper_is_leaky_relu(rng):
+    x = values(rng, (5000,))
+    assert_bitwise_equal(af.rrelu(x, lower=0.25, upper=0.25, training=True, seed=3),
+                         af.leaky_relu(x, negative_slope=0.25))
+
+
+def test_noisy_relu_sigma_0_is_relu(rng):
+    x = values(rng, (5000,))
+    y = af.noisy_relu(x, sigma=0.0, seed=3)
+    assert_rel_close(y, np.maximum(x, 0.0), rtol=0.0)
+
+
+# ---- gradients against finite differences --------------------------------------------------
+
+def _fd_points(rng, shape):
+    """x away from every kink by more than the step (0, and 1.5 for pact)."""
+    x = rng.uniform(0.05, 3.0, shape) * rng.choice([-1.0, 1.0], shape)
+    return np.where(np.abs(x - 1.5) < 0.05, x + 0.2, x)
+
+
+def _directional(f, x, v, h=1e-6):
+    return (f(x + h * v) - f(x - h * v)) / (2 * h)
+
+
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_grad_input_finite_difference(spec, rng):
+    x = _fd_points(rng, (6, 12))
+    g = grad_values(rng, spec.out_shape(x.shape))
+    v = rng.standard_normal(x.shape)
+    loss = lambda t: np.sum(g * spec.forward(t))  # noqa: E731
+    grad_input = spec.backward(g, x)[0]
+    assert_rel_close(np.sum(grad_input * v), _directional(loss, x, v), rtol=1e-6, atol=1e-7)
+
+
+def test_prelu_weight_finite_difference(rng):
+    x = _fd_points(rng, (5, 4, 3))
+    g = grad_values(rng, x.shape)
+    w = rng.uniform(0.05, 0.5, 4)
+    _, grad_weight = af.prelu.backward(g, x, w)
+    for c in range(4):
+        e = np.eye(4)[c]
+        numeric = _directional(lambda t: np.sum(g * af.prelu(x, t)), w, e)
+        assert_rel_close(grad_weight[c], numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("beta", [1.7, 0.0, -0.8], ids=lambda b: f"beta={b}")
+def test_swish_beta_finite_difference(beta, rng):
+    x = _fd_points(rng, (40,))
+    g = grad_values(rng, x.shape)
+    _, grad_beta = af.swish.backward(g, x, beta=beta)
+    numeric = _directional(lambda b: np.sum(g * af.swish(x, beta=float(b))), beta, 1.0)
+    assert_rel_close(grad_beta, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_pact_alpha_finite_difference(rng):
+    x = _fd_points(rng, (40,))
+    g = grad_values(rng, x.shape)
+    _, grad_alpha = af.pact.backward(g, x, 1.5)
+    numeric = _directional(lambda a: np.sum(g * af.pact(x, float(a))), 1.5, 1.0)
+    assert_rel_close(grad_alpha, numeric, rtol=1e-6, atol=1e-8)
+
+
+# ---- layouts, out=, threads ----------------------------------------------------------------
+
+LARGE = (264, 276)  # 72864 elements: the parallel path on 2 threads; 276 = 2 * 2 * 3 * 23
+
+LAYOUTS = {
+    "C": lambda a: a,
+    "F": np.asfortranarray,
+    "transposed": lambda a: np.ascontiguousarray(a.T).T,
+    "strided": lambda a: _embed(a, (slice(None, None, 2), slice(1, None, 3))),
+    "reversed": lambda a: _embed(a, (slice(None, None, -1), slice(None, None, -2))),
+}
+
+
+def _embed(a, index):
+    """A view `base[index]` holding a's values inside a larger NaN-filled base."""
+    shape = tuple(3 * s + 1 for s in a.shape)
+    base = np.full(shape, np.nan, dtype=a.dtype)
+    view = base[index][tuple(slice(0, s) for s in a.shape)]
+    view[...] = a
+    return view
+
+
+@THREADS
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_layouts_and_threads_bitwise(spec, dtype, layout, n_threads, rng):
+    x = values(rng, LARGE, dtype)
+    g = grad_values(rng, spec.out_shape(LARGE), dtype)
+    with single_thread():
+        expected_y = spec.forward(x)
+        expected_grads = spec.backward(g, x)
+    x_laid, g_laid = LAYOUTS[layout](x), LAYOUTS[layout](g)
+    x_before, g_before = x_laid.copy(), g_laid.copy()
+    assert_bitwise_equal(spec.forward(x_laid), expected_y, what="forward")
+    for actual, expected in zip(spec.backward(g_laid, x_laid), expected_grads):
+        assert_bitwise_equal(actual, expected, what="backward")
+    assert_bitwise_equal(x_laid, x_before, what="x unchanged")
+    assert_bitwise_equal(g_laid, g_before, what="grad_output unchanged")
+
+
+OUT_KINDS = ["C-buffer", "F-buffer", "strided-buffer"]
+
+
+def _buffer(kind, shape, dtype):
+    if kind == "C-buffer":
+        return np.full(shape, np.nan, dtype=dtype)
+    if kind == "F-buffer":
+        return np.full(shape, np.nan, dtype=dtype, order="F")
+    return _embed(np.full(shape, np.nan, dtype=dtype), (slice(None, None, -2),) * len(shape))
+
+
+@THREADS
+@pytest.mark.parametrize("kind", OUT_KINDS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_out(spec, kind, n_threads, rng):
+    x = values(rng, LARGE, np.float32)
+    g = grad_values(rng, spec.out_shape(LARGE), np.float32)
+    out = _buffer(kind, spec.out_shape(LARGE), np.float32)
+    assert spec.forward(x, out=out) is out
+    assert_bitwise_equal(out, spec.forward(x), what="forward out=")
+    grad_out = _buffer(kind, LARGE, np.float32)
+    result = spec.backward(g, x, out=grad_out)
+    assert result[0] is grad_out
+    for actual, expected in zip(result, spec.backward(g, x)):
+        assert_bitwise_equal(actual, expected, what="backward out=")
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("spec", ELEMENTWISE_PARAMS)
+def test_forward_in_place(spec, layout, rng):
+    x = LAYOUTS[layout](values(rng, LARGE))
+    expected = spec.forward(x)
+    assert spec.forward(x, out=x) is x
+    assert_bitwise_equal(x, expected)
+
+
+# grad_input written into x, or into grad_output where it has x's shape (elementwise)
+IN_PLACE_PARAMS = [pytest.param(spec, into, id=f"{spec.id}-into-{into}") for spec in SPECS
+                   for into in (["x", "grad_output"] if spec.elementwise else ["x"])]
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("spec, into", IN_PLACE_PARAMS)
+def test_backward_in_place(spec, layout, into, rng):
+    x = LAYOUTS[layout](values(rng, LARGE))
+    g = LAYOUTS[layout](grad_values(rng, spec.out_shape(LARGE)))
+    expected = spec.backward(g, x)
+    target = x if into == "x" else g
+    result = spec.backward(g, x, out=target)
+    assert result[0] is target
+    for actual, wanted in zip(result, expected):
+        assert_bitwise_equal(actual, wanted)
+
+
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_out_overlapping_the_input(spec, rng):
+    # out is a view of x's memory other than x itself: the result is as if computed from a copy
+    base = values(rng, (2 * LARGE[0], LARGE[1]))
+    x = base[:LARGE[0]]
+    expected = spec.forward(x.copy())
+    out_shape = spec.out_shape(LARGE)
+    out = base[1:1 + out_shape[0], :out_shape[1]]  # shifted by one row: overlaps x
+    spec.forward(x, out=out)
+    assert_bitwise_equal(out, expected)
+
+
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_backward_out_overlapping_grad_output(spec, rng):
+    x = values(rng, LARGE)
+    base = grad_values(rng, (2 * LARGE[0], LARGE[1]))
+    out_shape = spec.out_shape(LARGE)
+    g = base[LARGE[0] - out_shape[0] + 1:][:out_shape[0], :out_shape[1]]
+    expected = spec.backward(g.copy(), x)
+    out = base[:LARGE[0]]
+    spec.backward(g, x, out=out)
+    assert_bitwise_equal(out, expected[0])
+
+
+# ---- dtypes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float16], ids=["float16"])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_float16_is_computed_in_float32(spec, dtype, rng):
+    x = values(rng, (24, 30), np.float16)
+    g = grad_values(rng, spec.out_shape(x.shape), np.float16)
+    y = spec.forward(x)
+    assert y.dtype == np.float16
+    assert_bitwise_equal(y, spec.forward(x.astype(np.float32)).astype(np.float16))
+    result = spec.backward(g, x)
+    expected = spec.backward(g.astype(np.float32), x.astype(np.float32))
+    assert_bitwise_equal(result[0], expected[0].astype(np.float16))
+    if spec.learnable:
+        # the parameter's gradient is a double sum rounded once, to float16; the float32
+        # call rounded it to float32: within one float16 ulp of that
+        assert np.asarray(result[1]).dtype == np.float16
+        assert_ulp_close(result[1], np.asarray(expected[1], dtype=np.float64), np.float16, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.bool_],
+                         ids=["int8", "int32", "int64", "uint16", "bool"])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_integers_and_bool_are_computed_in_float64(spec, dtype, rng):
+    if dtype == np.bool_:
+        x = rng.random((24, 30)) < 0.5
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(max(info.min, -9), min(info.max, 9), (24, 30), endpoint=True).astype(dtype)
+    g = grad_values(rng, spec.out_shape(x.shape))
+    assert_bitwise_equal(spec.forward(x), spec.forward(x.astype(np.float64)))
+    for actual, wanted in zip(spec.backward(g, x), spec.backward(g, x.astype(np.float64))):
+        assert_bitwise_equal(actual, wanted)
+
+
+def test_mixed_dtypes_compute_in_the_wider(rng):
+    x = values(rng, (100,), np.float32)
+    g = grad_values(rng, x.shape, np.float64)
+    grad_input, grad_beta = af.swish.backward(g, x, beta=1.7)
+    assert grad_input.dtype == np.float64 and grad_beta.dtype == np.float64
+    assert_bitwise_equal(grad_input, af.swish.backward(g, x.astype(np.float64), beta=1.7)[0])
+
+
+@pytest.mark.parametrize("spec", ELEMENTWISE_PARAMS)
+def test_scalar_input_gives_numpy_scalar(spec):
+    # prelu-channels: one channel for 0-d x
+    y = spec.forward(-1.25)
+    assert isinstance(y, np.float64)
+    result = spec.backward(2.0, -1.25)
+    assert isinstance(result[0], np.float64)
+    assert_rel_close(y, spec.reference(np.float64(-1.25)), rtol=1e-15,
+                     atol=float(spec.slack(np.float64(-1.25))))
+
+
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_empty_input(spec):
+    x = np.empty((0, 6))
+    y = spec.forward(x)
+    assert y.shape == spec.out_shape(x.shape) and y.dtype == np.float64
+    result = spec.backward(np.empty(spec.out_shape(x.shape)), x)
+    assert result[0].shape == x.shape
+
+
+def test_empty_input_parameter_gradients_are_zero():
+    _, grad_weight = af.prelu.backward(np.empty((0, 3)), np.empty((0, 3)), [0.1, 0.2, 0.3])
+    assert grad_weight.tolist() == [0.0, 0.0, 0.0]
+    assert af.swish.backward([], [], beta=2.0)[1] == 0.0
+    assert af.pact.backward([], [], 1.0)[1] == 0.0
+
+
+# ---- the parameters' gradients: shapes, sums, determinism ----------------------------------
+
+PRELU_SHAPES = [
+    # (x shape, weight shape): one weight; (N, C); (N, C, HW) with a short and a long inner
+    # axis; 1-D x with a weight per element; more rows than a block
+    ((300_001,), (1,)),
+    ((5000, 24), (24,)),
+    ((64, 3, 777), (3,)),
+    ((2, 5, 9000), (5,)),
+    ((40_000,), (40_000,)),
+    ((7, 130, 3, 40), (130,)),
+    ((3, 4), ()),
+]
+
+
+@THREADS
+@pytest.mark.parametrize("x_shape, weight_shape", PRELU_SHAPES,
+                         ids=[f"x{xs}-w{ws}".replace(" ", "") for xs, ws in PRELU_SHAPES])
+def test_prelu_weight_gradient(x_shape, weight_shape, n_threads, rng):
+    x = values(rng, x_shape)
+    g = grad_values(rng, x_shape)
+    weight = rng.uniform(0.05, 0.5, weight_shape)
+    grad_input, grad_weight = af.prelu.backward(g, x, weight)
+    assert np.shape(grad_weight) == weight_shape
+    terms = g * R.prelu_grad(x, weight)[1]
+    expected = np.sum(terms) if np.size(weight) == 1 else _channel_sum(terms)
+    scale = np.sum(np.abs(terms)) if np.size(weight) == 1 else _channel_sum(np.abs(terms))
+    assert np.all(np.abs(np.ravel(grad_weight) - np.ravel(expected)) <= 1e-13 * np.ravel(scale))
+    with single_thread():
+        expected_bits = af.prelu.backward(g, x, weight)
+    assert_bitwise_equal(grad_weight, expected_bits[1])
+    f_grad = af.prelu.backward(np.asfortranarray(g), np.asfortranarray(x), weight)[1]
+    assert_bitwise_equal(f_grad, expected_bits[1])
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("function", ["swish", "pact"])
+def test_scalar_parameter_gradient_bitwise(function, dtype, n_threads, rng):
+    x = values(rng, (613, 523), dtype)  # 320599 elements: 79 blocks, a partial last one
+    g = grad_values(rng, x.shape, dtype)
+    call = ((lambda g, x: af.swish.backward(g, x, beta=0.9)) if function == "swish"
+            else (lambda g, x: af.pact.backward(g, x, 1.5)))
+    with single_thread():
+        expected = call(g, x)
+    result = call(g, x)
+    assert isinstance(result[1], np.floating) and result[1].dtype == dtype
+    assert_bitwise_equal(result[1], expected[1])
+    assert_bitwise_equal(call(g.T.copy().T, x.T.copy().T)[1], expected[1])  # F layout
+    assert_bitwise_equal(call(g[::-1].copy()[::-1], x[::-1].copy()[::-1])[1], expected[1])
+
+
+def test_prelu_weight_dtype_follows_x(rng):
+    x = values(rng, (4, 3), np.float32)
+    y = af.prelu(x, np.array([0.1, 0.2, 0.3]))          # float64 weight, float32 x
+    assert y.dtype == np.float32
+    grad_input, grad_weight = af.prelu.backward(np.ones_like(x), x, [0.1, 0.2, 0.3])
+    assert grad_input.dtype == np.float32 and grad_weight.dtype == np.float32
+
+
+def test_prelu_0d_weight_gives_scalar_gradient(rng):
+    x = values(rng, (3, 4))
+    _, grad_weight = af.prelu.backward(np.ones_like(x), x, np.float64(0.25))
+    assert isinstance(grad_weight, np.float64)
+    assert_rel_close(grad_weight, np.sum(np.where(x > 0, 0.0, x)), rtol=1e-14)
+
+
+# ---- random functions: draws, distributions, seeds -----------------------------------------
+
+def test_rrelu_training_draws_are_philox(rng):
+    x = values(rng, (300, 211))
+    slopes = rrelu_slopes(x.shape, 0.05, 0.45, 77)
+    y = af.rrelu(x, lower=0.05, upper=0.45, training=True, seed=77)
+    # the same uniform; lower + width * u may be one fused multiply-add in the AVX2/FMA
+    # build (GCC contracts by default), hence an ulp or two
+    assert_rel_close(y, np.where(x <= 0, x * slopes, x), rtol=1e-15)
+    assert_bitwise_equal(y[x > 0], x[x > 0])
+
+
+def test_noisy_relu_draws_are_philox_box_muller(rng):
+    x = values(rng, (300, 211))
+    noise = normal_noise(x.shape, 99)
+    y = af.noisy_relu(x, sigma=1.3, seed=99)
+    assert_rel_close(y, np.maximum(x + 1.3 * noise, 0.0), rtol=1e-15,
+                     atol=1e-14 * np.abs(noise).max())
+
+
+N_DRAWS = 200_000
+
+
+@pytest.mark.parametrize("lower, upper", [(1 / 8, 1 / 3), (0.0, 1.0), (-0.5, 0.25)],
+                         ids=["default", "0-1", "negative-lower"])
+def test_rrelu_slope_distribution(lower, upper, rng):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x = -rng.uniform(0.5, 2.0, N_DRAWS)
+    seed = int(rng.integers(0, 2 ** 63))
+    slopes = af.rrelu(x, lower=lower, upper=upper, training=True, seed=seed) / x
+    width = upper - lower
+    assert slopes.min() >= lower - 1e-15 and slopes.max() <= upper + 1e-15
+    # mean and variance of U[lower, upper] within 6 standard errors
+    sd = width / math.sqrt(12)
+    assert abs(slopes.mean() - (lower + upper) / 2) < 6 * sd / math.sqrt(N_DRAWS)
+    var_se = width ** 2 * math.sqrt((1 / 80 - 1 / 144) / N_DRAWS)
+    assert abs(slopes.var() - width ** 2 / 12) < 6 * var_se
+    u = (slopes - lower) / width
+    assert scipy_stats.kstest(u, "uniform").pvalue > 1e-6
+    # neighbours independent
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 6 / math.sqrt(N_DRAWS)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.25], ids=lambda s: f"sigma={s}")
+def test_noisy_relu_noise_distribution(sigma, rng):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x = 50.0 + rng.uniform(0.0, 1.0, N_DRAWS)   # x + noise > 0: the noise is y - x
+    seed = int(rng.integers(0, 2 ** 63))
+    z = (af.noisy_relu(x, sigma=sigma, seed=seed) - x) / sigma
+    n = N_DRAWS
+    assert abs(z.mean()) < 6 / math.sqrt(n)
+    assert abs(z.std() - 1.0) < 6 / math.sqrt(2 * n)
+    assert abs(scipy_stats.skew(z)) < 6 * math.sqrt(6 / n)
+    assert abs(scipy_stats.kurtosis(z)) < 6 * math.sqrt(24 / n)
+    tail = np.mean(np.abs(z) > 3.0)   # 0.0027 for a normal
+    p = 2 * scipy_stats.norm.sf(3.0)
+    assert abs(tail - p) < 6 * math.sqrt(p * (1 - p) / n)
+    assert scipy_stats.kstest(z, "norm").pvalue > 1e-6
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 6 / math.sqrt(n)
+
+
+def test_seeds_give_independent_draws(rng):
+    x = 50.0 + rng.uniform(0.0, 1.0, N_DRAWS)
+    seed = int(rng.integers(0, 2 ** 63))
+    z1 = af.noisy_relu(x, seed=seed) - x
+    z2 = af.noisy_relu(x, seed=seed + 1) - x
+    assert abs(np.corrcoef(z1, z2)[0, 1]) < 6 / math.sqrt(N_DRAWS)
+    s1 = af.rrelu(-x, training=True, seed=seed)
+    s2 = af.rrelu(-x, training=True, seed=seed + 1)
+    assert np.mean(s1 == s2) < 1e-3
+    assert abs(np.corrcoef(s1, s2)[0, 1]) < 6 / math.sqrt(N_DRAWS)
+
+
+RANDOM_CALLS = {
+    "rrelu": lambda x, **kw: af.rrelu(x, training=True, **kw),
+    "noisy_relu": lambda x, **kw: af.noisy_relu(x, sigma=0.5, **kw),
+}
+
+
+@pytest.mark.parametrize("function", list(RANDOM_CALLS))
+def test_same_seed_same_bits_different_seed_different_bits(function, rng):
+    call = RANDOM_CALLS[function]
+    x = values(rng, (500, 300))
+    seed = int(rng.integers(0, 2 ** 64, dtype=np.uint64))
+    first = call(x, seed=seed)
+    assert_bitwise_equal(call(x, seed=seed), first)
+    assert_bitwise_equal(call(x, seed=np.uint64(seed)), first)
+    other = call(x, seed=seed ^ 1)
+    negative = x < 0 if function == "rrelu" else np.ones(x.shape, bool)
+    changed = first[negative] != other[negative]
+    assert changed.mean() > 0.5
+
+
+@pytest.mark.parametrize("function", list(RANDOM_CALLS))
+def test_seed_none_differs_between_calls(function, rng):
+    call = RANDOM_CALLS[function]
+    x = -rng.uniform(0.5, 2.0, 1000)
+    assert not np.array_equal(call(x), call(x))
+
+
+@THREADS
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("function", list(RANDOM_CALLS))
+def test_draws_follow_the_logical_index(function, layout, n_threads, rng):
+    # the same seed gives the same bits for any layout of the same logical array: the draw of
+    # an element depends on its C-order index in x only
+    call = RANDOM_CALLS[function]
+    x = values(rng, LARGE)
+    with single_thread():
+        expected = call(x, seed=SEED)
+    assert_bitwise_equal(call(LAYOUTS[layout](x), seed=SEED), expected)
+
+
+@pytest.mark.parametrize("size", [1, 2, 255, 257, 4095, 4097, 8193])
+@pytest.mark.parametrize("function", list(RANDOM_CALLS))
+def test_draw_of_an_element_does_not_depend_on_the_array_size(function, size, rng):
+    # sizes around the chunk (256) and block (4096) bounds, odd and even: the first `size`
+    # elements of a 1-d array get the same draws as an array of `size` elements
+    call = RANDOM_CALLS[function]
+    x = values(rng, (9001,))
+    assert_bitwise_equal(call(x[:size], seed=SEED), call(x, seed=SEED)[:size])
+
+
+@THREADS
+def test_rrelu_backward_reproduces_the_slopes(n_threads, rng):
+    x = values(rng, LARGE)
+    g = grad_values(rng, LARGE)
+    y = af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED)
+    gx = af.rrelu.backward(g, x, lower=0.1, upper=0.4, training=True, seed=SEED)
+    negative = x < 0
+    assert_rel_close(gx[negative] / g[negative], y[negative] / x[negative], rtol=1e-15)
+    assert_bitwise_equal(gx[x > 0], g[x > 0])
+    from_output = af.rrelu.backward(g, output=y, lower=0.1, upper=0.4, training=True,
+                                    seed=SEED)
+    assert_bitwise_equal(from_output, gx)
+
+
+@THREADS
+def test_noisy_relu_backward_from_output_and_from_x_agree(n_threads, rng):
+    x = values(rng, LARGE)
+    g = grad_values(rng, LARGE)
+    y = af.noisy_relu(x, sigma=0.7, seed=SEED)
+    from_output = af.noisy_relu.backward(g, output=y)
+    assert_bitwise_equal(from_output, np.where(y > 0, g, 0.0))
+    assert_bitwise_equal(af.noisy_relu.backward(g, x, sigma=0.7, seed=SEED), from_output)
+
+
+def test_random_float32_is_the_rounded_float64(rng):
+    # the draw and the arithmetic are in double whatever the dtype
+    x = values(rng, (400, 250), np.float32)
+    x64 = x.astype(np.float64)
+    for call in RANDOM_CALLS.values():
+        assert_bitwise_equal(call(x, seed=5), call(x64, seed=5).astype(np.float32))
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+X = np.array([[-1.0, 2.0, 0.5, -3.0], [1.0, -2.0, 4.0, 0.25]])
+G = np.ones_like(X)
+
+ERRORS = [
+    # prelu
+    ("prelu-weight-size", lambda: af.prelu(X, [0.1, 0.2]), ValueError),
+    ("prelu-weight-size-1d", lambda: af.prelu(X[0], [0.1, 0.2]), ValueError),
+    ("prelu-weight-0d-x", lambda: af.prelu(1.0, [0.1, 0.2]), ValueError),
+    ("prelu-weight-empty", lambda: af.prelu(X, []), ValueError),
+    ("prelu-weight-complex", lambda: af.prelu(X, [1j] * 4), TypeError),
+    ("prelu-weight-string", lambda: af.prelu(X, "abcd"), TypeError),
+    ("prelu-x-complex", lambda: af.prelu(X + 0j, [0.1]), TypeError),
+    ("prelu-missing-weight", lambda: af.prelu(X), TypeError),
+    ("prelu-backward-output", lambda: af.prelu.backward(G, output=X, weight=[0.1]), TypeError),
+    ("prelu-backward-no-weight", lambda: af.prelu.backward(G, X), TypeError),
+    ("prelu-backward-shape", lambda: af.prelu.backward(G[:1], X, [0.1]), ValueError),
+    ("prelu-unknown-keyword", lambda: af.prelu(X, [0.1], slope=2), TypeError),
+    # swish
+    ("swish-beta-nan", lambda: af.swish(X, beta=np.nan), ValueError),
+    ("swish-beta-inf", lambda: af.swish(X, beta=np.inf), ValueError),
+    ("swish-beta-string", lambda: af.swish(X, beta="1"), TypeError),
+    ("swish-beta-array", lambda: af.swish(X, beta=np.ones(2)), TypeError),
+    ("swish-beta-positional", lambda: af.swish(X, 1.0), TypeError),
+    ("swish-unknown-keyword", lambda: af.swish(X, alpha=1.0), TypeError),
+    ("swish-backward-output", lambda: af.swish.backward(G, output=X), TypeError),
+    ("swish-backward-shape", lambda: af.swish.backward(G.T, X), ValueError),
+    ("swish-x-object", lambda: af.swish(np.array([1, "a"], dtype=object)), TypeError),
+    ("swish-x-string", lambda: af.swish(["a", "b"]), TypeError),
+    # pact
+    ("pact-alpha-negative", lambda: af.pact(X, -1.0), ValueError),
+    ("pact-alpha-nan", lambda: af.pact(X, np.nan), ValueError),
+    ("pact-alpha-missing", lambda: af.pact(X), TypeError),
+    ("pact-alpha-bool", lambda: af.pact(X, True), TypeError),
+    ("pact-backward-no-alpha", lambda: af.pact.backward(G, X), TypeError),
+    ("pact-backward-output", lambda: af.pact.backward(G, output=X, alpha=1.0), TypeError),
+    ("pact-grad-output-complex", lambda: af.pact.backward(G + 0j, X, 1.0), TypeError),
+    # rrelu
+    ("rrelu-lower>upper", lambda: af.rrelu(X, lower=0.5, upper=0.1), ValueError),
+    ("rrelu-lower>upper-training", lambda: af.rrelu(X, lower=0.5, upper=0.1, training=True),
+     ValueError),
+    ("rrelu-lower-nan", lambda: af.rrelu(X, lower=np.nan), ValueError),
+    ("rrelu-upper-inf", lambda: af.rrelu(X, upper=np.inf), ValueError),
+    ("rrelu-width-overflows", lambda: af.rrelu(X, lower=-1e308, upper=1e308, training=True),
+     ValueError),
+    ("rrelu-training-not-bool", lambda: af.rrelu(X, training=1), TypeError),
+    ("rrelu-seed-negative", lambda: af.rrelu(X, training=True, seed=-1), ValueError),
+    ("rrelu-seed-too-big", lambda: af.rrelu(X, training=True, seed=2 ** 64), ValueError),
+    ("rrelu-seed-float", lambda: af.rrelu(X, training=True, seed=1.0), TypeError),
+    ("rrelu-seed-bool", lambda: af.rrelu(X, training=True, seed=True), TypeError),
+    ("rrelu-backward-training-no-seed", lambda: af.rrelu.backward(G, X, training=True),
+     TypeError),
+    ("rrelu-backward-x-and-output", lambda: af.rrelu.backward(G, X, output=X), TypeError),
+    ("rrelu-backward-neither", lambda: af.rrelu.backward(G), TypeError),
+    ("rrelu-backward-output-negative-slopes",
+     lambda: af.rrelu.backward(G, output=X, lower=-0.5, upper=0.1, training=True, seed=1),
+     ValueError),
+    ("rrelu-backward-output-negative-eval-slope",
+     lambda: af.rrelu.backward(G, output=X, lower=-0.5, upper=0.1), ValueError),
+    ("rrelu-backward-shape", lambda: af.rrelu.backward(G[:, :2], X, training=True, seed=1),
+     ValueError),
+    # noisy_relu
+    ("noisy_relu-sigma-negative", lambda: af.noisy_relu(X, sigma=-1.0), ValueError),
+    ("noisy_relu-sigma-inf", lambda: af.noisy_relu(X, sigma=np.inf), ValueError),
+    ("noisy_relu-sigma-nan", lambda: af.noisy_relu(X, sigma=np.nan), ValueError),
+    ("noisy_relu-seed-string", lambda: af.noisy_relu(X, seed="1"), TypeError),
+    ("noisy_relu-backward-x-no-seed", lambda: af.noisy_relu.backward(G, X), TypeError),
+    ("noisy_relu-backward-x-and-output",
+     lambda: af.noisy_relu.backward(G, X, output=X, seed=1), TypeError),
+    ("noisy_relu-backward-shape", lambda: af.noisy_relu.backward(G[:1], output=X), ValueError),
+    # maxout
+    ("maxout-pieces-0", lambda: af.maxout(X, 0), ValueError),
+    ("maxout-pieces-negative", lambda: af.maxout(X, -2), ValueError),
+    ("maxout-pieces-not-dividing", lambda: af.maxout(X, 3), ValueError),
+    ("maxout-pieces-float", lambda: af.maxout(X, 2.0), TypeError),
+    ("maxout-pieces-missing", lambda: af.maxout(X), TypeError),
+    ("maxout-axis-out-of-range", lambda: af.maxout(X, 2, axis=2), ValueError),
+    ("maxout-axis-float", lambda: af.maxout(X, 2, axis=1.0), TypeError),
+    ("maxout-0d", lambda: af.maxout(1.0, 1), ValueError),
+    ("maxout-backward-grad-shape", lambda: af.maxout.backward(G, X, 2), ValueError),
+    ("maxout-backward-output", lambda: af.maxout.backward(G[:, :2], output=X, pieces=2),
+     TypeError),
+    ("maxout-backward-no-pieces", lambda: af.maxout.backward(G[:, :2], X), TypeError),
+    # glu
+    ("glu-odd", lambda: af.glu(X[:, :3]), ValueError),
+    ("glu-odd-axis0", lambda: af.glu(X[:1], axis=0), ValueError),
+    ("glu-axis-out-of-range", lambda: af.glu(X, axis=-3), ValueError),
+    ("glu-0d", lambda: af.glu(1.0), ValueError),
+    ("glu-backward-grad-shape", lambda: af.glu.backward(G, X), ValueError),
+    ("glu-backward-output", lambda: af.glu.backward(G[:, :2], output=X), TypeError),
+    ("glu-x-complex", lambda: af.glu(X + 0j), TypeError),
+]
+
+OUT_ERRORS = [
+    ("shape", lambda shape, dtype: np.empty(shape[::-1] + (1,), dtype), ValueError),
+    ("dtype", lambda shape, dtype: np.empty(shape, np.float32), TypeError),
+    ("list", lambda shape, dtype: [0.0] * shape[0], TypeError),
+    ("read-only", lambda shape, dtype: _read_only(np.empty(shape, dtype)), ValueError),
+]
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("call, error", [pytest.param(c, e, id=i) for i, c, e in ERRORS])
+def test_errors(call, error):
+    with pytest.raises(error):
+        call()
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("kind, make, error", OUT_ERRORS, ids=[k for k, _, _ in OUT_ERRORS])
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_out_errors(spec, kind, make, error, direction, rng):
+    x = values(rng, (4, 6))
+    if direction == "forward":
+        with pytest.raises(error):
+            spec.forward(x, out=make(spec.out_shape(x.shape), np.float64))
+    else:
+        g = grad_values(rng, spec.out_shape(x.shape))
+        with pytest.raises(error):
+            spec.backward(g, x, out=make(x.shape, np.float64))
+
+
+def test_error_messages_name_the_argument():
+    with pytest.raises(ValueError, match="weight"):
+        af.prelu(X, [0.1, 0.2])
+    with pytest.raises(ValueError, match="pieces"):
+        af.maxout(X, 3)
+    with pytest.raises(ValueError, match="lower"):
+        af.rrelu(X, lower=0.5, upper=0.1)
+    with pytest.raises(ValueError, match="sigma"):
+        af.noisy_relu(X, sigma=-1.0)
+    with pytest.raises(TypeError, match="seed"):
+        af.rrelu.backward(G, X, training=True)
+
+
+def test_registry_and_namespace():
+    from actfast import special
+    names = ["prelu", "swish", "pact", "rrelu", "noisy_relu", "maxout", "glu"]
+    assert list(special.FUNCTIONS) == names
+    for name in names:
+        function = getattr(af, name)
+        assert function is special.FUNCTIONS[name] and name in af.__all__
+        assert function.__name__ == name and repr(function) == f"<actfast function {name}>"
+        assert "Examples" in function.__doc__ and "Backward" in function.__doc__
+
+
+# ---- PyTorch parity ------------------------------------------------------------------------
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+TORCH_DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.5, -1.5, 1e-30, -1e-30, 30.0, -30.0]
+
+
+def torch_values(rng, shape, dtype, specials=True):
+    x = values(rng, shape, dtype)
+    if specials:
+        flat = x.reshape(-1)
+        flat[rng.choice(flat.size, len(SPECIALS), replace=False)] = SPECIALS
+    return x
+
+
+def _grads(torch, fn, x, *params, g):
+    """Run fn(x, *params) in torch with autograd; return (value, grad x, grads of params)."""
+    tx = torch.tensor(x, requires_grad=True)
+    tparams = [torch.tensor(p, requires_grad=True) for p in params]
+    y = fn(tx, *tparams)
+    y.backward(torch.tensor(g))
+    return (y.detach().numpy(), tx.grad.numpy()) + tuple(p.grad.numpy() for p in tparams)
+
+
+PRELU_TORCH_SHAPES = [((6, 5, 7), 5), ((6, 5, 7), 1), ((40, 12), 12), ((33,), 1), ((), 1)]
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("shape, channels", PRELU_TORCH_SHAPES,
+                         ids=[f"x{s}-w{c}".replace(" ", "") for s, c in PRELU_TORCH_SHAPES])
+def test_prelu_matches_torch(shape, channels, dtype, torch, rng):
+    x = torch_values(rng, shape, dtype, specials=math.prod(shape) > 20)
+    g = grad_values(rng, shape, dtype)
+    weight = rng.uniform(0.05, 0.5, channels).astype(dtype)
+    y_t, gx_t, gw_t = _grads(torch, torch.nn.functional.prelu, x, weight, g=g)
+    assert_bitwise_equal(af.prelu(x, weight), y_t)
+    grad_input, grad_weight = af.prelu.backward(g, x, weight)
+    assert_bitwise_equal(np.asarray(grad_input), np.asarray(gx_t))
+    # torch sums in its own order (float32 in float32): agree to rounding, NaN where torch is
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_rel_close(grad_weight, gw_t, rtol=rtol,
+                     atol=rtol * float(np.sum(np.abs(g * np.where(np.isfinite(x), x, 0)))))
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("lower, upper", [(1 / 8, 1 / 3), (0.1, 0.3), (0.0, 0.0)],
+                         ids=["default", "0.1-0.3", "zero"])
+def test_rrelu_eval_matches_torch(lower, upper, dtype, torch, rng):
+    x = torch_values(rng, (50, 40), dtype)
+    g = grad_values(rng, x.shape, dtype)
+    fn = lambda t: torch.nn.functional.rrelu(t, lower, upper, training=False)  # noqa: E731
+    y_t, gx_t = _grads(torch, fn, x, g=g)
+    # torch multiplies by the slope rounded to x's dtype, actfast by the double slope, then
+    # rounds: at most one rounding apart in float32
+    rtol = np.finfo(dtype).eps
+    assert_rel_close(af.rrelu(x, lower=lower, upper=upper), y_t, rtol=rtol)
+    assert_rel_close(af.rrelu.backward(g, x, lower=lower, upper=upper), gx_t, rtol=rtol)
+
+
+def test_rrelu_training_gradient_convention_matches_torch(torch):
+    # torch's rrelu_with_noise: slope where x <= 0 (so at 0), 1 elsewhere (so at NaN)
+    x = torch.tensor([0.0, -0.0, np.nan, 2.0], dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.rrelu(x, 0.25, 0.25, training=True)
+    y.backward(torch.ones(4, dtype=torch.float64))
+    ours = af.rrelu.backward(np.ones(4), x.detach().numpy(), lower=0.25, upper=0.25,
+                             training=True, seed=1)
+    assert_bitwise_equal(ours, x.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_glu_matches_torch(axis, dtype, torch, rng):
+    x = torch_values(rng, (8, 10, 6), dtype, specials=False)
+    out_shape = list(x.shape)
+    out_shape[axis] //= 2
+    g = grad_values(rng, tuple(out_shape), dtype)
+    y_t, gx_t = _grads(torch, lambda t: torch.nn.functional.glu(t, dim=axis), x, g=g)
+    ulp = np.finfo(dtype).eps
+    # torch's float32 sigmoid is 0 where the true value is subnormal (b < -87.3): a * that
+    # is 0 in torch, a few times 1e-38 here
+    tiny = float(np.finfo(dtype).tiny) * (1 + float(np.max(np.abs(x))))
+    assert_rel_close(af.glu(x, axis=axis), y_t, rtol=4 * ulp, atol=tiny)
+    # torch's sigmoid'(b) is s (1 - s): where s rounds near 1, 1 - s keeps only an absolute
+    # accuracy of ~eps, so torch's gradient of b is good to ~eps |g a| only (actfast's
+    # exp(-|b|) / (1 + exp(-|b|))^2 is accurate to the last bits: it is torch that drifts)
+    # (and for a: torch's g * sigmoid(b) is 0 where sigmoid(b) is subnormal, as above)
+    a = np.split(x.astype(np.float64), 2, axis=axis)[0]
+    g64 = g.astype(np.float64)
+    atol = np.concatenate([float(np.finfo(dtype).tiny) * (1 + np.abs(g64)),
+                           16 * ulp * np.abs(g64 * a)], axis=axis)
+    assert_rel_close(af.glu.backward(g, x, axis=axis), gx_t, rtol=16 * ulp, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("beta", [1.0, 1.7, -0.6, 0.0], ids=lambda b: f"beta={b}")
+def test_swish_matches_torch(beta, dtype, torch, rng):
+    # torch's swish: x * sigmoid(beta * x) with beta a tensor requiring grad. Finite x only:
+    # at infinite x torch gives inf * 0 = NaN where actfast gives the limit.
+    x = values(rng, (60, 50), dtype)
+    g = grad_values(rng, x.shape, dtype)
+    fn = lambda t, b: t * torch.sigmoid(b * t)  # noqa: E731
+    y_t, gx_t, gb_t = _grads(torch, fn, x, np.asarray(beta, dtype=dtype), g=g)
+    eps = np.finfo(dtype).eps
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    # torch rounds beta * x and every product to x's dtype: an error of ~|beta x| ulp in the
+    # gate, and of ~|g| ulp absolute where the derivative crosses 0 (cancellation)
+    rtol = 8 * eps * (2 + np.abs(beta * x64))
+    # torch's float32 sigmoid is 0 where the true value is subnormal (x * that is 0 in torch)
+    tiny = float(np.finfo(dtype).tiny) * (1 + float(np.max(np.abs(x64))))
+    assert_rel_close(af.swish(x, beta=beta), y_t, rtol=rtol, atol=tiny)
+    grad_input, grad_beta = af.swish.backward(g, x, beta=beta)
+    assert_rel_close(grad_input, gx_t, rtol=rtol, atol=8 * eps * np.abs(g64))
+    scale = float(np.sum(np.abs(g64 * R.swish_grad(x64, beta)[1])))
+    assert_rel_close(grad_beta, gb_t, rtol=0,
+                     atol=(2e-5 if dtype == np.float32 else 1e-12) * scale)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+def test_pact_matches_torch_clamp_except_at_alpha(dtype, torch, rng):
+    alpha = 1.5
+    x = torch_values(rng, (50, 40), dtype)
+    flat = x.reshape(-1)
+    at_alpha = rng.choice(flat.size, 7, replace=False)
+    flat[at_alpha] = alpha
+    g = grad_values(rng, x.shape, dtype)
+    fn = lambda t, a: torch.clamp(t, min=torch.zeros_like(a), max=a)  # noqa: E731
+    y_t, gx_t, ga_t = _grads(torch, fn, x, np.asarray(alpha, dtype=dtype), g=g)
+    y = af.pact(x, alpha)
+    assert_bitwise_equal(y, y_t)                        # -0.0 kept, NaN passed, as torch
+    grad_input, grad_alpha = af.pact.backward(g, x, alpha)
+    equal = x == alpha
+    # torch's clamp backward: grad to x on 0 <= x <= alpha (inclusive), to alpha where x > alpha
+    assert_bitwise_equal(gx_t[equal], g[equal])
+    assert (grad_input[equal] == 0).all()
+    assert_bitwise_equal(grad_input[~equal], gx_t[~equal])
+    # PACT: alpha gets x >= alpha, i.e. torch's plus the ties
+    expected = ga_t.astype(np.float64) + np.sum(g[equal].astype(np.float64))
+    scale = float(np.sum(np.abs(g.astype(np.float64))))
+    assert_rel_close(grad_alpha, expected, rtol=0,
+                     atol=(1e-6 if dtype == np.float32 else 1e-13) * scale)
