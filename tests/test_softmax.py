@@ -252,7 +252,9 @@ def test_exp_hot_loop_variant_same_bits(dtype, rng):
 # L = log(sum e_j): an absolute error up to ~(2 + max |x_j - max|) eps L (plus n 2^-52 from the
 # double sum), which shows only where the result is near 0. Otherwise these two are rounded
 # once from double (log_softmax: ((x - max) - L_hi) - L_lo, nothing cancels).
-ULP_BOUND = {"softmax": lambda s: 3 + s, "softmin": lambda s: 3 + s,
+# softmax/softmin: exp (1 ulp) of a rounded x - max (|x - max| ulp), the sum's and the
+# division's roundings: 4 + spread (4 ulp seen at outputs near 1 in float64)
+ULP_BOUND = {"softmax": lambda s: 4 + s, "softmin": lambda s: 4 + s,
              "log_softmax": lambda s: 2.0, "logsumexp": lambda s: 1.5}
 
 

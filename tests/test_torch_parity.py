@@ -28,7 +28,13 @@ from conftest import (CASES, OUTPUT_CASES, assert_rel_close, case_params,  # noq
                       dtype_params, torch_backward, torch_forward, torch_function)
 
 TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-6), np.dtype(np.float64): (1e-12, 1e-14)}
-DOCUMENTED_RTOL = {("hardsigmoid", np.dtype(np.float64), "backward"): 1e-7}
+DOCUMENTED_RTOL = {
+    ("hardsigmoid", np.dtype(np.float64), "backward"): 1e-7,
+    # PyTorch's float32 tanh-gelu backward computes 1 + tanh(u) and loses relative precision
+    # in the negative tail (~2 % at x = -5.06: -1.3788e-6 where mpmath, PyTorch's float64
+    # and actfast give -1.355962e-6); actfast's own bound there is test_accuracy's 8 ulp
+    ("gelu-approximate=tanh", np.dtype(np.float32), "backward"): 5e-2,
+}
 
 # Where PyTorch gives NaN at +-inf: the limits actfast returns instead.
 # name -> {x: (f(x), f'(x))}; the same for every parameter set of that entry.
