@@ -269,108 +269,59 @@ static inline double af_gauss_parts(double a, double* scale) {
     return p * af_exp2i(n1);
 }
 
+/* A polynomial with coefficients c[0] (highest degree) .. c[n-1] (constant), by Horner's rule
+ * in a below a = 2, else the reversed polynomial in w = 1/a (= P(a) / a^(n-1)): beyond a = 2
+ * the highest-degree terms dominate, and Horner's rule in a would round them most. Both are
+ * computed and one selected (no branch: the loops stay vectorisable); the constant trip count
+ * is unrolled by the compiler. */
+static inline double af_poly(const double *c, int n, double a) {
+    double w = 1.0 / a, p = c[0], pw = c[n - 1];
+    for (int i = 1; i < n; i++) {
+        p = AF_FMA(p, a, c[i]);
+        pw = AF_FMA(pw, w, c[n - 1 - i]);
+    }
+    return a < 2.0 ? p : pw;
+}
+
+
+static const double AF_MILLS_P[10] = {
+    3.48547117474560558e-06, 9.36505613818080910e-05, 1.23222970372374057e-03,
+    1.02705822656284536e-02, 5.93072557507391199e-02, 2.45204251361580944e-01,
+    7.25933252021429665e-01, 1.49000643407126288e+00, 1.94297557254086795e+00,
+    1.25331413731550012e+00};
+static const double AF_MILLS_Q[11] = {
+    3.48547117475565224e-06, 9.36505613797226688e-05, 1.23571517509366057e-03,
+    1.03642328160269501e-02, 6.05325149307763891e-02, 2.55287520948399960e-01,
+    7.82811144297085981e-01, 1.71560210116334555e+00, 2.56240956831703626e+00,
+    2.34815477215032109e+00, 1.0};
 /* R(a) = Phi(-a) / phi(a), a in [0, 39]: rational 9/10, relative error 1.1e-16.
  * P(a) / Q(a) = P~(w) / (a Q~(w)) with w = 1/a and P~, Q~ the reversed polynomials. */
 static inline double af_mills_ratio(double a) {
-    double p = 3.48547117474560558e-06;
-    p = AF_FMA(p, a, 9.36505613818080910e-05);
-    p = AF_FMA(p, a, 1.23222970372374057e-03);
-    p = AF_FMA(p, a, 1.02705822656284536e-02);
-    p = AF_FMA(p, a, 5.93072557507391199e-02);
-    p = AF_FMA(p, a, 2.45204251361580944e-01);
-    p = AF_FMA(p, a, 7.25933252021429665e-01);
-    p = AF_FMA(p, a, 1.49000643407126288e+00);
-    p = AF_FMA(p, a, 1.94297557254086795e+00);
-    p = AF_FMA(p, a, 1.25331413731550012e+00);
-    double q = 3.48547117475565224e-06;
-    q = AF_FMA(q, a, 9.36505613797226688e-05);
-    q = AF_FMA(q, a, 1.23571517509366057e-03);
-    q = AF_FMA(q, a, 1.03642328160269501e-02);
-    q = AF_FMA(q, a, 6.05325149307763891e-02);
-    q = AF_FMA(q, a, 2.55287520948399960e-01);
-    q = AF_FMA(q, a, 7.82811144297085981e-01);
-    q = AF_FMA(q, a, 1.71560210116334555e+00);
-    q = AF_FMA(q, a, 2.56240956831703626e+00);
-    q = AF_FMA(q, a, 2.34815477215032109e+00);
-    q = AF_FMA(q, a, 1.0);
-    /* the same polynomials in w = 1/a, lowest degree last: beyond a = 2 their
-     * highest-degree terms dominate, and Horner's rule in a would round them most */
-    double w = 1.0 / a;
-    double pw = 1.25331413731550012e+00;
-    pw = AF_FMA(pw, w, 1.94297557254086795e+00);
-    pw = AF_FMA(pw, w, 1.49000643407126288e+00);
-    pw = AF_FMA(pw, w, 7.25933252021429665e-01);
-    pw = AF_FMA(pw, w, 2.45204251361580944e-01);
-    pw = AF_FMA(pw, w, 5.93072557507391199e-02);
-    pw = AF_FMA(pw, w, 1.02705822656284536e-02);
-    pw = AF_FMA(pw, w, 1.23222970372374057e-03);
-    pw = AF_FMA(pw, w, 9.36505613818080910e-05);
-    pw = AF_FMA(pw, w, 3.48547117474560558e-06);
-    double qw = 1.0;
-    qw = AF_FMA(qw, w, 2.34815477215032109e+00);
-    qw = AF_FMA(qw, w, 2.56240956831703626e+00);
-    qw = AF_FMA(qw, w, 1.71560210116334555e+00);
-    qw = AF_FMA(qw, w, 7.82811144297085981e-01);
-    qw = AF_FMA(qw, w, 2.55287520948399960e-01);
-    qw = AF_FMA(qw, w, 6.05325149307763891e-02);
-    qw = AF_FMA(qw, w, 1.03642328160269501e-02);
-    qw = AF_FMA(qw, w, 1.23571517509366057e-03);
-    qw = AF_FMA(qw, w, 9.36505613797226688e-05);
-    qw = AF_FMA(qw, w, 3.48547117475565224e-06);
-    return (a < 2.0 ? p : pw) / (a < 2.0 ? q : a * qw);
+    double p = af_poly(AF_MILLS_P, 10, a);
+    double q = af_poly(AF_MILLS_Q, 11, a);
+    return p / (a < 2.0 ? q : a * q);
 }
 
 /* gelu's minimum, a0 = 0.75179152469356445746 (R(a0) = a0), as double hi + lo */
 #define AF_GELU_A0_HI 0.7517915246935645
 #define AF_GELU_A0_LO -1.4956759177009883e-17
 
+static const double AF_MILLS_K_P[10] = {
+    1.19811932028506763e-05, 3.11005391341268413e-04, 3.88258269450237259e-03,
+    3.02371079739480672e-02, 1.60713827859626818e-01, 6.01943042907236436e-01,
+    1.58578679305961900e+00, 2.83649418221112581e+00, 3.14277463323104111e+00,
+    1.66710330743135215e+00};
+static const double AF_MILLS_K_Q[10] = {
+    1.19811932028621570e-05, 3.01998031833404556e-04, 3.66075267055760703e-03,
+    2.76202132318154915e-02, 1.41630598195956026e-01, 5.08437955092585159e-01,
+    1.27125708428989448e+00, 2.12603413335549041e+00, 2.15078402580494155e+00,
+    1.0};
 /* R(a) - a = (a0 - a) K(a), a in [0, 39]: K rational 9/9, relative error 9e-17 (in w = 1/a
  * beyond a = 2, as af_mills_ratio) */
 static inline double af_mills_ratio_minus_a(double a) {
-    double p = 1.19811932028506763e-05;
-    p = AF_FMA(p, a, 3.11005391341268413e-04);
-    p = AF_FMA(p, a, 3.88258269450237259e-03);
-    p = AF_FMA(p, a, 3.02371079739480672e-02);
-    p = AF_FMA(p, a, 1.60713827859626818e-01);
-    p = AF_FMA(p, a, 6.01943042907236436e-01);
-    p = AF_FMA(p, a, 1.58578679305961900e+00);
-    p = AF_FMA(p, a, 2.83649418221112581e+00);
-    p = AF_FMA(p, a, 3.14277463323104111e+00);
-    p = AF_FMA(p, a, 1.66710330743135215e+00);
-    double q = 1.19811932028621570e-05;
-    q = AF_FMA(q, a, 3.01998031833404556e-04);
-    q = AF_FMA(q, a, 3.66075267055760703e-03);
-    q = AF_FMA(q, a, 2.76202132318154915e-02);
-    q = AF_FMA(q, a, 1.41630598195956026e-01);
-    q = AF_FMA(q, a, 5.08437955092585159e-01);
-    q = AF_FMA(q, a, 1.27125708428989448e+00);
-    q = AF_FMA(q, a, 2.12603413335549041e+00);
-    q = AF_FMA(q, a, 2.15078402580494155e+00);
-    q = AF_FMA(q, a, 1.0);
-    /* the same polynomials in w = 1/a, lowest degree last: beyond a = 2 their
-     * highest-degree terms dominate, and Horner's rule in a would round them most */
-    double w = 1.0 / a;
-    double pw = 1.66710330743135215e+00;
-    pw = AF_FMA(pw, w, 3.14277463323104111e+00);
-    pw = AF_FMA(pw, w, 2.83649418221112581e+00);
-    pw = AF_FMA(pw, w, 1.58578679305961900e+00);
-    pw = AF_FMA(pw, w, 6.01943042907236436e-01);
-    pw = AF_FMA(pw, w, 1.60713827859626818e-01);
-    pw = AF_FMA(pw, w, 3.02371079739480672e-02);
-    pw = AF_FMA(pw, w, 3.88258269450237259e-03);
-    pw = AF_FMA(pw, w, 3.11005391341268413e-04);
-    pw = AF_FMA(pw, w, 1.19811932028506763e-05);
-    double qw = 1.0;
-    qw = AF_FMA(qw, w, 2.15078402580494155e+00);
-    qw = AF_FMA(qw, w, 2.12603413335549041e+00);
-    qw = AF_FMA(qw, w, 1.27125708428989448e+00);
-    qw = AF_FMA(qw, w, 5.08437955092585159e-01);
-    qw = AF_FMA(qw, w, 1.41630598195956026e-01);
-    qw = AF_FMA(qw, w, 2.76202132318154915e-02);
-    qw = AF_FMA(qw, w, 3.66075267055760703e-03);
-    qw = AF_FMA(qw, w, 3.01998031833404556e-04);
-    qw = AF_FMA(qw, w, 1.19811932028621570e-05);
-    return ((AF_GELU_A0_HI - a) + AF_GELU_A0_LO) * ((a < 2.0 ? p : pw) / (a < 2.0 ? q : qw));
+    double p = af_poly(AF_MILLS_K_P, 10, a);
+    double q = af_poly(AF_MILLS_K_Q, 10, a);
+    return ((AF_GELU_A0_HI - a) + AF_GELU_A0_LO) * (p / q);
 }
 
 /* ============================================================================================
