@@ -573,46 +573,59 @@ cdef inline real mish_bwd(real grad_output, real x) noexcept nogil:
 
 # ---- hardsigmoid, hardswish ----------------------------------------------------------------
 
-cdef inline double hardsigmoid_linear(double x, double slope, double offset) noexcept nogil:
-    # slope x + offset written as (x + offset/slope) / (1/slope): for the defaults that is
-    # PyTorch's exact (x + 3) / 6 (1/6 and 0.5/(1/6) are not exact in binary, 6 and 3 are), so
-    # the result is exactly 0 at x = -3 and 1 at x = 3; slope = 0.2 gives (x + 2.5) / 5.
-    # The API refuses slope = 0. The divisions by loop invariants are hoisted by the compiler.
-    # In double for float32 too: (x + 3) rounded to float32 would move the kinks (x + 3 is 6
-    # at the float32 just below 3).
-    cdef double inverse_slope = 1.0 / slope
-    return (x + offset * inverse_slope) / inverse_slope
-
 cdef inline real hardsigmoid_fwd(real x, double slope, double offset) noexcept nogil:
-    cdef double y = hardsigmoid_linear(x, slope, offset)
-    return <real>(0.0 if y < 0.0 else (1.0 if y > 1.0 else y))
+    # slope x + offset in double, clipped to [0, 1]. For float64, written as
+    # (x + offset/slope) / (1/slope): for the defaults that is PyTorch's exact (x + 3) / 6 (1/6
+    # and 0.5/(1/6) are not exact in binary, 6 and 3 are), so the result is exactly 0 at x = -3
+    # and 1 at x = 3; slope = 0.2 gives (x + 2.5) / 5. For float32, (x + offset/slope) * slope:
+    # x + 3 is exact in double and the product within an ulp of the quotient in double, so the
+    # float32 result is the quotient's rounding (a double division per element costs as much
+    # as the rest of the loop). Not in float32 arithmetic: x + 3 rounded to float32 would move
+    # the kinks (it is 6 at the float32 just below 3). The API refuses slope = 0; the divisions
+    # of parameters are loop invariants, hoisted by the compiler.
+    cdef double inverse_slope = 1.0 / slope
+    cdef double y
+    if real is float:
+        y = (x + offset * inverse_slope) * slope
+    else:
+        y = (x + offset * inverse_slope) / inverse_slope
+    # clipped after the conversion (for float32 the selects then stay in float32 lanes); the
+    # rounding is monotonic and keeps 0 and 1, so this is the clip of y, except that a y of
+    # -0 gives +0 (<= 0)
+    cdef real r = <real>y
+    r = 0 if r <= 0 else r
+    return 1 if r > 1 else r
 
 cdef inline real hardsigmoid_bwd(real grad_output, real x, double slope, double offset) noexcept nogil:
-    # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3)
-    # inside the linear part, decided on x against its ends (-offset/slope and
-    # (1-offset)/slope, exact for the defaults: -3 and 3): y itself can round to 0 or 1 one
-    # ulp inside them
+    # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3),
+    # decided on x against its ends (-offset/slope and (1-offset)/slope, exact for the
+    # defaults: -3 and 3; y itself can round to 0 or 1 one ulp inside them), in `real` through
+    # at_most/at_least; float32: slope rounded to float32, as in PyTorch
     cdef double inverse_slope = 1.0 / slope
     cdef double lower = -offset * inverse_slope, upper = (1.0 - offset) * inverse_slope
-    cdef bint inside = ((lower < x) & (x < upper)) if slope > 0 else ((upper < x) & (x < lower))
-    return <real>(grad_output * slope if inside else 0.0)
+    cdef double low = lower if slope > 0 else upper
+    cdef double high = upper if slope > 0 else lower
+    cdef bint inside = (x > at_most(low, x)) & (x < at_least(high, x))
+    return grad_output * <real>slope if inside else 0
 
 cdef inline real hardswish_fwd(real x) noexcept nogil:
-    # PyTorch's x relu6(x + 3) / 6, as x (relu6(x + 3) / 6), which is exactly x from 3 on (x * 6
-    # overflows float32 from 5.7e37); below -3 it is x * 0 = -0 (and -inf * 0 = NaN at -inf)
+    # PyTorch's x relu6(x + 3) / 6, as x (relu6(x + 3) * (1/6)): within an ulp of the quotient
+    # (a product costs less than a division), exactly x from 3 on (6 * (1/6) rounds to 1 in
+    # either type; x * 6 would overflow float32 from 5.7e37); below -3 it is x * 0 = -0 (and
+    # -inf * 0 = NaN at -inf)
     if x < -3:
         return -0.0
-    return x * (hardtanh_fwd(x + <real>3, 0.0, 6.0) / <real>6)
+    return x * (hardtanh_fwd(x + <real>3, 0.0, 6.0) * (<real>1 / <real>6))
 
 cdef inline real hardswish_bwd(real grad_output, real x) noexcept nogil:
     # PyTorch's hardswish_backward: 0 up to -3, x/3 + 1/2 strictly inside, 1 from 3 on (so
     # 0 at -3 and 1 at 3); NaN falls through to the middle formula and gives NaN. The middle
-    # as (2x + 3) / 6, exact up to the division (x/3 + 1/2 cancels near its zero, x = -1.5)
+    # as (2x + 3) * (1/6), exact up to the product (x/3 + 1/2 cancels near its zero, x = -1.5)
     if x <= -3:
         return 0
     if x >= 3:
         return grad_output
-    return grad_output * ((<real>2 * x + <real>3) / <real>6)
+    return grad_output * ((<real>2 * x + <real>3) * (<real>1 / <real>6))
 
 
 # ---- hardshrink, softshrink, tanhshrink, threshold -----------------------------------------
