@@ -132,6 +132,7 @@ KERNELS = (
     Kernel("celu", ("alpha",), from_output=True),
     Kernel("selu", from_output=True),
     Kernel("softplus", ("beta", "threshold")),
+    Kernel("softplus_beta1", ("threshold",)),
     Kernel("log_sigmoid"),
     Kernel("softsign", cheap=True),
     Kernel("mish"),
@@ -254,7 +255,9 @@ ENTRIES = (
         formula="log(1 + exp(beta x)) / beta, or x where beta x > threshold",
         derivative="sigmoid(beta x), or 1 where beta x > threshold",
         summary="Smooth approximation of relu.",
-        kernel="softplus",
+        # beta = 1 (the default) has its own kernel: the same results, without the work that
+        # keeps beta x exact
+        kernel=lambda beta, threshold: "softplus_beta1" if beta == 1.0 else "softplus",
         params=(Param("beta", 1.0, check=_finite_nonzero), Param("threshold", 20.0)),
         examples=({}, {"beta": 2.0, "threshold": 10.0}),
     ),

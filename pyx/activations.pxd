@@ -485,6 +485,19 @@ cdef inline real softplus_bwd(real grad_output, real x, double beta, double thre
         return grad_output / (<real>1 + e)
     return (grad_output * eh / (<real>1 + e)) * scale
 
+cdef inline real softplus_beta1_fwd(real x, double threshold) noexcept nogil:
+    # softplus_fwd for beta = 1 (chosen by the API): z = x exactly, so the same bits without
+    # the product's low part and the division by beta (computed, then selected: GCC
+    # vectorises a select, not a branch around the computation)
+    # (product_above(x, 0, ...) is x > threshold; at_most(threshold, x) here keeps GCC from
+    # vectorising the loop)
+    cdef real y = log1p_exp(x)
+    return x if product_above(x, 0, threshold) else y
+
+cdef inline real softplus_beta1_bwd(real grad_output, real x, double threshold) noexcept nogil:
+    cdef real g = logistic_times(grad_output, x)
+    return grad_output if product_above(x, 0, threshold) else g
+
 cdef inline real log_sigmoid_fwd(real x) noexcept nogil:
     # log(sigmoid(x)) = -log(1 + exp(-x)): exact for x << 0 (= x - log1p(exp(x)))
     # (0 - rather than unary -: log_sigmoid(+large) = +0.0, as in PyTorch)
