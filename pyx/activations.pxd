@@ -587,27 +587,30 @@ cdef inline real mish_bwd(real grad_output, real x) noexcept nogil:
 # ---- hardsigmoid, hardswish ----------------------------------------------------------------
 
 cdef inline real hardsigmoid_fwd(real x, double slope, double offset) noexcept nogil:
-    # slope x + offset in double, clipped to [0, 1]. For float64, written as
-    # (x + offset/slope) / (1/slope): for the defaults that is PyTorch's exact (x + 3) / 6 (1/6
-    # and 0.5/(1/6) are not exact in binary, 6 and 3 are), so the result is exactly 0 at x = -3
-    # and 1 at x = 3; slope = 0.2 gives (x + 2.5) / 5. For float32, (x + offset/slope) * slope:
-    # x + 3 is exact in double and the product within an ulp of the quotient in double, so the
-    # float32 result is the quotient's rounding (a double division per element costs as much
-    # as the rest of the loop). Not in float32 arithmetic: x + 3 rounded to float32 would move
-    # the kinks (it is 6 at the float32 just below 3). The API refuses slope = 0; the divisions
-    # of parameters are loop invariants, hoisted by the compiler.
+    # slope x + offset = (x + c) slope with c = offset/slope, clipped to [0, 1].
+    # float64: (x + c) / (1/slope): for the defaults that is PyTorch's exact (x + 3) / 6 (1/6
+    # and 0.5/(1/6) are not exact in binary, 6 and 3 are), so the result is exactly 0 at
+    # x = -3 and 1 at x = 3; slope = 0.2 gives (x + 2.5) / 5.
+    # float32, in float32 lanes (a double or a division per element would make this cheap
+    # function cost as much as a sigmoid): c as two floats c_hi + c_lo, so that x + c_hi is
+    # exact near the kink x = -c (Sterbenz) and the sum keeps its relative precision there
+    # (c rounded to float32 would move the kink); then the product with slope rounded to
+    # float32: within 2 ulp, exactly 0 at x = -3 and 1 at x = 3 for the defaults (c = 3, and
+    # 6 * float32(1/6) rounds to 1).
+    # The API refuses slope = 0; the operations on parameters alone are loop invariants,
+    # hoisted by the compiler. Clipped with <= 0, so that y = -0 gives +0.
     cdef double inverse_slope = 1.0 / slope
-    cdef double y
+    cdef double c = offset * inverse_slope
+    cdef float c_hi, c_lo
+    cdef real y
     if real is float:
-        y = (x + offset * inverse_slope) * slope
+        c_hi = <float>c
+        c_lo = <float>(c - c_hi)
+        y = ((x + c_hi) + c_lo) * <float>slope
     else:
-        y = (x + offset * inverse_slope) / inverse_slope
-    # clipped after the conversion (for float32 the selects then stay in float32 lanes); the
-    # rounding is monotonic and keeps 0 and 1, so this is the clip of y, except that a y of
-    # -0 gives +0 (<= 0)
-    cdef real r = <real>y
-    r = 0 if r <= 0 else r
-    return 1 if r > 1 else r
+        y = (x + c) / inverse_slope
+    y = 0 if y <= 0 else y
+    return 1 if y > 1 else y
 
 cdef inline real hardsigmoid_bwd(real grad_output, real x, double slope, double offset) noexcept nogil:
     # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3),
@@ -650,12 +653,14 @@ cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept
     return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
 
 cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
-    # (float32: x - lambd within 1 ulp with lambd rounded, as in PyTorch)
-    if x > at_most(lambd, x):
-        return x - <real>lambd
-    if x < at_least(-lambd, x):
-        return x + <real>lambd
-    return nan_or(x, <real>0)   # +0 as PyTorch's vector loop and the reference; NaN for NaN
+    # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd (lambd
+    # rounded to float32 for float32, within 1 ulp, as in PyTorch), x - x = +0 inside (as
+    # PyTorch's vector loop and the reference), NaN for NaN; the comparisons are the double
+    # ones (at_most/at_least). A clamp and a subtraction: a third of the operations of
+    # selecting among the three results.
+    cdef real c = <real>lambd if x > at_most(lambd, x) else (
+        -<real>lambd if x < at_least(-lambd, x) else x)
+    return x - c
 
 cdef inline real softshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
     return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
