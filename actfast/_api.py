@@ -186,14 +186,17 @@ class Activation:
         if not params and self._default_resolution is not None:
             return self._default_resolution
         # Validated parameter sets are remembered (a few): validation costs more than a small
-        # array's kernel. Only plain str and non-zero float values are keys, so that values
-        # that compare equal always mean the same (True == 1, 0.0 == -0.0).
-        key = tuple(params.items())
-        cacheable = all(type(v) is str or (type(v) is float and v != 0.0) for v in params.values())
-        if cacheable and key in self._cache:
-            return self._cache[key]
+        # array's kernel. The key holds the values' types too, so that values that compare
+        # equal but mean different things (True == 1 == 1.0) are different keys; only plain
+        # str and non-zero float values are stored (0.0 == -0.0), so a key with another type
+        # or a zero never hits.
+        key = (*params.items(), *map(type, params.values()))
+        resolution = self._cache.get(key)
+        if resolution is not None:
+            return resolution
         resolution = self._resolve(params)
-        if cacheable and len(self._cache) < 64:
+        if len(self._cache) < 64 and all(type(v) is str or (type(v) is float and v != 0.0)
+                                         for v in params.values()):
             self._cache[key] = resolution
         return resolution
 
