@@ -77,11 +77,18 @@ def _functions(rows):
                               if r["function"] not in ("copy", "maximum")))
 
 
-def copy_bound(index, direction, dtype, n, threads):
-    times = [index.get(("copy", direction, dtype, n, threads, library))
-             for library in ("np.copyto", "torch.copy_")]
-    times = [t for t in times if t is not None]
-    return min(times) if times else None
+COPIES = ("np.copyto", "torch.copy_")
+
+
+def copy_bound(index, direction, dtype, n, threads, function="copy"):
+    """The faster copy of the same bytes: the one timed next to `function` when there is one
+    (run.py samples it round-robin with the function), else the run's own copy rows."""
+    for name in (function, "copy"):
+        times = [index.get((name, direction, dtype, n, threads, library)) for library in COPIES]
+        times = [t for t in times if t is not None]
+        if times:
+            return min(times)
+    return None
 
 
 def _n(n):
@@ -112,7 +119,9 @@ def _keys(rows, threads):
     """(direction, dtype) pairs and sizes measured at `threads`, in the order measured."""
     mine = [r for r in rows if r["threads"] == threads and r["library"] == "actfast"]
     pairs = list(dict.fromkeys((r["direction"], r["dtype"]) for r in mine))
-    return pairs, sorted({r["n"] for r in mine})
+    # (the sizes of the elementwise rows: the softmax family's have a shape, and element
+    # counts of their own that would add empty columns)
+    return pairs, sorted({r["n"] for r in mine if "shape" not in r})
 
 
 def comparison_tables(rows, threads):
@@ -130,7 +139,7 @@ def comparison_tables(rows, threads):
                 if mine is None:
                     continue
                 moved = bytes_moved.get((function, direction, dtype, n))
-                bound = copy_bound(index, direction, dtype, n, threads)
+                bound = copy_bound(index, direction, dtype, n, threads, function)
                 ratios = [index.get((function, direction, dtype, n, threads, c)) for c in columns]
                 body.append([function, _n(n), _time(mine),
                              f"{moved / mine / 1e9:.3g}" if moved else "",
@@ -259,7 +268,7 @@ def summary(rows, threads):
         cells = []
         for direction in ("forward", "backward"):
             mine = index.get((function, direction, dtype, largest, threads, "actfast"))
-            bound = copy_bound(index, direction, dtype, largest, threads)
+            bound = copy_bound(index, direction, dtype, largest, threads, function)
             if mine and bound:
                 of_copy[f"{function} {_SHORT[direction]}"] = bound / mine
             cells.append(f"{bound / mine:.0%}" if mine and bound else "")
@@ -322,7 +331,7 @@ def plots(rows, threads, directory):
         for direction, dtype in pairs:
             axis = axes[dtypes.index(dtype)][directions.index(direction)]
             moved = [bytes_moved.get((direction, dtype, n)) for n in sizes]
-            curves = {"copy bound": [copy_bound(index, direction, dtype, n, threads)
+            curves = {"copy bound": [copy_bound(index, direction, dtype, n, threads, function)
                                      for n in sizes]}
             curves.update((library, [index.get((function, direction, dtype, n, threads, library))
                                      for n in sizes]) for library in ("actfast", *COMPETITORS))

@@ -18,7 +18,9 @@ OUTPUT/<function>.png. A JSON row is one measurement::
     {"function", "params", "direction", "input", "dtype", "n", "threads", "library",
      "seconds", "bytes"}
 
-with the copy bound as function "copy" (libraries "np.copyto", "torch.copy_") and the
+with the copy bound as function "copy" (libraries "np.copyto", "torch.copy_"; the same copies
+are also timed next to each function, as rows of that function with those library names, and
+its fraction of the copy bound uses these) and the
 small-array yardstick ``np.maximum(x, 0, out=buf)`` as function "maximum". Rows of the
 softmax family come from ``benchmarks/softmax.py`` when it exists: ``run(quick) ->
 list[dict]`` of rows in this format (it may ``import timing`` for the same loop), called with
@@ -134,10 +136,12 @@ def measure(args, dtype, n, threads, all_libraries):
                      "library": library, "seconds": t, "bytes": moved}
                     for library, t in seconds.items())
 
+    copies = {}  # direction -> the copy-bound calls moving as many bytes as the kernel
     for direction in args.directions:
         copied = n * ELEMENTS_MOVED[direction] // 2
-        add("copy", direction, compare(competitors.copy_calls(_array(rng, copied, dtype),
-                                                              np.zeros(copied, dtype))))
+        copies[direction] = competitors.copy_calls(_array(rng, copied, dtype),
+                                                   np.zeros(copied, dtype))
+        add("copy", direction, compare(copies[direction]))
     if n <= 16 and all_libraries:
         add("maximum", "forward",
             compare({"numpy": competitors.small_call_baseline(case.x, case.out)}))
@@ -153,6 +157,11 @@ def measure(args, dtype, n, threads, all_libraries):
                                                          from_output)}
             calls.update(competitors.competitor_calls(direction, entry.name, case, params,
                                                       libraries))
+            # the copies again, sampled round-robin with this function: its fraction of the
+            # copy bound then compares times taken in the same moments (the machine's
+            # memory bandwidth drifts by tens of per cent within a run)
+            if all_libraries:
+                calls.update(copies[direction])
             input_ = "output" if direction == "backward" and from_output else "x"
             add(entry.name, direction, compare(calls), params=example, input=input_)
     return rows
