@@ -342,23 +342,24 @@ cdef inline real silu_bwd(real grad_output, real x) noexcept nogil:
     # exact and z's rounding is at most about 1 ulp of G). One division; rounded once at the
     # end (exp_parts); beyond silu_cut the derivative is 0 or 1 (and the formula inf * 0 at
     # +-inf).
+    # (G selected, then one product with zh; the cut-offs selected last: GCC's vector code
+    # for this order has ~10% fewer operations, same bits)
     cdef real scale
     cdef real zh = exp_neg_parts(-fabs(x), &scale)
     cdef real z = zh * scale
     cdef real d = from_zero(x, SILU_X0_HI, SILU_X0_LO, SILU_X0_HIF, SILU_X0_LOF)
-    cdef real numerator
+    cdef real G, numerator, result
     if fabs(d) < <real>0.25:
-        numerator = zh * (d * (<real>1 + <real>SILU_E0 * exprel_quarter(d)))
+        G = d * (<real>1 + <real>SILU_E0 * exprel_quarter(d))
     else:
-        numerator = zh * ((<real>1 + x) + z)
+        G = (<real>1 + x) + z
+    numerator = zh * G
     if x >= 0:
         numerator = (<real>1 + z) + x * z
         scale = 1
-    if x < silu_cut(x):
-        return grad_output * <real>0
-    if x > -silu_cut(x):
-        return grad_output
-    return (grad_output * (numerator / ((<real>1 + z) * (<real>1 + z)))) * scale
+    result = (grad_output * (numerator / ((<real>1 + z) * (<real>1 + z)))) * scale
+    result = grad_output * <real>0 if x < silu_cut(x) else result
+    return grad_output if x > -silu_cut(x) else result
 
 
 # ---- hardtanh and relu6 --------------------------------------------------------------------
