@@ -381,12 +381,15 @@ class LogSumExp:
 
 # ---- docstrings and the registry -----------------------------------------------------------
 
-_COMMON_PARAMETERS = """
+# the head of every Parameters section here, with x
+_PARAMETERS_X = """
 Parameters
 ----------
 x : array_like
     Input; float32/float64 are computed natively, float16 in float32 (and returned as
-    float16), bool and integers in float64.
+    float16), bool and integers in float64."""
+
+_COMMON_PARAMETERS = _PARAMETERS_X + """
 axis : int or None, default -1
     The axis along which to normalise (PyTorch's ``dim``); None: all elements as one row.
     Out of range: ``numpy.exceptions.AxisError``.
@@ -482,15 +485,10 @@ Examples
 >>> g = af.log_softmax.backward([[1.0, 0.0, 0.0]], output=z, axis=1)
 """)
 
-_LOGSUMEXP_DOC = """log(sum(exp(x))) along an axis.
+_LOGSUMEXP_DOC = ("""log(sum(exp(x))) along an axis.
 
     logsumexp(x) = M + log(sum_j exp(x_j - M)),   M = max_j x_j (0 when M is infinite)
-
-Parameters
-----------
-x : array_like
-    Input; float32/float64 are computed natively, float16 in float32 (and returned as
-    float16), bool and integers in float64.
+""" + _PARAMETERS_X + """
 axis : int or None, default -1
     The axis to reduce; None: all elements. Out of range: ``numpy.exceptions.AxisError``.
 keepdims : bool, default False
@@ -522,7 +520,7 @@ Examples
 >>> af.logsumexp([[0.0, 0.0], [1e30, 1e30]], axis=1)
 array([6.93147181e-01, 1.00000000e+30])
 >>> g = af.logsumexp.backward([1.0, 1.0], [[0.0, 0.0], [1.0, 2.0]], axis=1)
-"""
+""")
 
 softmax = SoftmaxFunction("softmax", "softmax", 1.0, _SOFTMAX_DOC)
 softmin = SoftmaxFunction("softmin", "softmax", -1.0, _SOFTMIN_DOC)
