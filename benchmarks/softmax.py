@@ -71,26 +71,26 @@ def _numpy_softmax_backward(g, y, axis):
     return y * (g - np.sum(g * y, axis=axis, keepdims=True))
 
 
+# the forwards: function -> (torch's aten operator, the NumPy formula); actfast's and SciPy's
+# functions have the function's name
+FORWARDS = {"softmax": ("_softmax", _numpy_softmax),
+            "log_softmax": ("_log_softmax", _numpy_log_softmax)}
+
+
 def _calls(function, direction, x, axis):
     """{library: callable of no arguments} for one case."""
     out = np.empty_like(x)
     calls = {}
-    if function == "softmax" and direction == "forward":
-        calls["actfast"] = partial(af.softmax, x, axis, out=out)
+    if direction == "forward":
+        aten, numpy_formula = FORWARDS[function]
+        calls["actfast"] = partial(getattr(af, function), x, axis, out=out)
         if torch is not None:
             tx, tout = torch.from_numpy(x), torch.from_numpy(out)
-            calls["torch"] = partial(torch.ops.aten._softmax.out, tx, axis, False, out=tout)
+            calls["torch"] = partial(getattr(torch.ops.aten, aten).out, tx, axis, False,
+                                     out=tout)
         if scipy is not None:
-            calls["scipy"] = partial(scipy.special.softmax, x, axis)
-        calls["numpy"] = partial(_numpy_softmax, x, axis)
-    elif function == "log_softmax":
-        calls["actfast"] = partial(af.log_softmax, x, axis, out=out)
-        if torch is not None:
-            tx, tout = torch.from_numpy(x), torch.from_numpy(out)
-            calls["torch"] = partial(torch.ops.aten._log_softmax.out, tx, axis, False, out=tout)
-        if scipy is not None:
-            calls["scipy"] = partial(scipy.special.log_softmax, x, axis)
-        calls["numpy"] = partial(_numpy_log_softmax, x, axis)
+            calls["scipy"] = partial(getattr(scipy.special, function), x, axis)
+        calls["numpy"] = partial(numpy_formula, x, axis)
     else:   # softmax backward, from the forward's output (as autograd does)
         y = af.softmax(x, axis)
         g = np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype)
