@@ -524,6 +524,15 @@ def random_mask(rng, shape, fully_masked_rows=True, axis=-1):
     return mask
 
 
+def partly_masked_logits(rng, shape, dtype, kept):
+    """2-d logits and a random mask that keeps column `kept` of every row: no row is fully
+    masked, so PyTorch on the masked-filled input is defined."""
+    x = logits(rng, shape, dtype, scale=5.0)
+    mask = random_mask(rng, shape, fully_masked_rows=False)
+    mask[:, kept] = True
+    return x, mask
+
+
 def torch_masked(name, x, mask, axis):
     """PyTorch on the masked-filled input: masked elements as -inf (+inf for softmin)."""
     fill = np.inf if name == "softmin" else -np.inf
@@ -561,9 +570,7 @@ def test_mask_against_oracle(name, dtype, shape, axis, rng):
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_partial_mask_as_torch_on_filled_input(name, dtype, rng):
-    x = logits(rng, (20, 30), dtype, scale=5.0)
-    mask = random_mask(rng, x.shape, fully_masked_rows=False)
-    mask[:, 0] = True
+    x, mask = partly_masked_logits(rng, (20, 30), dtype, kept=0)
     y = function(name)(x, where=mask)
     rtol, atol = TOLERANCE[dtype]
     np.testing.assert_allclose(y, torch_masked(name, x, mask, -1), rtol=rtol, atol=atol)
@@ -603,9 +610,7 @@ def test_mask_backward_against_oracle(name, dtype, direction, shape, axis, rng):
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_mask_backward_as_torch_on_filled_input(name, dtype, rng):
-    x = logits(rng, (10, 40), dtype, scale=5.0)
-    mask = random_mask(rng, x.shape, fully_masked_rows=False)
-    mask[:, 3] = True
+    x, mask = partly_masked_logits(rng, (10, 40), dtype, kept=3)
     f = function(name)
     g = grad_output_like(rng, f(x).shape, dtype)
     if name != "logsumexp":
@@ -889,26 +894,17 @@ def test_in_place(name, axis, rng):
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
-@pytest.mark.parametrize("operand", ["grad_output", "output"])
-def test_backward_in_place(name, operand, rng):
+@pytest.mark.parametrize("source, operand", [
+    pytest.param(source, operand, id=f"from-{source}-into-{operand}")
+    for source in ("output", "x") for operand in ("grad_output", source)])
+def test_backward_into_an_input(name, source, operand, rng):
+    # the backward from the forward's output or from x, written into one of its inputs
     x = logits(rng, (50, 60), np.float64)
     g = grad_output_like(rng, x.shape, np.float64)
-    y = function(name)(x)
-    expected = function(name).backward(g, output=y)
-    target = g if operand == "grad_output" else y
-    result = function(name).backward(g, output=y, out=target)
-    assert result is target
-    assert_bitwise_equal(target, expected)
-
-
-@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
-@pytest.mark.parametrize("operand", ["grad_output", "x"])
-def test_backward_from_x_into_an_input(name, operand, rng):
-    x = logits(rng, (50, 60), np.float64)
-    g = grad_output_like(rng, x.shape, np.float64)
-    expected = function(name).backward(g, x)
-    target = g if operand == "grad_output" else x
-    result = function(name).backward(g, x, out=target)
+    inputs = {"grad_output": g, source: function(name)(x) if source == "output" else x}
+    expected = function(name).backward(g, **{source: inputs[source]})
+    target = inputs[operand]
+    result = function(name).backward(g, **{source: inputs[source]}, out=target)
     assert result is target
     assert_bitwise_equal(target, expected)
 
