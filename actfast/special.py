@@ -172,6 +172,27 @@ def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_CO
                                 target.reshape(-1), a, b, seed, _api._num_threads, threshold)
 
 
+def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY):
+    """An elementwise forward of _special: op on x, into out or a new array."""
+    (x,), compute, result = _inputs((x,), ("x",))
+    target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+    _elementwise(op, x, x, target, a, b, seed, threshold)  # (grad_output: not read)
+    return _finish(target, out, result)
+
+
+def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
+              threshold=_COSTLY):
+    """An elementwise backward of _special from x (or from the forward's output, x_name
+    "output"), into out or a new array: (grad_input, the op's sum as a scalar of the result
+    dtype: the parameter's gradient for SWISH_BWD and PACT_BWD, else 0)."""
+    (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
+    _check_shape(f"{function}.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
+    target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                        (grad_output, x), (True, True))
+    total = _elementwise(op, x, grad_output, target, a, b, seed, threshold)
+    return _finish(target, out, result), result.type(total)
+
+
 class _Function:
     """A function object of this module: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
@@ -347,22 +368,14 @@ class Swish(_Function):
 
     def __call__(self, x, /, *, beta=1.0, out=None):
         beta = _real("swish", "beta", beta, _finite)
-        (x,), compute, result = _inputs((x,), ("x",))
-        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
-        _elementwise(Op.SWISH_FWD, x, x, target, beta)
-        return _finish(target, out, result)
+        return _forward(Op.SWISH_FWD, x, out, beta)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, beta=1.0):
         """``(grad_input, grad_beta)``; see the class docstring."""
         _not_from_output("swish", output, "x is not a function of swish(x)")
         _required("swish.backward", "x", x)
         beta = _real("swish", "beta", beta, _finite)
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        _check_shape("swish.backward()", grad_output, "grad_output", x.shape, "'x'")
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (True, True))
-        grad_beta = _elementwise(Op.SWISH_BWD, x, grad_output, target, beta)
-        return _finish(target, out, result), result.type(grad_beta)
+        return _backward("swish", Op.SWISH_BWD, grad_output, x, "x", out, beta)
 
 
 # ---- pact ----------------------------------------------------------------------------------
@@ -423,10 +436,7 @@ class PACT(_Function):
 
     def __call__(self, x, /, alpha, *, out=None):
         alpha = _real("pact", "alpha", alpha, _non_negative)
-        (x,), compute, result = _inputs((x,), ("x",))
-        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
-        _elementwise(Op.PACT_FWD, x, x, target, alpha, threshold=_CHEAP)
-        return _finish(target, out, result)
+        return _forward(Op.PACT_FWD, x, out, alpha, threshold=_CHEAP)
 
     def backward(self, grad_output, x=None, alpha=None, *, output=None, out=None):
         """``(grad_input, grad_alpha)``; see the class docstring."""
@@ -434,12 +444,7 @@ class PACT(_Function):
         _required("pact.backward", "x", x)
         _required("pact.backward", "alpha", alpha)
         alpha = _real("pact", "alpha", alpha, _non_negative)
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        _check_shape("pact.backward()", grad_output, "grad_output", x.shape, "'x'")
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (True, True))
-        grad_alpha = _elementwise(Op.PACT_BWD, x, grad_output, target, alpha, threshold=_CHEAP)
-        return _finish(target, out, result), result.type(grad_alpha)
+        return _backward("pact", Op.PACT_BWD, grad_output, x, "x", out, alpha, threshold=_CHEAP)
 
 
 # ---- rrelu ---------------------------------------------------------------------------------
@@ -518,10 +523,7 @@ class RReLU(_Function):
         lower, upper, training, seed = self._params(lower, upper, training, seed, False)
         if not training:
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
-        (x,), compute, result = _inputs((x,), ("x",))
-        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
-        _elementwise(Op.RRELU_TRAIN_FWD, x, x, target, lower, upper - lower, seed)
-        return _finish(target, out, result)
+        return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
                  upper=1.0 / 3.0, training=False, seed=None):
@@ -538,12 +540,9 @@ class RReLU(_Function):
         x_name, x = ("x", x) if x is not None else ("output", output)
         # From the output: with slopes >= 0, output <= 0 exactly where x <= 0 (the kernel's
         # test), so the same loop serves both.
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
-        _check_shape("rrelu.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (True, True))
-        _elementwise(Op.RRELU_TRAIN_BWD, x, grad_output, target, lower, upper - lower, seed)
-        return _finish(target, out, result)
+        grad_input, _ = _backward("rrelu", Op.RRELU_TRAIN_BWD, grad_output, x, x_name, out,
+                                  lower, upper - lower, seed)
+        return grad_input
 
 
 # ---- noisy_relu ----------------------------------------------------------------------------
@@ -594,10 +593,7 @@ class NoisyReLU(_Function):
     def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
         sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
         seed = _seed("noisy_relu", seed)
-        (x,), compute, result = _inputs((x,), ("x",))
-        target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
-        _elementwise(Op.NOISY_RELU_FWD, x, x, target, sigma, seed=seed)
-        return _finish(target, out, result)
+        return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
         """grad_input; see the class docstring."""
@@ -607,17 +603,13 @@ class NoisyReLU(_Function):
             raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
                             "(or pass output=)")
         seed = _seed("noisy_relu", seed)
-        x_name, x = ("x", x) if x is not None else ("output", output)
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
-        _check_shape("noisy_relu.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (True, True))
-        if x_name == "x":
-            _elementwise(Op.NOISY_RELU_BWD, x, grad_output, target, sigma, seed=seed)
+        if x is not None:
+            grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
+                                      sigma, seed=seed)
         else:
-            _elementwise(Op.NOISY_RELU_BWD_FROM_OUTPUT, x, grad_output, target,
-                         threshold=_CHEAP)
-        return _finish(target, out, result)
+            grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD_FROM_OUTPUT, grad_output,
+                                      output, "output", out, threshold=_CHEAP)
+        return grad_input
 
 
 # ---- maxout --------------------------------------------------------------------------------
