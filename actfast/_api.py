@@ -12,7 +12,8 @@ FORWARD, BACKWARD, BACKWARD_FROM_OUTPUT = 0, 1, 2
 # Elements below which a second thread costs more than it saves, measured on 2 vCPUs with the
 # vectorised kernels: break-even ~8K float32 / 2-4K float64 elements for a transcendental
 # kernel (sigmoid, silu), ~32-64K / 8-16K for a cheap one (relu); entering a parallel region
-# costs ~1-2 us (shared/PERFORMANCE-NOTES.md). One threshold per class, set for float32.
+# costs ~1-2 us (shared/PERFORMANCE-NOTES.md). One threshold per class, in float32 elements;
+# the elementwise loops count a float64 element as FLOAT64_COST float32 ones (2K / 16K).
 PARALLEL_THRESHOLD_TRANSCENDENTAL = 8192
 PARALLEL_THRESHOLD_CHEAP = 65536
 
