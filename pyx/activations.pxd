@@ -488,10 +488,10 @@ cdef inline real softplus_bwd(real grad_output, real x, double beta, double thre
 
 cdef inline real softplus_beta1_fwd(real x, double threshold) noexcept nogil:
     # softplus_fwd for beta = 1 (chosen by the API): z = x exactly, so the same bits without
-    # the product's low part and the division by beta (computed, then selected: GCC
-    # vectorises a select, not a branch around the computation)
-    # (product_above(x, 0, ...) is x > threshold; at_most(threshold, x) here keeps GCC from
-    # vectorising the loop)
+    # the product's low part and the division by beta. Computed, then selected (GCC
+    # vectorises a select, not a branch around the computation); the threshold test as
+    # product_above(x, 0, ...), which is x > threshold (with at_most(threshold, x) instead,
+    # GCC leaves this loop scalar).
     cdef real y = log1p_exp(x)
     return x if product_above(x, 0, threshold) else y
 
