@@ -248,16 +248,22 @@ cdef double row_dot(const real* g, const real* y, const uint8_t* mask, Py_ssize_
             for i in range(m):
                 scratch[i] = <double>g[i] if mask[i] else 0.0
         return row_sum[double](scratch, m)
-    if y == NULL:
-        return row_sum(g, m)
     for l in range(LANES):
         acc[l] = 0.0
-    while j + LANES <= m:
-        for l in range(LANES):
+    if y != NULL:
+        while j + LANES <= m:
+            for l in range(LANES):
+                acc[l] += <double>(g[j + l] * y[j + l])
+            j += LANES
+        for l in range(m - j):
             acc[l] += <double>(g[j + l] * y[j + l])
-        j += LANES
-    for l in range(m - j):
-        acc[l] += <double>(g[j + l] * y[j + l])
+    else:
+        while j + LANES <= m:
+            for l in range(LANES):
+                acc[l] += <double>g[j + l]
+            j += LANES
+        for l in range(m - j):
+            acc[l] += <double>g[j + l]
     return lane_total(acc, 1)
 
 
@@ -648,55 +654,11 @@ cdef bint split_rows(Py_ssize_t outer, Py_ssize_t nb, int n_threads) noexcept no
     return outer < n_threads or (outer < 4 * n_threads and outer % n_threads != 0)
 
 
-cdef void run_units(bint backward, int op, const real* a, const real* y, const uint8_t* mask,
-                    real* out, real* rowvals, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                    double sign, int n_threads, double* work,
-                    Py_ssize_t work_per_thread) noexcept nogil:
-    """Every work unit of a forward (a = x) or backward (a = grad_output, y = the forward's
-    output) call, in one thread or spread over n_threads (each with its own slice of work):
-    a unit is a row in row mode (inner == 1), w columns of one outer index in column mode."""
-    cdef Py_ssize_t w = 1, per_outer = 1, units, i
-    if inner > 1:
-        w = column_width(outer, inner, n_threads)
-        per_outer = (inner + w - 1) // w
-    units = outer * per_outer
-    if n_threads == 1:
-        for i in range(units):
-            run_unit(backward, op, a, y, mask, out, rowvals, n, inner, w, per_outer, i, sign,
-                     work)
-        return
-    for i in prange(units, nogil=True, schedule='static', num_threads=n_threads):
-        run_unit(backward, op, a, y, mask, out, rowvals, n, inner, w, per_outer, i, sign,
-                 work + threadid() * work_per_thread)
-
-
-cdef inline void run_unit(bint backward, int op, const real* a, const real* y,
-                          const uint8_t* mask, real* out, real* rowvals, Py_ssize_t n,
-                          Py_ssize_t inner, Py_ssize_t w, Py_ssize_t per_outer, Py_ssize_t i,
-                          double sign, double* work) noexcept nogil:
-    """Work unit i (see run_units): outer index o, columns c0 .. c0 + w - 1 (the row o in row
-    mode)."""
-    cdef Py_ssize_t o = i // per_outer, c0 = (i % per_outer) * w, nb = n_blocks(n)
-    cdef Py_ssize_t start = o * n * inner + c0
-    cdef real* rowval = rowvals + o * inner + c0 if rowvals != NULL else NULL
-    if inner == 1 and backward:
-        backward_row(op, a + start, y + start, offset(mask, start), out + start, n, sign, work)
-    elif inner == 1:
-        forward_row(op, a + start, offset(mask, start), out + start, n, <real>sign, rowval,
-                    <real*>(work + 2 * nb), work, work + nb)
-    elif backward:
-        backward_cols(op, a + start, y + start, offset(mask, start), out + start, n, inner,
-                      min(w, inner - c0), sign, work)
-    else:
-        forward_cols(op, a + start, offset(mask, start), out + start, n, inner,
-                     min(w, inner - c0), <real>sign, rowval, work)
-
-
 cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real* rowvals,
                      Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, real sign,
                      int n_threads, double* work, Py_ssize_t work_per_thread,
                      double* row_work) noexcept nogil:
-    cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m
+    cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
     cdef bint store = op == SOFTMAX or op == SOFTMAX_SCALED
     cdef double* tw
     cdef double* bmax
@@ -735,16 +697,49 @@ cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real
                              m, sign, bmax[i], stats[3 * r], stats[3 * r + 1],
                              stats[3 * r + 2], scale)
         return 0
-    run_units(False, op, x, NULL, mask, out, rowvals, outer, n, inner, sign, n_threads, work,
-              work_per_thread)
+    if inner == 1:
+        if n_threads == 1:
+            for r in range(outer):
+                forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
+                            rowvals + r if rowvals != NULL else NULL,
+                            <real*>(work + 2 * nb), work, work + nb)
+            return 0
+        for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
+            tw = work + threadid() * work_per_thread
+            forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
+                        rowvals + r if rowvals != NULL else NULL,
+                        <real*>(tw + 2 * nb), tw, tw + nb)
+        return 0
+    w = column_width(outer, inner, n_threads)
+    per_outer = (inner + w - 1) // w
+    units = outer * per_outer
+    if n_threads == 1:
+        for i in range(units):
+            forward_unit(op, x, mask, out, rowvals, n, inner, w, per_outer, i, sign, work)
+        return 0
+    for i in prange(units, nogil=True, schedule='static', num_threads=n_threads):
+        forward_unit(op, x, mask, out, rowvals, n, inner, w, per_outer, i, sign,
+                     work + threadid() * work_per_thread)
     return 0
+
+
+cdef inline void forward_unit(int op, const real* x, const uint8_t* mask, real* out,
+                              real* rowvals, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t w,
+                              Py_ssize_t per_outer, Py_ssize_t i, real sign,
+                              double* work) noexcept nogil:
+    """Work unit i of column mode: outer index i // per_outer, w columns."""
+    cdef Py_ssize_t o = i // per_outer, c0 = (i % per_outer) * w
+    cdef Py_ssize_t start = o * n * inner + c0
+    forward_cols(op, x + start, offset(mask, start), out + start, n, inner,
+                 min(w, inner - c0), sign, rowvals + o * inner + c0 if rowvals != NULL else NULL,
+                 work)
 
 
 cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask, real* out,
                       Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, double sign,
                       int n_threads, double* work, Py_ssize_t work_per_thread,
                       double* row_work) noexcept nogil:
-    cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m
+    cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
     cdef double* bdot
     cdef double* dots
     cdef double d
@@ -773,9 +768,37 @@ cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask,
             row_block_backward(op, g + r * n + lo, y + r * n + lo, offset(mask, r * n + lo),
                                out + r * n + lo, m, <real>sign, <real>dots[r])
         return 0
-    run_units(True, op, g, y, mask, out, NULL, outer, n, inner, sign, n_threads, work,
-              work_per_thread)
+    if inner == 1:
+        if n_threads == 1:
+            for r in range(outer):
+                backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n,
+                             sign, work)
+            return 0
+        for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
+            backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n, sign,
+                         work + threadid() * work_per_thread)
+        return 0
+    w = column_width(outer, inner, n_threads)
+    per_outer = (inner + w - 1) // w
+    units = outer * per_outer
+    if n_threads == 1:
+        for i in range(units):
+            backward_unit(op, g, y, mask, out, n, inner, w, per_outer, i, sign, work)
+        return 0
+    for i in prange(units, nogil=True, schedule='static', num_threads=n_threads):
+        backward_unit(op, g, y, mask, out, n, inner, w, per_outer, i, sign,
+                      work + threadid() * work_per_thread)
     return 0
+
+
+cdef inline void backward_unit(int op, const real* g, const real* y, const uint8_t* mask,
+                               real* out, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t w,
+                               Py_ssize_t per_outer, Py_ssize_t i, double sign,
+                               double* work) noexcept nogil:
+    cdef Py_ssize_t o = i // per_outer, c0 = (i % per_outer) * w
+    cdef Py_ssize_t start = o * n * inner + c0
+    backward_cols(op, g + start, y + start, offset(mask, start), out + start, n, inner,
+                  min(w, inner - c0), sign, work)
 
 
 # ---- entry points --------------------------------------------------------------------------
