@@ -1,3 +1,7 @@
+# distutils: depends = pyx/softmax_max.h
+# (the line above: softmax_max.h is #included by the C block below, where Cython's dependency
+# scan does not look; with it, a change to the header rebuilds the modules.)
+#
 # Scalar kernels of the softmax family: a branch-free exp in float and in double.
 #
 # libm's exp is correct but is a call GCC cannot vectorise (without -ffast-math it is not
@@ -81,165 +85,18 @@ cdef extern from *:
     #define ACTFAST_TWO_M64F 5.42101086242752217e-20f   /* 2^-64 */
     #define ACTFAST_TWO_M512 7.45834073120020674e-155   /* 2^-512 */
 
-    /* The max of sign * x[i] over the i < n with mask[i] != 0 (every i when mask is NULL),
-       NaN skipped (a NaN row is made NaN by the sum instead); -inf when there is none.
-       Written with GCC's vector extensions: without -ffast-math GCC does not vectorise a
-       float max reduction (NaN and -0 make it order-dependent), but the max of the non-NaN
-       values is exact in any order, so explicit lanes are safe. sign is +1 or -1 (softmin). */
-    typedef float actfast_f32x8 __attribute__((vector_size(32)));
-    typedef int32_t actfast_i32x8 __attribute__((vector_size(32)));
-    typedef uint8_t actfast_u8x8 __attribute__((vector_size(8)));
-    typedef double actfast_f64x4 __attribute__((vector_size(32)));
-    typedef int64_t actfast_i64x4 __attribute__((vector_size(32)));
-    typedef uint8_t actfast_u8x4 __attribute__((vector_size(4)));
-
-    /* m where v <= m or not keep, else v (v > m is false for NaN: NaN never taken) */
-    static inline actfast_f32x8 actfast_take_f32(actfast_f32x8 v, actfast_f32x8 m,
-                                                 actfast_i32x8 keep)
-    {
-        actfast_i32x8 t = (v > m) & keep;
-        return (actfast_f32x8)((t & (actfast_i32x8)v) | (~t & (actfast_i32x8)m));
-    }
-    static inline actfast_f64x4 actfast_take_f64(actfast_f64x4 v, actfast_f64x4 m,
-                                                 actfast_i64x4 keep)
-    {
-        actfast_i64x4 t = (v > m) & keep;
-        return (actfast_f64x4)((t & (actfast_i64x4)v) | (~t & (actfast_i64x4)m));
-    }
-    /* Four vector accumulators: with one, each compare and blend would wait for the previous
-       blend (a 4-cycle chain per vector). */
-    /* ---- the last pass of a row: out[i] = (e[i] * fs) * sc (softmax) or
-       ((sign x[i] - r) - lhi) - llo (log_softmax), the same operations as the masked and
-       column loops in _softmax.pyx (products of a power of 2 or of +-1 are exact, so
-       contracting them into an fma changes no bit). Plain loops GCC vectorises. (Streaming
-       stores were measured here and did not pay: at (4096, 4096) the kernel is bound by
-       its exps, not by the writes.) */
-    static inline void actfast_scale_f32(float *out, const float *e, Py_ssize_t n, float fs,
-                                         float sc)
-    {
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = (e[i] * fs) * sc;
-    }
-    static inline void actfast_scale_f64(double *out, const double *e, Py_ssize_t n,
-                                         double fs, double sc)
-    {
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = (e[i] * fs) * sc;
-    }
-    static inline void actfast_log_f32(float *out, const float *x, Py_ssize_t n, float sign,
-                                       float r, float lhi, float llo)
-    {
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = ((sign * x[i] - r) - lhi) - llo;
-    }
-    static inline void actfast_log_f64(double *out, const double *x, Py_ssize_t n,
-                                       double sign, double r, double lhi, double llo)
-    {
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = ((sign * x[i] - r) - lhi) - llo;
-    }
-
-    static inline float actfast_max_f32(const float *x, const uint8_t *mask, Py_ssize_t n,
-                                        float sign)
-    {
-        const float ninf = -(float)INFINITY;
-        const actfast_i32x8 all = {-1, -1, -1, -1, -1, -1, -1, -1};
-        actfast_f32x8 m[4], v;
-        actfast_u8x8 keep;
-        Py_ssize_t i = 0;
-        int k, l;
-        float r = ninf, y;
-        for (k = 0; k < 4; k++)
-            m[k] = (actfast_f32x8){ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf};
-        if (mask) {
-            for (; i + 32 <= n; i += 32)
-                for (k = 0; k < 4; k++) {
-                    memcpy(&v, x + i + 8 * k, sizeof v);
-                    memcpy(&keep, mask + i + 8 * k, sizeof keep);
-                    v = v * sign;
-                    m[k] = actfast_take_f32(v, m[k],
-                                            __builtin_convertvector(keep, actfast_i32x8) != 0);
-                }
-            for (; i + 8 <= n; i += 8) {
-                memcpy(&v, x + i, sizeof v);
-                memcpy(&keep, mask + i, sizeof keep);
-                v = v * sign;
-                m[0] = actfast_take_f32(v, m[0], __builtin_convertvector(keep, actfast_i32x8) != 0);
-            }
-        } else {
-            for (; i + 32 <= n; i += 32)
-                for (k = 0; k < 4; k++) {
-                    memcpy(&v, x + i + 8 * k, sizeof v);
-                    v = v * sign;
-                    m[k] = actfast_take_f32(v, m[k], all);
-                }
-            for (; i + 8 <= n; i += 8) {
-                memcpy(&v, x + i, sizeof v);
-                v = v * sign;
-                m[0] = actfast_take_f32(v, m[0], all);
-            }
-        }
-        for (k = 0; k < 4; k++)
-            for (l = 0; l < 8; l++)
-                r = m[k][l] > r ? m[k][l] : r;
-        for (; i < n; i++) {
-            y = x[i] * sign;
-            if ((!mask || mask[i]) && y > r)
-                r = y;
-        }
-        return r;
-    }
-
-    static inline double actfast_max_f64(const double *x, const uint8_t *mask, Py_ssize_t n,
-                                         double sign)
-    {
-        const double ninf = -INFINITY;
-        const actfast_i64x4 all = {-1, -1, -1, -1};
-        actfast_f64x4 m[4], v;
-        actfast_u8x4 keep;
-        Py_ssize_t i = 0;
-        int k, l;
-        double r = ninf, y;
-        for (k = 0; k < 4; k++)
-            m[k] = (actfast_f64x4){ninf, ninf, ninf, ninf};
-        if (mask) {
-            for (; i + 16 <= n; i += 16)
-                for (k = 0; k < 4; k++) {
-                    memcpy(&v, x + i + 4 * k, sizeof v);
-                    memcpy(&keep, mask + i + 4 * k, sizeof keep);
-                    v = v * sign;
-                    m[k] = actfast_take_f64(v, m[k],
-                                            __builtin_convertvector(keep, actfast_i64x4) != 0);
-                }
-            for (; i + 4 <= n; i += 4) {
-                memcpy(&v, x + i, sizeof v);
-                memcpy(&keep, mask + i, sizeof keep);
-                v = v * sign;
-                m[0] = actfast_take_f64(v, m[0], __builtin_convertvector(keep, actfast_i64x4) != 0);
-            }
-        } else {
-            for (; i + 16 <= n; i += 16)
-                for (k = 0; k < 4; k++) {
-                    memcpy(&v, x + i + 4 * k, sizeof v);
-                    v = v * sign;
-                    m[k] = actfast_take_f64(v, m[k], all);
-                }
-            for (; i + 4 <= n; i += 4) {
-                memcpy(&v, x + i, sizeof v);
-                v = v * sign;
-                m[0] = actfast_take_f64(v, m[0], all);
-            }
-        }
-        for (k = 0; k < 4; k++)
-            for (l = 0; l < 4; l++)
-                r = m[k][l] > r ? m[k][l] : r;
-        for (; i < n; i++) {
-            y = x[i] * sign;
-            if ((!mask || mask[i]) && y > r)
-                r = y;
-        }
-        return r;
-    }
+    /* The max of a block (sign * x over the unmasked elements, NaN skipped), in AVX2 lanes:
+       softmax_max.h, written once, here made for float and for double. */
+    #define AF_T float
+    #define AF_INT int32_t
+    #define AF_LANES 8
+    #define AF_SUFFIX f32
+    #include "softmax_max.h"
+    #define AF_T double
+    #define AF_INT int64_t
+    #define AF_LANES 4
+    #define AF_SUFFIX f64
+    #include "softmax_max.h"
     """
     float f32_from_bits "actfast_f32_from_bits"(int32_t b) noexcept nogil
     int32_t f32_bits "actfast_f32_bits"(float f) noexcept nogil
@@ -261,14 +118,6 @@ cdef extern from *:
     const double EXP_HI "ACTFAST_EXP_HI"
     const float TWO_M64F "ACTFAST_TWO_M64F"
     const double TWO_M512 "ACTFAST_TWO_M512"
-    void scale_f32 "actfast_scale_f32"(float* out, const float* e, Py_ssize_t n, float fs,
-                                       float sc) noexcept nogil
-    void scale_f64 "actfast_scale_f64"(double* out, const double* e, Py_ssize_t n, double fs,
-                                       double sc) noexcept nogil
-    void log_f32 "actfast_log_f32"(float* out, const float* x, Py_ssize_t n, float sign,
-                                   float r, float lhi, float llo) noexcept nogil
-    void log_f64 "actfast_log_f64"(double* out, const double* x, Py_ssize_t n, double sign,
-                                   double r, double lhi, double llo) noexcept nogil
     float max_f32 "actfast_max_f32"(const float* x, const uint8_t* mask, Py_ssize_t n,
                                     float sign) noexcept nogil
     double max_f64 "actfast_max_f64"(const double* x, const uint8_t* mask, Py_ssize_t n,
