@@ -47,6 +47,9 @@
 # * The polynomials are evaluated by Estrin's scheme rather than Horner's: the same
 #   operations, half the dependency chain, so more iterations of a loop overlap in the
 #   out-of-order core.
+# * exp_*_capped and exp_*_nonpositive each spell out the reduction (and, in double, the
+#   polynomial) rather than share a helper: with one, GCC stopped inlining exp into hot
+#   float64 loops of _softmax.c (the module is at its inline budget; see the drivers there).
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
