@@ -35,6 +35,12 @@ DOCUMENTED_RTOL = {
     # and actfast give -1.355962e-6); actfast's own bound there is test_accuracy's 8 ulp
     ("gelu-approximate=tanh", np.dtype(np.float32), "backward"): 5e-2,
 }
+# and, from x = -5.0614 down, its vectorised loop gives exactly 0 (1 + tanh(u) rounds to 0)
+# where the derivative is still up to 1.04e-6: an absolute tolerance (times |grad_output|)
+# above that, rather than the 1e-6 of TOLERANCE
+DOCUMENTED_ATOL = {
+    ("gelu-approximate=tanh", np.dtype(np.float32), "backward"): 2e-6,
+}
 
 # Where PyTorch gives NaN at +-inf: the limits actfast returns instead.
 # name -> {x: (f(x), f'(x))}; the same for every parameter set of that entry.
@@ -90,8 +96,9 @@ def torch_answers(case, direction, x, grad_output=None, n_single=None):
 def _assert_parity(case, direction, ours, theirs, consistent, dtype, inputs):
     dtype = np.dtype(dtype)
     rtol, atol = TOLERANCE[dtype]
-    rtol = DOCUMENTED_RTOL.get((case.name if not case.params else case.id, dtype, direction),
-                               rtol)
+    key = (case.name if not case.params else case.id, dtype, direction)
+    rtol = DOCUMENTED_RTOL.get(key, rtol)
+    atol = DOCUMENTED_ATOL.get(key, atol)
     scale = np.abs(np.asarray(inputs.get("grad_output", 1.0), dtype=np.float64))
     scale = np.broadcast_to(np.where(np.isfinite(scale), scale, 0.0), ours.shape)
     keep = consistent
