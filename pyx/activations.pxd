@@ -239,26 +239,32 @@ cdef inline real gelu_limit(real x) noexcept nogil:
     else:
         return 39
 
-cdef inline real gelu_fwd(real x) noexcept nogil:
-    # x Phi(x): -a Phi(-a) for x < 0 (rounded once into the subnormal range), x (1 - Phi(-a))
-    # above; beyond the limit, -0 (also at -inf) or x (Phi(-a) = 0 there)
-    cdef real scale, t
+cdef inline real gelu_abs(real x) noexcept nogil:
+    # |x| clamped to gelu_limit (NaN stays NaN)
     cdef real a = fabs(x)
     cdef real limit = gelu_limit(x)
-    a = limit if a > limit else a
-    t = gauss_parts(a, &scale) * (mills_ratio(a) * <real>ONE_OVER_SQRT_2PI)
-    t = 0 if fabs(x) > limit else t
+    return limit if a > limit else a
+
+cdef inline real gelu_tail(real x, real a, real ratio, real* scale) noexcept nogil:
+    # phi(a) ratio as parts (see exp_parts), for a = |x| clamped to gelu_limit; 0 beyond the
+    # limit (where gelu is x or -0 and gelu' is 1 or 0)
+    cdef real t = gauss_parts(a, scale) * (ratio * <real>ONE_OVER_SQRT_2PI)
+    return 0 if fabs(x) > gelu_limit(x) else t
+
+cdef inline real gelu_fwd(real x) noexcept nogil:
+    # x Phi(x): -a Phi(-a) for x < 0 (rounded once into the subnormal range), x (1 - Phi(-a))
+    # above, with Phi(-a) = phi(a) R(a); beyond the limit, -0 (also at -inf) or x
+    cdef real scale
+    cdef real a = gelu_abs(x)
+    cdef real t = gelu_tail(x, a, mills_ratio(a), &scale)
     return -(a * t) * scale if x < 0 else x * (<real>1 - t * scale)
 
 cdef inline real gelu_bwd(real grad_output, real x) noexcept nogil:
     # Phi(x) + x phi(x) = H for x < 0, 1 - H for x >= 0, H = phi(a) (R(a) - a); beyond the
     # limit H = 0 (grad * 0 for x < 0: NaN for an infinite grad, as PyTorch's; grad above)
-    cdef real scale, h
-    cdef real a = fabs(x)
-    cdef real limit = gelu_limit(x)
-    a = limit if a > limit else a
-    h = gauss_parts(a, &scale) * (mills_ratio_minus_a(a) * <real>ONE_OVER_SQRT_2PI)
-    h = 0 if fabs(x) > limit else h
+    cdef real scale
+    cdef real a = gelu_abs(x)
+    cdef real h = gelu_tail(x, a, mills_ratio_minus_a(a), &scale)
     return (grad_output * h) * scale if x < 0 else grad_output * (<real>1 - h * scale)
 
 
