@@ -245,26 +245,29 @@ cdef inline real gelu_abs(real x) noexcept nogil:
     cdef real limit = gelu_limit(x)
     return limit if a > limit else a
 
-cdef inline real gelu_tail(real x, real a, real ratio, real* scale) noexcept nogil:
-    # phi(a) ratio as parts (see exp_parts), for a = |x| clamped to gelu_limit; 0 beyond the
-    # limit (where gelu is x or -0 and gelu' is 1 or 0)
-    cdef real t = gauss_parts(a, scale) * (ratio * <real>ONE_OVER_SQRT_2PI)
+cdef inline real gelu_tail(real x, real a, real scaled_ratio, real* scale) noexcept nogil:
+    # phi(a) sqrt(2 pi) scaled_ratio as parts (see exp_parts), for a = |x| clamped to
+    # gelu_limit; 0 beyond the limit (where gelu is x or -0 and gelu' is 1 or 0)
+    cdef real t = gauss_parts(a, scale) * scaled_ratio
     return 0 if fabs(x) > gelu_limit(x) else t
 
 cdef inline real gelu_fwd(real x) noexcept nogil:
-    # x Phi(x): -a Phi(-a) for x < 0 (rounded once into the subnormal range), x (1 - Phi(-a))
-    # above, with Phi(-a) = phi(a) R(a); beyond the limit, -0 (also at -inf) or x
+    # a Phi(-a) = |gelu(-a)| as a phi(a) R(a), where a R(a) / sqrt(2 pi) is rounded once from
+    # double (float32's mills_ratio is double too; rounding R, R / sqrt(2 pi) and the products
+    # one by one in float reached 4.2 ulp); gelu(x) = -a Phi(-a) for x < 0 (rounded once
+    # into the subnormal range) and x - a Phi(-a) above (gelu(x) - gelu(-x) = x). Beyond the
+    # limit, -0 (also at -inf) or x.
     cdef real scale
     cdef real a = gelu_abs(x)
-    cdef real t = gelu_tail(x, a, mills_ratio(a), &scale)
-    return -(a * t) * scale if x < 0 else x * (<real>1 - t * scale)
+    cdef real v = gelu_tail(x, a, <real>(a * mills_ratio(a) * ONE_OVER_SQRT_2PI), &scale)
+    return -(v * scale) if x < 0 else x - v * scale
 
 cdef inline real gelu_bwd(real grad_output, real x) noexcept nogil:
     # Phi(x) + x phi(x) = H for x < 0, 1 - H for x >= 0, H = phi(a) (R(a) - a); beyond the
     # limit H = 0 (grad * 0 for x < 0: NaN for an infinite grad, as PyTorch's; grad above)
     cdef real scale
     cdef real a = gelu_abs(x)
-    cdef real h = gelu_tail(x, a, mills_ratio_minus_a(a), &scale)
+    cdef real h = gelu_tail(x, a, <real>mills_ratio_minus_a(a) * <real>ONE_OVER_SQRT_2PI, &scale)
     return (grad_output * h) * scale if x < 0 else grad_output * (<real>1 - h * scale)
 
 
@@ -537,18 +540,19 @@ cdef inline real mish_fwd(real x) noexcept nogil:
     # tanh(log(1 + e)) with e = exp(x) is ((1+e)^2 - 1) / ((1+e)^2 + 1) = n / (n + 2) with
     # n = e (e + 2): no log, no cancellation. For x > 0 the same in t = exp(-x) (no
     # overflow): (1 + 2t) / (1 + 2t + 2t^2). For x <= 0, n is computed from the first part
-    # of e (exp_parts) and the result rounded once at the end. -0 below silu_cut (x tanh(sp)
-    # ~ 2 x e^x underflows there; -inf * 0 at -inf).
+    # of e (exp_parts), in double for float32 too (its five float roundings there reached
+    # 4.6 ulp), and the result rounded once. -0 below silu_cut (x tanh(sp) ~ 2 x e^x
+    # underflows there; -inf * 0 at -inf).
     cdef real scale
     cdef real th = exp_neg_parts(-fabs(x), &scale)
     cdef real t = th * scale
-    cdef real nh
+    cdef double nh
     if x < silu_cut(x):
         return -0.0
     if x > 0:
         return x * ((<real>1 + <real>2 * t) / (<real>1 + <real>2 * t + <real>2 * t * t))
-    nh = th * (t + <real>2)
-    return (x * (nh / (nh * scale + <real>2))) * scale
+    nh = th * (<double>t + 2)
+    return <real>((x * (nh / (nh * scale + 2))) * scale)
 
 cdef inline real mish_bwd(real grad_output, real x) noexcept nogil:
     # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), PyTorch's mish_backward, with e = exp(-|x|):

@@ -575,8 +575,9 @@ static inline float af_gauss_partsf(float a, float* scale) {
 
 /* R(a) = Phi(-a) / phi(a), a in [0, 15]: rational 4/5, relative error 1.8e-8. Evaluated in
  * double: in float32, Horner's rule on these polynomials (whose terms grow with the degree for
- * a > 1) accumulates ~5 rounding errors, 4e-7 relative. */
-static inline float af_mills_ratiof(float a) {
+ * a > 1) accumulates ~5 rounding errors, 4e-7 relative. The quotient is returned in double,
+ * unrounded: gelu's forward multiplies it by a in double before its one rounding. */
+static inline double af_mills_ratiof(float a) {
     double ad = a;
     double p = 0.010412197560071945;
     p = AF_FMA(p, ad, 0.10248428583145142);
@@ -589,12 +590,12 @@ static inline float af_mills_ratiof(float a) {
     q = AF_FMA(q, ad, 1.2055984735488892);
     q = AF_FMA(q, ad, 1.676484227180481);
     q = AF_FMA(q, ad, 1.0);
-    return (float)(p / q);
+    return p / q;
 }
 
 /* R(a) - a = (a0 - a) K(a), a in [0, 15]: K rational 4/4, relative error 1.4e-8; in double
- * as af_mills_ratiof, where a0 - a is exact to a double rounding. */
-static inline float af_mills_ratio_minus_af(float a) {
+ * as af_mills_ratiof (and returned in double), where a0 - a is exact to a double rounding. */
+static inline double af_mills_ratio_minus_af(float a) {
     double ad = a;
     double p = 0.02625030279159546;
     p = AF_FMA(p, ad, 0.2403571903705597);
@@ -606,7 +607,7 @@ static inline float af_mills_ratio_minus_af(float a) {
     q = AF_FMA(q, ad, 0.7942052483558655);
     q = AF_FMA(q, ad, 1.3996334075927734);
     q = AF_FMA(q, ad, 1.0);
-    return (float)((AF_GELU_A0_HI - ad) * (p / q));
+    return (AF_GELU_A0_HI - ad) * (p / q);
 }
 
 #endif

@@ -34,8 +34,8 @@ cdef extern from "vecmath.h" nogil:
     float af_tanhf(float x) noexcept
     float af_log1p_unitf(float z) noexcept
     float af_gauss_partsf(float a, float* scale) noexcept
-    float af_mills_ratiof(float a) noexcept
-    float af_mills_ratio_minus_af(float a) noexcept
+    double af_mills_ratiof(float a) noexcept
+    double af_mills_ratio_minus_af(float a) noexcept
     double af_exprel_small(double d) noexcept
     double af_exprel_quarter(double d) noexcept
     float af_exprel_quarterf(float d) noexcept
@@ -128,15 +128,16 @@ cdef inline real gauss_parts(real a, real* scale) noexcept nogil:
     else:
         return af_gauss_parts(a, scale)
 
-cdef inline real mills_ratio(real a) noexcept nogil:
-    # Phi(-a) / phi(a), a >= 0 within gauss_parts' range
+cdef inline double mills_ratio(real a) noexcept nogil:
+    # Phi(-a) / phi(a), a >= 0 within gauss_parts' range (in double for float32 too: unrounded)
     if real is float:
         return af_mills_ratiof(a)
     else:
         return af_mills_ratio(a)
 
-cdef inline real mills_ratio_minus_a(real a) noexcept nogil:
+cdef inline double mills_ratio_minus_a(real a) noexcept nogil:
     # mills_ratio(a) - a, with full relative precision at its zero a0 = 0.7518 (gelu's minimum)
+    # (in double, as mills_ratio)
     if real is float:
         return af_mills_ratio_minus_af(a)
     else:

@@ -2,8 +2,9 @@
 
 float32 (the contract): forward within 4 ulp, backward within 8 ulp (grad_output = 1 and
 random grad_output) of the float64 reference, in units of the float32 spacing at the
-reference value -- or, at a point where PyTorch (when installed) is further off itself, no
-worse than PyTorch there (its error measured the same way).
+reference value, at every point (PyTorch's error elsewhere is no excuse: its float32 gelu and
+mish tails are off by far more). The sweep includes the inputs where earlier versions broke
+the bound (HARD_POINTS), which a random sweep would almost never draw again.
 
 float64: within a relative 1e-13 (forward) / 1e-12 (backward) of the reference, which is a
 float64 computation itself and not correctly rounded: a few of its rounding errors,
@@ -13,20 +14,22 @@ absolute error is forgiven on top; backward results may be off by a few rounding
 |grad_output| (cancellation inside derivatives such as gelu' = Phi + x phi near their zeros,
 and subnormal derivatives).
 """
-import importlib.util
-
 import numpy as np
 import pytest
 
-from conftest import (CASES, EPS64, assert_rel_close, case_params, special_values, torch_backward,
-                      torch_forward, torch_function, ulp_error)
-
-# PyTorch, when installed, only relaxes the float32 bound where it is worse itself
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
+from conftest import (CASES, EPS64, assert_rel_close, case_params, special_values, ulp_error)
 
 FORWARD_ULP, BACKWARD_ULP = 4, 8
 FLOAT64_RTOL_FORWARD, FLOAT64_RTOL_BACKWARD = 1e-13, 1e-12
 TINY64 = 5e-324
+
+# float32 inputs where an earlier version was beyond the bound (found by sweeping every
+# float32 of [-20, 20]): gelu's forward assembled from float products (4.22 ulp at the
+# first), mish's forward for x < 0 in five float roundings (4.52 ulp)
+HARD_POINTS = {
+    "gelu": [-7.4178653, -6.086547, -7.5992484, -2.7827907, -7.4139061],
+    "mish": [-6.786379337310791, -6.7640533447265625],
+}
 
 
 def _bit_sweep(rng, dtype, count):
@@ -43,40 +46,25 @@ def _bit_sweep(rng, dtype, count):
 
 def sweep(rng, case, dtype):
     """~2e5 points of [-20, 20] (bit-pattern sweep + linear grid with a random phase) plus
-    the case's special values."""
+    the case's special values and hard points."""
     dtype = np.dtype(dtype)
     linear = np.linspace(-20, 20, 100_001) + rng.uniform(0, 40 / 100_000)
     return np.concatenate([_bit_sweep(rng, dtype, 50_000),
                            np.clip(linear, -20, 20).astype(dtype),
-                           special_values(case, dtype)])
-
-
-def _torch_error(case, direction, grad_output, x, expected, slack):
-    """PyTorch's float32 ulp error at each point (inf where it has no equivalent)."""
-    if not HAVE_TORCH or torch_function(case) is None:
-        return np.zeros(x.shape)
-    if direction == "forward":
-        theirs = torch_forward(case, x)
-    else:
-        theirs = torch_backward(case, grad_output, x)
-    return ulp_error(theirs, expected, np.float32, slack)
+                           special_values(case, dtype),
+                           np.array(HARD_POINTS.get(case.name, []), dtype=dtype)])
 
 
 def _assert_within(case, direction, x, grad_output, result, expected, bound, slack):
     err = ulp_error(result, expected, np.float32, slack)
-    if not (err > bound).any():
-        return
-    torch_err = _torch_error(case, direction, grad_output, x, expected, slack)
-    allowed = np.maximum(bound, torch_err)
-    bad = err > allowed
+    bad = err > bound
     if bad.any():
-        worst = np.argsort(np.where(bad, err - allowed, -np.inf))[::-1][:8]
+        worst = np.argsort(err)[::-1][:8]
         lines = [f"  x={x[i]!r} grad_output={grad_output[i] if grad_output is not None else 1!r}"
                  f": got {result[i]!r}, reference {expected[i]!r}: {err[i]:.3g} ulp"
-                 f" (PyTorch {torch_err[i]:.3g} ulp)" for i in worst if bad[i]]
+                 for i in worst if bad[i]]
         pytest.fail(f"{case.id} {direction} float32: {int(bad.sum())} of {x.size} points beyond "
-                    f"{bound} ulp and beyond PyTorch's error (max {err.max():.4g} ulp)\n"
-                    + "\n".join(lines))
+                    f"{bound} ulp (max {err.max():.4g} ulp)\n" + "\n".join(lines))
 
 
 # ---- float32 -------------------------------------------------------------------------------
