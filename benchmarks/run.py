@@ -5,8 +5,9 @@
     python benchmarks/run.py --functions gelu,relu --sizes 1e6,1e7 --threads 2,1
 
 Every function of the registry (``actfast.catalogue.ENTRIES``, with its default parameters)
-is timed forward and backward into a preallocated output, next to each installed competitor
-in the same process; the tables give competitor time / actfast time (> 1: actfast is faster)
+and every special activation (prelu, swish, pact, rrelu, noisy_relu, maxout, glu: see
+benchmarks/special.py) is timed forward and backward into a preallocated output, next to each
+installed competitor in the same process; the tables give competitor time / actfast time (> 1: actfast is faster)
 and the fraction of the copy bound (the faster of ``np.copyto`` and torch's multi-threaded
 ``copy_`` moving the same bytes). The backward runs from the forward's output where the
 registry allows it (as PyTorch's autograd does for sigmoid and tanh), else from x.
@@ -41,6 +42,7 @@ import numpy as np
 import actfast
 import competitors
 import report
+import special
 import timing
 from actfast.catalogue import ENTRIES, REQUIRED
 
@@ -58,7 +60,8 @@ def parse_args(argv):
                         help="sizes 16, 1e3, 1e6, float32, reference and torch only, shorter "
                         "samples: well under a minute")
     parser.add_argument("--functions", help="comma-separated names (default: the whole "
-                        "registry, plus the softmax family when benchmarks/softmax.py exists)")
+                        "registry and the special activations, plus the softmax family when "
+                        "benchmarks/softmax.py exists)")
     parser.add_argument("--dtypes", help="comma-separated (default float32,float64; "
                         "--quick: float32)")
     parser.add_argument("--sizes", help="comma-separated element counts, e.g. 1e3,1e6 "
@@ -82,9 +85,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
 
     known = {entry.name: entry for entry in ENTRIES}
-    names = args.functions.split(",") if args.functions else list(known)
+    names = args.functions.split(",") if args.functions else [*known, *special.BUILDERS]
     args.entries = [known[name] for name in names if name in known]
-    args.others = None if args.functions is None else [n for n in names if n not in known]
+    args.special = [name for name in names if name in special.BUILDERS]
+    args.others = (None if args.functions is None else
+                   [n for n in names if n not in known and n not in special.BUILDERS])
     if args.others and importlib.util.find_spec("softmax") is None:
         parser.error(f"unknown functions {args.others}; the registry has {list(known)}")
     args.dtypes = [np.dtype(d) for d in
@@ -130,8 +135,8 @@ def measure(args, dtype, n, threads, all_libraries):
     base = {"dtype": dtype.name, "n": n, "threads": threads}
     rows = []
 
-    def add(function, direction, seconds, **extra):
-        moved = ELEMENTS_MOVED[direction] * n * dtype.itemsize
+    def add(function, direction, seconds, elements=None, **extra):
+        moved = round((elements or ELEMENTS_MOVED[direction]) * n) * dtype.itemsize
         rows.extend({"function": function, **extra, "direction": direction, **base,
                      "library": library, "seconds": t, "bytes": moved}
                     for library, t in seconds.items())
@@ -164,6 +169,18 @@ def measure(args, dtype, n, threads, all_libraries):
                 calls.update(copies[direction])
             input_ = "output" if direction == "backward" and from_output else "x"
             add(entry.name, direction, compare(calls), params=example, input=input_)
+    for name in args.special:
+        report.progress(f"{name} {dtype.name} n={n:.0e} threads={threads}")
+        built = special.calls(name, case, libraries)
+        for direction in args.directions:
+            calls = dict(built[direction])
+            elements = special.ELEMENTS_MOVED[name][direction]
+            if all_libraries:   # the copy of as many bytes, round-robin (as above)
+                copied = round(n * elements / 2)
+                calls.update(copies[direction] if elements == ELEMENTS_MOVED[direction] else
+                             competitors.copy_calls(_array(rng, copied, dtype),
+                                                    np.zeros(copied, dtype)))
+            add(name, direction, compare(calls), elements=elements, params={}, input="x")
     return rows
 
 
