@@ -46,8 +46,15 @@ _UINT64_RANGE = 2 ** 64
 
 # ---- argument handling shared by the functions below ---------------------------------------
 
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _inputs(values, names):
     """Convert the array_likes; return (arrays, compute dtype, result dtype)."""
+    first = values[0]
+    if (type(first) is np.ndarray and first.dtype in _NATIVE
+            and all(type(v) is np.ndarray and v.dtype == first.dtype for v in values[1:])):
+        return values, first.dtype, first.dtype     # the common case: nothing to convert
     arrays, dtypes = zip(*(_as_input(value, name) for value, name in zip(values, names)))
     compute = np.result_type(*dtypes)
     return arrays, compute, _result_dtype(arrays, compute)
@@ -69,12 +76,13 @@ def _prepare(out, shape, compute, result, arrays, aligned):
     ``aligned`` says the loop reads each of its elements before writing the same element of
     ``out`` and it is the very same view (plain in place).
     """
-    arrays = [np.asarray(a, dtype=compute, order="C") for a in arrays]
+    arrays = [a if type(a) is np.ndarray and a.dtype == compute and a.flags.c_contiguous
+              else np.asarray(a, dtype=compute, order="C") for a in arrays]
     if out is not None:
         _check_out(out, shape, result)
         if result == compute and out.flags.c_contiguous:
             return out, [
-                a if not np.may_share_memory(a, out)
+                a if (ok and a is out) or not np.may_share_memory(a, out)
                 or (ok and a.shape == out.shape and _same_view(a, out)) else a.copy()
                 for a, ok in zip(arrays, aligned)]
     return np.empty(shape, dtype=compute), arrays
@@ -111,6 +119,8 @@ def _required(function, name, value):
 def _real(function, name, value, check=None):
     """A real parameter (a Python or NumPy real number, or a 0-d array of one) as a float;
     NaN and what ``check`` rejects raise ValueError."""
+    if type(value) is float and value == value and (check is None or check(value) is None):
+        return value                                # the common case, valid as it is
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
         value = value.item()
     return Param(name, check=check).validate(function, value)
