@@ -388,6 +388,28 @@ cdef void maxout_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t rows,
             out[offset + p * piece + j * lane] = g[first + j] if where[j] == p else 0
 
 
+cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, const floating* g,
+                       floating* out) noexcept nogil:
+    """maxout_item for pieces == 2 and inner == 1 (pairs of neighbours along the last axis,
+    the common case): the strides are constants, so GCC vectorises the loops (with the
+    general item's runtime strides they stay scalar: 3-4x slower)."""
+    cdef Py_ssize_t first = item * CHUNK, j
+    cdef Py_ssize_t m = min(<Py_ssize_t>CHUNK, rows - first)
+    cdef const floating* pair = x + 2 * first
+    cdef floating* grad_pair = out + 2 * first
+    cdef floating gv
+    cdef bint second
+    if g == NULL:
+        for j in range(m):
+            out[first + j] = pair[2 * j + 1] if replaces(pair[2 * j + 1], pair[2 * j]) else pair[2 * j]
+        return
+    for j in range(m):
+        second = replaces(pair[2 * j + 1], pair[2 * j])
+        gv = g[first + j]
+        grad_pair[2 * j] = 0 if second else gv
+        grad_pair[2 * j + 1] = gv if second else 0
+
+
 def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
            floating[::1] out, bint backward, int n_threads, Py_ssize_t parallel_threshold):
     """x seen as (rows, pieces, inner); out is (rows, inner) forward, x's size backward
@@ -403,13 +425,20 @@ def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
     cdef floating* po = &out[0]
     if rows * pieces * inner < parallel_threshold:
         n_threads = 1
+    cdef bint pairs = pieces == 2 and inner == 1
     with nogil:
         if n_threads <= 1 or n_items == 1:
             for item in range(n_items):
-                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+                if pairs:
+                    maxout_pairs(item, rows, px, pg, po)
+                else:
+                    maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
         else:
             for item in prange(n_items, schedule='static', num_threads=n_threads):
-                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+                if pairs:
+                    maxout_pairs(item, rows, px, pg, po)
+                else:
+                    maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
 
 
 # ---- glu -----------------------------------------------------------------------------------

@@ -217,6 +217,12 @@ SPECS = [
          lambda x: R.maxout(x, 3),
          lambda g, x: (R.maxout_grad(g, x, 3),),
          out_shape=lambda shape: _axis_shape(shape, -1, 3), elementwise=False),
+    Spec("maxout-pieces=2",   # neighbouring pairs along the last axis: its own loop
+         lambda x, **kw: af.maxout(x, 2, **kw),
+         lambda g, x, **kw: (af.maxout.backward(g, x, 2, **kw),),
+         lambda x: R.maxout(x, 2),
+         lambda g, x: (R.maxout_grad(g, x, 2),),
+         out_shape=lambda shape: _axis_shape(shape, -1, 2), elementwise=False),
     Spec("maxout-pieces=2-axis=0",
          lambda x, **kw: af.maxout(x, 2, axis=0, **kw),
          lambda g, x, **kw: (af.maxout.backward(g, x, 2, axis=0, **kw),),
