@@ -68,11 +68,11 @@ def _as_input(value, name):
     """Convert an array_like argument; return (array, dtype it is computed in)."""
     array = np.asarray(value)
     kind = array.dtype.kind
-    if kind == "f":
-        if array.dtype.itemsize == 2:
+    if kind == "f":   # (the compute dtype in the machine's byte order: '>f4' is read as such)
+        if array.dtype.itemsize in (2, 4):
             return array, np.dtype(np.float32)
-        if array.dtype.itemsize in (4, 8):
-            return array, array.dtype
+        if array.dtype.itemsize == 8:
+            return array, np.dtype(np.float64)
     elif kind in "biu":  # computed in float64, as np.exp does
         return array, np.dtype(np.float64)
     raise TypeError(f"argument '{name}' has unsupported dtype {array.dtype}; "

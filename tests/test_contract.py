@@ -102,6 +102,34 @@ def test_float16_computed_in_float32(case, direction, rng):
     assert_bitwise_equal(out, expected, {"x": operand}, what="out=")
 
 
+def _unaligned(array):
+    """A copy of `array` whose data starts one byte past an element boundary."""
+    raw = np.empty(array.nbytes + 1, dtype=np.uint8)
+    view = raw[1:].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert not view.flags.aligned
+    return view
+
+
+@pytest.mark.parametrize("layout", ["big-endian", "unaligned"])
+@pytest.mark.parametrize("dtype", dtype_params((np.float32, np.float64)))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_byte_swapped_and_unaligned_inputs(case, direction, dtype, layout, rng):
+    # the same values in another memory representation give the same bits, in the native
+    # dtype (the kernels must never read a '>f4' array's bytes as float32)
+    x = draw(rng, (1031,), case, dtype)
+    grad_output = draw_grad_output(rng, x.shape, dtype)
+    operand = _operand(case, direction, x)
+    expected = _call(case, direction, grad_output, operand)
+    if layout == "big-endian":
+        other = [a.astype(a.dtype.newbyteorder(">")) for a in (grad_output, operand)]
+    else:
+        other = [_unaligned(a) for a in (grad_output, operand)]
+    result = _call(case, direction, *other)
+    assert result.dtype == dtype
+    assert_bitwise_equal(result, expected, {"x": operand})
+
+
 INTEGER_DTYPES = (np.bool_, np.int8, np.int64, np.uint8, np.uint64)
 
 

@@ -527,7 +527,18 @@ LAYOUTS = {
     "transposed": lambda a: np.ascontiguousarray(a.T).T,
     "strided": lambda a: _embed(a, (slice(None, None, 2), slice(1, None, 3))),
     "reversed": lambda a: _embed(a, (slice(None, None, -1), slice(None, None, -2))),
+    # the same values in another memory representation: the loops must read them as values
+    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "unaligned": lambda a: _unaligned(a),
 }
+
+
+def _unaligned(a):
+    """A copy of `a` whose data starts one byte past an element boundary."""
+    raw = np.empty(a.nbytes + 1, dtype=np.uint8)
+    view = raw[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
 
 
 def _embed(a, index):
