@@ -141,6 +141,8 @@ def _non_negative(value):
 
 
 def _integer(function, name, value):
+    if type(value) is int:      # the common case (bool is a subclass, not this type)
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{function}(): argument '{name}' must be an int, "
                         f"got {type(value).__name__}")
@@ -184,6 +186,9 @@ def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_CO
 
 def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY):
     """An elementwise forward of _special: op on x, into out or a new array."""
+    fast = _special.elementwise_fast(op, x, x, out, a, b, seed, _api._num_threads, threshold)
+    if fast is not None:    # the common call, checked and run in compiled code
+        return fast[0]
     (x,), compute, result = _inputs((x,), ("x",))
     target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
     _elementwise(op, x, x, target, a, b, seed, threshold)  # (grad_output: not read)
@@ -195,6 +200,11 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     """An elementwise backward of _special from x (or from the forward's output, x_name
     "output"), into out or a new array: (grad_input, the op's sum as a scalar of the result
     dtype: the parameter's gradient for SWISH_BWD and PACT_BWD, else 0)."""
+    fast = _special.elementwise_fast(op, x, grad_output, out, a, b, seed, _api._num_threads,
+                                     threshold)
+    if fast is not None:
+        target, total = fast
+        return target, target.dtype.type(total)
     (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
     _check_shape(f"{function}.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
     target, (grad_output, x) = _prepare(out, x.shape, compute, result,

@@ -20,8 +20,12 @@ from libc.stdint cimport uint32_t, uint64_t
 
 import numpy as np
 
+cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
+from arrays cimport independent_or_same, native, same_shape
+
+cnp.import_array()
 
 cdef enum:
     # Elements per work item and per reduction block: large enough that a parallel loop's
@@ -174,24 +178,20 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     return total
 
 
-def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
-                floating[::1] out, double a, double b, uint64_t seed, int n_threads,
-                Py_ssize_t parallel_threshold):
-    """Run `op` over the 1-D arrays (grad_output is ignored by the forwards: pass x).
-
-    Returns the sum of the parameter's gradient terms (SWISH_BWD, PACT_BWD), else 0.0.
-    """
-    cdef Py_ssize_t n = x.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, k
+cdef double run_elementwise(Op op, const floating* px, const floating* pg, floating* po,
+                            Py_ssize_t n, double a, double b, uint64_t seed, int n_threads,
+                            Py_ssize_t parallel_threshold) except? -1.0:
+    """`elementwise` on n elements at these addresses (n > 0)."""
+    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, k
     cdef Params p
     cdef double total = 0.0
-    cdef double[::1] sums
-    if n == 0:
-        return 0.0
+    cdef double one_block
+    cdef double* sums = &one_block
+    cdef double[::1] block_sums
     p.a, p.b, p.seed = a, b, seed
-    sums = np.empty(n_blocks)
-    cdef const floating* px = &x[0]
-    cdef const floating* pg = &grad_output[0]
-    cdef floating* po = &out[0]
+    if n_blocks > 1:
+        block_sums = np.empty(n_blocks)
+        sums = &block_sums[0]
     if n < parallel_threshold:
         n_threads = 1
     with nogil:
@@ -206,6 +206,68 @@ def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
         for k in range(n_blocks):  # in block order, whatever the thread count
             total += sums[k]
     return total
+
+
+def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
+                floating[::1] out, double a, double b, uint64_t seed, int n_threads,
+                Py_ssize_t parallel_threshold):
+    """Run `op` over the 1-D arrays (grad_output is ignored by the forwards: pass x).
+
+    Returns the sum of the parameter's gradient terms (SWISH_BWD, PACT_BWD), else 0.0.
+    """
+    if x.shape[0] == 0:
+        return 0.0
+    return run_elementwise(op, &x[0], &grad_output[0], &out[0], x.shape[0], a, b, seed,
+                           n_threads, parallel_threshold)
+
+
+cdef inline bint simple(cnp.ndarray a):
+    return cnp.PyArray_IS_C_CONTIGUOUS(a) and native(a)
+
+
+def elementwise_fast(Op op, object x, object grad_output, object out, double a, double b,
+                     uint64_t seed, int n_threads, Py_ssize_t parallel_threshold):
+    """`elementwise` for the common call, without Python-level argument handling: x and
+    grad_output C-contiguous float32/float64 ndarrays of one dtype and shape (not 0-d), `out`
+    None or a writeable C-contiguous ndarray of that dtype and shape that is each input or
+    overlaps none. Returns (result, sum), or None when the call is not that simple (the
+    Python layer then handles it, errors included)."""
+    cdef cnp.ndarray ax, ag, target
+    cdef int type_num
+    cdef Py_ssize_t n
+    cdef double total = 0.0
+    if type(x) is not cnp.ndarray or type(grad_output) is not cnp.ndarray:
+        return None
+    ax, ag = x, grad_output
+    type_num = cnp.PyArray_TYPE(ax)
+    if ((type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE)
+            or cnp.PyArray_NDIM(ax) == 0 or not simple(ax)):
+        return None
+    if ag is not ax and (cnp.PyArray_TYPE(ag) != type_num or not same_shape(ax, ag)
+                         or not simple(ag)):
+        return None
+    if out is None:
+        target = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(ax), cnp.PyArray_DIMS(ax), type_num, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return None
+        target = out
+        if (cnp.PyArray_TYPE(target) != type_num or not same_shape(ax, target)
+                or not simple(target) or not cnp.PyArray_ISWRITEABLE(target)
+                or not independent_or_same(ax, target) or not independent_or_same(ag, target)):
+            return None
+    n = cnp.PyArray_SIZE(ax)
+    if n > 0 and type_num == cnp.NPY_FLOAT:
+        total = run_elementwise(op, <const float*>cnp.PyArray_DATA(ax),
+                                <const float*>cnp.PyArray_DATA(ag),
+                                <float*>cnp.PyArray_DATA(target), n, a, b, seed, n_threads,
+                                parallel_threshold)
+    elif n > 0:
+        total = run_elementwise(op, <const double*>cnp.PyArray_DATA(ax),
+                                <const double*>cnp.PyArray_DATA(ag),
+                                <double*>cnp.PyArray_DATA(target), n, a, b, seed, n_threads,
+                                parallel_threshold)
+    return target, total
 
 
 def philox_words(tuple counter, tuple key):
