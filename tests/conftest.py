@@ -196,6 +196,23 @@ def draw_grad_output(rng, shape, dtype):
 
 # ---- comparisons ---------------------------------------------------------------------------
 
+def unaligned(a):
+    """A copy of `a` whose data starts one byte past an element boundary."""
+    raw = np.empty(a.nbytes + 1, dtype=np.uint8)
+    view = raw[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    assert not view.flags.aligned
+    return view
+
+
+# The same values in other memory representations: the loops must read them as values
+# (never a '>f4' array's bytes as float32), with results bitwise those of the native array.
+REPRESENTATIONS = {
+    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "unaligned": unaligned,
+}
+
+
 def bits(a):
     """The bit patterns of a float array (or scalar), as unsigned integers."""
     a = np.asarray(a)

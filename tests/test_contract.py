@@ -15,8 +15,8 @@ import pytest
 import actfast as af
 from actfast.catalogue import ENTRIES, REQUIRED
 
-from conftest import (CASES, Case, assert_bitwise_equal, bits, case_params,
-                      draw, draw_grad_output, dtype_params, single_thread)
+from conftest import (CASES, REPRESENTATIONS, Case, assert_bitwise_equal, bits,
+                      case_params, draw, draw_grad_output, dtype_params, single_thread)
 
 # One case per entry (its first example: the defaults, or the required parameters).
 DEFAULT_CASES = [Case(entry, entry.examples[0]) for entry in ENTRIES]
@@ -102,16 +102,7 @@ def test_float16_computed_in_float32(case, direction, rng):
     assert_bitwise_equal(out, expected, {"x": operand}, what="out=")
 
 
-def _unaligned(array):
-    """A copy of `array` whose data starts one byte past an element boundary."""
-    raw = np.empty(array.nbytes + 1, dtype=np.uint8)
-    view = raw[1:].view(array.dtype).reshape(array.shape)
-    view[...] = array
-    assert not view.flags.aligned
-    return view
-
-
-@pytest.mark.parametrize("layout", ["big-endian", "unaligned"])
+@pytest.mark.parametrize("layout", list(REPRESENTATIONS))
 @pytest.mark.parametrize("dtype", dtype_params((np.float32, np.float64)))
 @pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
 def test_byte_swapped_and_unaligned_inputs(case, direction, dtype, layout, rng):
@@ -121,10 +112,7 @@ def test_byte_swapped_and_unaligned_inputs(case, direction, dtype, layout, rng):
     grad_output = draw_grad_output(rng, x.shape, dtype)
     operand = _operand(case, direction, x)
     expected = _call(case, direction, grad_output, operand)
-    if layout == "big-endian":
-        other = [a.astype(a.dtype.newbyteorder(">")) for a in (grad_output, operand)]
-    else:
-        other = [_unaligned(a) for a in (grad_output, operand)]
+    other = [REPRESENTATIONS[layout](a) for a in (grad_output, operand)]
     result = _call(case, direction, *other)
     assert result.dtype == dtype
     assert_bitwise_equal(result, expected, {"x": operand})

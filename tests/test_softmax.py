@@ -22,7 +22,7 @@ import pytest
 
 import actfast as af
 from actfast import _softmax
-from conftest import assert_bitwise_equal, ulp_error
+from conftest import REPRESENTATIONS, assert_bitwise_equal, ulp_error
 
 torch = None
 try:
@@ -710,18 +710,8 @@ LAYOUTS = {
     "transposed-view": lambda a: np.ascontiguousarray(a.T).T,
     "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
     "reversed": lambda a: np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1],
-    # the same values in another memory representation: the loops must read them as values
-    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
-    "unaligned": lambda a: _unaligned(a),
+    **REPRESENTATIONS,
 }
-
-
-def _unaligned(a):
-    """A copy of `a` whose data starts one byte past an element boundary."""
-    raw = np.empty(a.nbytes + 1, dtype=np.uint8)
-    view = raw[1:].view(a.dtype).reshape(a.shape)
-    view[...] = a
-    return view
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -22,8 +22,8 @@ import pytest
 import actfast as af
 from actfast import _special
 from actfast import reference as R
-from conftest import (THREADS, assert_bitwise_equal, assert_rel_close, assert_ulp_close,
-                      assert_zero_signs, single_thread)
+from conftest import (REPRESENTATIONS, THREADS, assert_bitwise_equal, assert_rel_close,
+                      assert_ulp_close, assert_zero_signs, single_thread)
 
 SEED = 0x5EED_1234_ABCD   # the seed of the random functions in the test matrix
 FORWARD_ULP, BACKWARD_ULP = 4, 8
@@ -527,18 +527,8 @@ LAYOUTS = {
     "transposed": lambda a: np.ascontiguousarray(a.T).T,
     "strided": lambda a: _embed(a, (slice(None, None, 2), slice(1, None, 3))),
     "reversed": lambda a: _embed(a, (slice(None, None, -1), slice(None, None, -2))),
-    # the same values in another memory representation: the loops must read them as values
-    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
-    "unaligned": lambda a: _unaligned(a),
+    **REPRESENTATIONS,
 }
-
-
-def _unaligned(a):
-    """A copy of `a` whose data starts one byte past an element boundary."""
-    raw = np.empty(a.nbytes + 1, dtype=np.uint8)
-    view = raw[1:].view(a.dtype).reshape(a.shape)
-    view[...] = a
-    return view
 
 
 def _embed(a, index):
