@@ -171,6 +171,12 @@ cdef inline Py_ssize_t n_blocks(Py_ssize_t n) noexcept nogil:
     return (n + BLOCK - 1) // BLOCK
 
 
+cdef inline double rescale(double shift_b, double R) noexcept nogil:
+    """exp(shift_b - R) (both finite): 1 without the exp for the block holding the row's max,
+    which is every short row's only block (exp(0) is exactly 1: the same bits)."""
+    return 1.0 if shift_b == R else K.exp_f64(shift_b - R)
+
+
 cdef void combine(const double* bmax, const double* bsum, Py_ssize_t nb, Py_ssize_t stride,
                   double* M, double* R, double* S) noexcept nogil:
     """The row's max M, shift R and sum S (relative to R) from its blocks' (m_b, s_b)."""
@@ -181,7 +187,7 @@ cdef void combine(const double* bmax, const double* bsum, Py_ssize_t nb, Py_ssiz
         mx = v if v > mx else mx
     r = shift_of(mx)
     for b in range(nb):
-        s += bsum[b * stride] * K.exp_f64(shift_of(bmax[b * stride]) - r)
+        s += bsum[b * stride] * rescale(shift_of(bmax[b * stride]), r)
     M[0] = mx
     R[0] = r
     S[0] = s
@@ -192,7 +198,7 @@ cdef inline double softmax_factor(int op, double shift_b, double M, double R, do
     """What the stored e_i of block b are multiplied by."""
     if M == INFINITY:
         return NAN      # x - max = inf - inf for the +inf elements: PyTorch's NaN row
-    return K.exp_f64(shift_b - R) / S * scale
+    return rescale(shift_b, R) / S * scale
 
 
 cdef inline void split_factor(double f, real* fs, real* sc) noexcept nogil:
