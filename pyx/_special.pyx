@@ -126,7 +126,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                 out[i] = <floating>S.swish_fwd(x[i], a)
     elif op == PACT_FWD:
         for i in range(n):
-            out[i] = <floating>S.pact_fwd(x[i], a)
+            out[i] = S.pact_fwd(x[i], <floating>a)
     elif op == NOISY_RELU_BWD_FROM_OUTPUT:
         for i in range(n):
             out[i] = <floating>K.relu_bwd_from_output(g[i], x[i])

@@ -2,8 +2,9 @@
 # function per formula, no arrays, no Python. The shared pieces (logistic, leaky_relu, relu,
 # silu) come from activations.pxd; only what is new is written here.
 #
-# These compute in double whatever the arrays' dtype (the loops convert): the parameters'
-# gradients are sums of double terms, swish's derivative crosses 0 (float32 arithmetic would
+# These compute in double whatever the arrays' dtype (the loops convert; pact's forward, a
+# clip, in the arrays' own precision with the same bits): the parameters' gradients are sums
+# of double terms, swish's derivative crosses 0 (float32 arithmetic would
 # lose its relative accuracy there, as silu's), and a random draw must not depend on the
 # dtype (the float32 result is the float64 one rounded). The grouped loops (maxout, glu) use
 # activations.pxd's kernels in the arrays' own precision.
@@ -15,6 +16,7 @@
 # serves the pair of elements 2k and 2k + 1: two 52-bit uniforms, or two normals from one
 # Box-Muller transform.
 
+from cython cimport floating
 from libc.math cimport log, sqrt, cos, sin, fabs, copysign
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -147,11 +149,13 @@ cdef inline double swish0_dbeta(double grad_output, double x) noexcept nogil:
 
 # ---- pact ----------------------------------------------------------------------------------
 
-cdef inline double pact_fwd(double x, double alpha) noexcept nogil:
+cdef inline floating pact_fwd(floating x, floating alpha) noexcept nogil:
     # clip(x, 0, alpha) written with the comparisons that fail for NaN, so NaN passes through;
-    # -0.0 stays -0.0 (as torch.clamp)
+    # -0.0 stays -0.0 (as torch.clamp). In the arrays' precision, with alpha rounded to it:
+    # rounding is monotonic, so clip(x, 0, alpha) rounded is clip(x, 0, alpha rounded) for a
+    # float32 x (the same bits as in double, 8 lanes instead of 4)
     if x < 0:
-        return 0.0
+        return 0
     if x > alpha:
         return alpha
     return x
