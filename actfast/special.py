@@ -691,6 +691,10 @@ class Maxout(_Function):
         return shape, (outer * (size // pieces), pieces, inner)
 
     def __call__(self, x, /, pieces, axis=-1, *, out=None):
+        fast = _special.grouped_fast(False, x, None, out, pieces, axis, _api._num_threads,
+                                     _CHEAP)
+        if fast is not None:    # the common call, checked and run in compiled code
+            return fast
         (x,), compute, result = _inputs((x,), ("x",))
         shape, groups = self._layout(x, pieces, axis)
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
@@ -704,6 +708,11 @@ class Maxout(_Function):
         _not_from_output("maxout", output, "the output does not say where the maximum was")
         _required("maxout.backward", "x", x)
         _required("maxout.backward", "pieces", pieces)
+        if grad_output is not None:
+            fast = _special.grouped_fast(False, x, grad_output, out, pieces, axis,
+                                         _api._num_threads, _CHEAP)
+            if fast is not None:
+                return fast
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
         shape, groups = self._layout(x, pieces, axis)
         _check_shape("maxout.backward()", grad_output, "grad_output", shape,
@@ -767,6 +776,9 @@ class GLU(_Function):
         return shape, (outer, size * inner)
 
     def __call__(self, x, /, axis=-1, *, out=None):
+        fast = _special.grouped_fast(True, x, None, out, 2, axis, _api._num_threads, _COSTLY)
+        if fast is not None:    # the common call, checked and run in compiled code
+            return fast
         (x,), compute, result = _inputs((x,), ("x",))
         shape, rows = self._layout(x, axis)
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
@@ -778,6 +790,11 @@ class GLU(_Function):
         """grad_input; see the class docstring."""
         _not_from_output("glu", output, "a and b are not functions of a * sigmoid(b)")
         _required("glu.backward", "x", x)
+        if grad_output is not None:
+            fast = _special.grouped_fast(True, x, grad_output, out, 2, axis, _api._num_threads,
+                                         _COSTLY)
+            if fast is not None:
+                return fast
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
         shape, rows = self._layout(x, axis)
         _check_shape("glu.backward()", grad_output, "grad_output", shape, "glu's output")

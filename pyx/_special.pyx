@@ -472,35 +472,39 @@ cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, cons
         grad_pair[2 * j + 1] = gv if second else 0
 
 
+cdef void run_maxout(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
+                     Py_ssize_t pieces, Py_ssize_t inner, int n_threads,
+                     Py_ssize_t parallel_threshold) noexcept nogil:
+    """`maxout` at these addresses (pg NULL: the forward), rows * pieces * inner > 0."""
+    cdef Py_ssize_t n_chunks = (inner + CHUNK - 1) // CHUNK, item
+    # work items of CHUNK groups: CHUNK rows when inner == 1, else CHUNK inner positions
+    cdef Py_ssize_t n_items = (rows + CHUNK - 1) // CHUNK if inner == 1 else rows * n_chunks
+    cdef bint pairs = pieces == 2 and inner == 1
+    if rows * pieces * inner < parallel_threshold:
+        n_threads = 1
+    if n_threads <= 1 or n_items == 1:
+        for item in range(n_items):
+            if pairs:
+                maxout_pairs(item, rows, px, pg, po)
+            else:
+                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+    else:
+        for item in prange(n_items, schedule='static', num_threads=n_threads):
+            if pairs:
+                maxout_pairs(item, rows, px, pg, po)
+            else:
+                maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+
+
 def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
            floating[::1] out, bint backward, int n_threads, Py_ssize_t parallel_threshold):
     """x seen as (rows, pieces, inner); out is (rows, inner) forward, x's size backward
     (grad_output is (rows, inner), ignored by the forward)."""
-    cdef Py_ssize_t rows = x.shape[0], pieces = x.shape[1], inner = x.shape[2], item
-    cdef Py_ssize_t n_chunks = (inner + CHUNK - 1) // CHUNK
-    # work items of CHUNK groups: CHUNK rows when inner == 1, else CHUNK inner positions
-    cdef Py_ssize_t n_items = (rows + CHUNK - 1) // CHUNK if inner == 1 else rows * n_chunks
-    if rows * pieces * inner == 0:
+    if x.shape[0] * x.shape[1] * x.shape[2] == 0:
         return
-    cdef const floating* px = &x[0, 0, 0]
-    cdef const floating* pg = &grad_output[0, 0] if backward else NULL
-    cdef floating* po = &out[0]
-    if rows * pieces * inner < parallel_threshold:
-        n_threads = 1
-    cdef bint pairs = pieces == 2 and inner == 1
     with nogil:
-        if n_threads <= 1 or n_items == 1:
-            for item in range(n_items):
-                if pairs:
-                    maxout_pairs(item, rows, px, pg, po)
-                else:
-                    maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
-        else:
-            for item in prange(n_items, schedule='static', num_threads=n_threads):
-                if pairs:
-                    maxout_pairs(item, rows, px, pg, po)
-                else:
-                    maxout_item(item, n_chunks, rows, pieces, inner, px, pg, po)
+        run_maxout(&x[0, 0, 0], &grad_output[0, 0] if backward else NULL, &out[0], x.shape[0],
+                   x.shape[1], x.shape[2], n_threads, parallel_threshold)
 
 
 # ---- glu -----------------------------------------------------------------------------------
@@ -537,23 +541,120 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
                 K.logistic_slope_times(gv * av, bv)
 
 
+cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
+                  Py_ssize_t half, int n_threads, Py_ssize_t parallel_threshold) noexcept nogil:
+    """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
+    cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
+    if 2 * rows * half < parallel_threshold:
+        n_threads = 1
+    if n_threads <= 1 or n_items == 1:
+        for item in range(n_items):
+            glu_item(item, n_chunks, half, px, pg, po)
+    else:
+        for item in prange(n_items, schedule='static', num_threads=n_threads):
+            glu_item(item, n_chunks, half, px, pg, po)
+
+
 def glu(const floating[:, ::1] x, const floating[:, ::1] grad_output, floating[::1] out,
         bint backward, int n_threads, Py_ssize_t parallel_threshold):
     """x seen as (rows, 2 * half); out is (rows, half) forward, x's size backward
     (grad_output is (rows, half), ignored by the forward)."""
-    cdef Py_ssize_t rows = x.shape[0], half = x.shape[1] // 2
-    cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
-    if rows * half == 0:
+    if x.shape[0] * (x.shape[1] // 2) == 0:
         return
-    cdef const floating* px = &x[0, 0]
-    cdef const floating* pg = &grad_output[0, 0] if backward else NULL
-    cdef floating* po = &out[0]
-    if 2 * rows * half < parallel_threshold:
-        n_threads = 1
     with nogil:
-        if n_threads <= 1 or n_items == 1:
-            for item in range(n_items):
-                glu_item(item, n_chunks, half, px, pg, po)
+        run_glu(&x[0, 0], &grad_output[0, 0] if backward else NULL, &out[0], x.shape[0],
+                x.shape[1] // 2, n_threads, parallel_threshold)
+
+
+# ---- the common call of maxout and glu, checked in compiled code ----------------------------
+
+cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
+    """The memory of a and b does not overlap (different starts, disjoint extents)."""
+    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and independent_or_same(a, b)
+
+
+cdef bint has_shape(cnp.ndarray a, int nd, const cnp.npy_intp* dims):
+    cdef int d
+    if cnp.PyArray_NDIM(a) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != dims[d]:
+            return False
+    return True
+
+
+def grouped_fast(bint is_glu, object x, object grad_output, object out, object pieces,
+                 object axis, int n_threads, Py_ssize_t parallel_threshold):
+    """maxout (groups of `pieces`) or glu (pieces = 2: the halves) along `axis` for the common
+    call, without Python-level argument handling: x a C-contiguous float32/float64 ndarray
+    (not 0-d), pieces and axis ints that fit it, grad_output None (the forward) or a
+    C-contiguous ndarray of x's dtype and the forward's shape, `out` None or a writeable
+    C-contiguous ndarray of that dtype and the result's shape that overlaps no input (the
+    backward's may be x itself). Returns the result, or None when the call is not that simple
+    (the Python layer then handles it, errors included)."""
+    cdef cnp.ndarray ax, ag = None, target
+    cdef int type_num, nd, d, a
+    cdef Py_ssize_t p, size, outer = 1, inner = 1
+    cdef cnp.npy_intp grouped[64]
+    if (type(x) is not cnp.ndarray or type(pieces) is not int or type(axis) is not int
+            or (grad_output is not None and type(grad_output) is not cnp.ndarray)
+            or (out is not None and type(out) is not cnp.ndarray)):
+        return None
+    ax = x
+    type_num = cnp.PyArray_TYPE(ax)
+    nd = cnp.PyArray_NDIM(ax)
+    if (type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE) or nd == 0 or nd > 64 \
+            or not simple(ax):
+        return None
+    p, a = pieces, axis
+    a = a + nd if a < 0 else a
+    if p < 1 or not 0 <= a < nd:
+        return None
+    size = cnp.PyArray_DIM(ax, a)
+    if size % p:
+        return None
+    for d in range(nd):
+        grouped[d] = cnp.PyArray_DIM(ax, d)
+        if d < a:
+            outer *= grouped[d]
+        elif d > a:
+            inner *= grouped[d]
+    grouped[a] = size // p
+    if grad_output is not None:
+        ag = grad_output
+        if (cnp.PyArray_TYPE(ag) != type_num or not has_shape(ag, nd, grouped)
+                or not simple(ag)):
+            return None
+    if out is None:
+        target = (cnp.PyArray_EMPTY(nd, grouped, type_num, 0) if ag is None else
+                  cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(ax), type_num, 0))
+    else:
+        target = out
+        if (cnp.PyArray_TYPE(target) != type_num or not simple(target)
+                or not cnp.PyArray_ISWRITEABLE(target)):
+            return None
+        if ag is None and (not has_shape(target, nd, grouped) or not apart(ax, target)):
+            return None
+        if ag is not None and (not same_shape(ax, target) or not independent_or_same(ax, target)
+                               or not apart(ag, target)):
+            return None
+    if outer * size * inner == 0:
+        return target
+    cdef void* px = cnp.PyArray_DATA(ax)
+    cdef void* pg = cnp.PyArray_DATA(ag) if ag is not None else NULL
+    cdef void* po = cnp.PyArray_DATA(target)
+    cdef Py_ssize_t rows = outer if is_glu else outer * (size // p)
+    with nogil:
+        if type_num == cnp.NPY_FLOAT and is_glu:
+            run_glu(<const float*>px, <const float*>pg, <float*>po, rows, size * inner // 2,
+                    n_threads, parallel_threshold)
+        elif type_num == cnp.NPY_FLOAT:
+            run_maxout(<const float*>px, <const float*>pg, <float*>po, rows, p, inner,
+                       n_threads, parallel_threshold)
+        elif is_glu:
+            run_glu(<const double*>px, <const double*>pg, <double*>po, rows, size * inner // 2,
+                    n_threads, parallel_threshold)
         else:
-            for item in prange(n_items, schedule='static', num_threads=n_threads):
-                glu_item(item, n_chunks, half, px, pg, po)
+            run_maxout(<const double*>px, <const double*>pg, <double*>po, rows, p, inner,
+                       n_threads, parallel_threshold)
+    return target
