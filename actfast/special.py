@@ -76,13 +76,12 @@ def _prepare(out, shape, compute, result, arrays, aligned):
     ``aligned`` says the loop reads each of its elements before writing the same element of
     ``out`` and it is the very same view (plain in place).
     """
-    arrays = [a if type(a) is np.ndarray and a.dtype == compute and a.flags.c_contiguous
-              else np.asarray(a, dtype=compute, order="C") for a in arrays]
+    arrays = [np.asarray(a, dtype=compute, order="C") for a in arrays]
     if out is not None:
         _check_out(out, shape, result)
         if result == compute and out.flags.c_contiguous:
             return out, [
-                a if (ok and a is out) or not np.may_share_memory(a, out)
+                a if not np.may_share_memory(a, out)
                 or (ok and a.shape == out.shape and _same_view(a, out)) else a.copy()
                 for a, ok in zip(arrays, aligned)]
     return np.empty(shape, dtype=compute), arrays

@@ -141,12 +141,18 @@ def measure(args, dtype, n, threads, all_libraries):
                      "library": library, "seconds": t, "bytes": moved}
                     for library, t in seconds.items())
 
-    copies = {}  # direction -> the copy-bound calls moving as many bytes as the kernel
+    copies = {}  # elements moved per element of x -> the copies of as many bytes
+
+    def copy_calls(elements):
+        """The copy-bound calls moving as many bytes as a kernel that moves `elements`."""
+        if elements not in copies:
+            copied = int(n * elements // 2)
+            copies[elements] = competitors.copy_calls(_array(rng, copied, dtype),
+                                                      np.zeros(copied, dtype))
+        return copies[elements]
+
     for direction in args.directions:
-        copied = n * ELEMENTS_MOVED[direction] // 2
-        copies[direction] = competitors.copy_calls(_array(rng, copied, dtype),
-                                                   np.zeros(copied, dtype))
-        add("copy", direction, compare(copies[direction]))
+        add("copy", direction, compare(copy_calls(ELEMENTS_MOVED[direction])))
     if n <= 16 and all_libraries:
         add("maximum", "forward",
             compare({"numpy": competitors.small_call_baseline(case.x, case.out)}))
@@ -166,7 +172,7 @@ def measure(args, dtype, n, threads, all_libraries):
             # copy bound then compares times taken in the same moments (the machine's
             # memory bandwidth drifts by tens of per cent within a run)
             if all_libraries:
-                calls.update(copies[direction])
+                calls.update(copy_calls(ELEMENTS_MOVED[direction]))
             input_ = "output" if direction == "backward" and from_output else "x"
             add(entry.name, direction, compare(calls), params=example, input=input_)
     for name in args.special:
@@ -176,10 +182,7 @@ def measure(args, dtype, n, threads, all_libraries):
             calls = dict(built[direction])
             elements = special.ELEMENTS_MOVED[name][direction]
             if all_libraries:   # the copy of as many bytes, round-robin (as above)
-                copied = round(n * elements / 2)
-                calls.update(copies[direction] if elements == ELEMENTS_MOVED[direction] else
-                             competitors.copy_calls(_array(rng, copied, dtype),
-                                                    np.zeros(copied, dtype)))
+                calls.update(copy_calls(elements))
             add(name, direction, compare(calls), elements=elements, params={}, input="x")
     return rows
 

@@ -23,7 +23,7 @@ import numpy as np
 cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
-from arrays cimport independent_or_same, native, same_shape
+from arrays cimport apart, float_type, has_shape, independent_or_same, same_shape, simple
 
 cnp.import_array()
 
@@ -221,10 +221,6 @@ def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
                            n_threads, parallel_threshold)
 
 
-cdef inline bint simple(cnp.ndarray a):
-    return cnp.PyArray_IS_C_CONTIGUOUS(a) and native(a)
-
-
 def elementwise_fast(Op op, object x, object grad_output, object out, double a, double b,
                      uint64_t seed, int n_threads, Py_ssize_t parallel_threshold):
     """`elementwise` for the common call, without Python-level argument handling: x and
@@ -239,9 +235,8 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
     if type(x) is not cnp.ndarray or type(grad_output) is not cnp.ndarray:
         return None
     ax, ag = x, grad_output
-    type_num = cnp.PyArray_TYPE(ax)
-    if ((type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE)
-            or cnp.PyArray_NDIM(ax) == 0 or not simple(ax)):
+    type_num = float_type(ax)
+    if type_num < 0 or not simple(ax):
         return None
     if ag is not ax and (cnp.PyArray_TYPE(ag) != type_num or not same_shape(ax, ag)
                          or not simple(ag)):
@@ -568,21 +563,6 @@ def glu(const floating[:, ::1] x, const floating[:, ::1] grad_output, floating[:
 
 # ---- the common call of maxout and glu, checked in compiled code ----------------------------
 
-cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
-    """The memory of a and b does not overlap (different starts, disjoint extents)."""
-    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and independent_or_same(a, b)
-
-
-cdef bint has_shape(cnp.ndarray a, int nd, const cnp.npy_intp* dims):
-    cdef int d
-    if cnp.PyArray_NDIM(a) != nd:
-        return False
-    for d in range(nd):
-        if cnp.PyArray_DIM(a, d) != dims[d]:
-            return False
-    return True
-
-
 def grouped_fast(bint is_glu, object x, object grad_output, object out, object pieces,
                  object axis, int n_threads, Py_ssize_t parallel_threshold):
     """maxout (groups of `pieces`) or glu (pieces = 2: the halves) along `axis` for the common
@@ -601,10 +581,9 @@ def grouped_fast(bint is_glu, object x, object grad_output, object out, object p
             or (out is not None and type(out) is not cnp.ndarray)):
         return None
     ax = x
-    type_num = cnp.PyArray_TYPE(ax)
+    type_num = float_type(ax)
     nd = cnp.PyArray_NDIM(ax)
-    if (type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE) or nd == 0 or nd > 64 \
-            or not simple(ax):
+    if type_num < 0 or nd > 64 or not simple(ax):
         return None
     p, a = pieces, axis
     a = a + nd if a < 0 else a

@@ -267,7 +267,7 @@ cdef inline real gelu_bwd(real grad_output, real x) noexcept nogil:
     # limit H = 0 (grad * 0 for x < 0: NaN for an infinite grad, as PyTorch's; grad above)
     cdef real scale
     cdef real a = gelu_abs(x)
-    cdef real h = gelu_tail(x, a, <real>mills_ratio_minus_a(a) * <real>ONE_OVER_SQRT_2PI, &scale)
+    cdef real h = gelu_tail(x, a, mills_ratio_minus_a(a) * <real>ONE_OVER_SQRT_2PI, &scale)
     return (grad_output * h) * scale if x < 0 else grad_output * (<real>1 - h * scale)
 
 

@@ -1,5 +1,6 @@
 # Checks on ndarrays for the compiled fast paths (_elementwise.run_fast,
-# _special.elementwise_fast): the common call handled without Python-level argument handling.
+# _special.elementwise_fast and grouped_fast): the common call handled without Python-level
+# argument handling.
 cimport numpy as cnp
 
 
@@ -9,14 +10,33 @@ cdef inline bint native(cnp.ndarray a):
     return cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
 
 
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+cdef inline bint simple(cnp.ndarray a):
+    """C-contiguous and native: the loops may take its data pointer as a flat array."""
+    return cnp.PyArray_IS_C_CONTIGUOUS(a) and native(a)
+
+
+cdef inline int float_type(cnp.ndarray a):
+    """a's type number when it is a native float32/float64 array of at least one dimension,
+    else -1."""
+    cdef int type_num = cnp.PyArray_TYPE(a)
+    if ((type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE)
+            or cnp.PyArray_NDIM(a) == 0 or not native(a)):
+        return -1
+    return type_num
+
+
+cdef inline bint has_shape(cnp.ndarray a, int nd, const cnp.npy_intp* dims):
     cdef int d
-    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+    if cnp.PyArray_NDIM(a) != nd:
         return False
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != dims[d]:
             return False
     return True
+
+
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    return has_shape(b, cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a))
 
 
 cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
@@ -48,3 +68,8 @@ cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
     a_hi += cnp.PyArray_ITEMSIZE(a)
     o_hi += cnp.PyArray_ITEMSIZE(out)
     return a_hi <= o_lo or o_hi <= a_lo
+
+
+cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
+    """The memory of a and b does not overlap (not even as the same view)."""
+    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and independent_or_same(a, b)

@@ -594,8 +594,8 @@ static inline double af_mills_ratiof(float a) {
 }
 
 /* R(a) - a = (a0 - a) K(a), a in [0, 15]: K rational 4/4, relative error 1.4e-8; in double
- * as af_mills_ratiof (and returned in double), where a0 - a is exact to a double rounding. */
-static inline double af_mills_ratio_minus_af(float a) {
+ * as af_mills_ratiof, where a0 - a is exact to a double rounding. */
+static inline float af_mills_ratio_minus_af(float a) {
     double ad = a;
     double p = 0.02625030279159546;
     p = AF_FMA(p, ad, 0.2403571903705597);
@@ -607,7 +607,7 @@ static inline double af_mills_ratio_minus_af(float a) {
     q = AF_FMA(q, ad, 0.7942052483558655);
     q = AF_FMA(q, ad, 1.3996334075927734);
     q = AF_FMA(q, ad, 1.0);
-    return (AF_GELU_A0_HI - ad) * (p / q);
+    return (float)((AF_GELU_A0_HI - ad) * (p / q));
 }
 
 #endif

@@ -35,7 +35,7 @@ cdef extern from "vecmath.h" nogil:
     float af_log1p_unitf(float z) noexcept
     float af_gauss_partsf(float a, float* scale) noexcept
     double af_mills_ratiof(float a) noexcept
-    double af_mills_ratio_minus_af(float a) noexcept
+    float af_mills_ratio_minus_af(float a) noexcept
     double af_exprel_small(double d) noexcept
     double af_exprel_quarter(double d) noexcept
     float af_exprel_quarterf(float d) noexcept
@@ -135,9 +135,8 @@ cdef inline double mills_ratio(real a) noexcept nogil:
     else:
         return af_mills_ratio(a)
 
-cdef inline double mills_ratio_minus_a(real a) noexcept nogil:
+cdef inline real mills_ratio_minus_a(real a) noexcept nogil:
     # mills_ratio(a) - a, with full relative precision at its zero a0 = 0.7518 (gelu's minimum)
-    # (in double, as mills_ratio)
     if real is float:
         return af_mills_ratio_minus_af(a)
     else:
