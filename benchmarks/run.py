@@ -175,7 +175,7 @@ def measure(args, dtype, n, threads, all_libraries):
                 calls.update(copy_calls(ELEMENTS_MOVED[direction]))
             input_ = "output" if direction == "backward" and from_output else "x"
             add(entry.name, direction, compare(calls), params=example, input=input_)
-    for name in args.special:
+    for name in (name for name in args.special if special.fits(name, n)):
         report.progress(f"{name} {dtype.name} n={n:.0e} threads={threads}")
         built = special.calls(name, case, libraries)
         for direction in args.directions:

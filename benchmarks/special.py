@@ -162,6 +162,13 @@ def _glu(a, libraries):
 
 BUILDERS = {"prelu": _prelu, "swish": _swish, "pact": _pact, "rrelu": _rrelu,
             "noisy_relu": _noisy_relu, "maxout": _maxout, "glu": _glu}
+# the element counts each takes: prelu's rows of CHANNELS, maxout's groups, glu's halves
+MULTIPLE_OF = {"prelu": CHANNELS, "maxout": PIECES, "glu": 2}
+
+
+def fits(name, n):
+    """Can `name` be measured on n elements (laid out as its builder does)?"""
+    return n % MULTIPLE_OF.get(name, 1) == 0
 
 
 def calls(name, a, libraries):
