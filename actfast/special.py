@@ -305,6 +305,9 @@ class PReLU(_Function):
         return layout, weight
 
     def __call__(self, x, /, weight, *, out=None):
+        fast = _special.prelu_fast(False, x, None, weight, out, _api._num_threads, _CHEAP)
+        if fast is not None:    # the common call, checked and run in compiled code
+            return fast
         (x,), compute, result = _inputs((x,), ("x",))
         layout, weight = self._layout(x.shape, weight)
         target, (x, weight) = _prepare(out, x.shape, compute, result, (x, weight),
@@ -316,6 +319,11 @@ class PReLU(_Function):
 
     def backward(self, grad_output, x=None, weight=None, *, output=None, out=None):
         """``(grad_input, grad_weight)``; see the class docstring."""
+        if output is None:
+            fast = _special.prelu_fast(True, x, grad_output, weight, out, _api._num_threads,
+                                       _CHEAP)
+            if fast is not None:    # the common call, checked and run in compiled code
+                return fast
         _not_from_output("prelu", output, "the weight's gradient needs x")
         _required("prelu.backward", "x", x)
         _required("prelu.backward", "weight", weight)

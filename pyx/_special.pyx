@@ -41,6 +41,9 @@ cdef enum:
     # reductions and calls (GCC vectorises them) and the sums run in a fixed order; maxout's
     # groups side by side
     CHUNK = 256
+    # prelu with at most this many channels side by side (inner == 1): runs of whole rows of
+    # this many elements (prelu_rows)
+    PRELU_LANES = 256
 
 
 # ---- elementwise, with an optional sum -----------------------------------------------------
@@ -295,14 +298,70 @@ cdef Tiling tiling(Py_ssize_t outer, Py_ssize_t channels, Py_ssize_t inner) noex
     t.chunk = min(inner, <Py_ssize_t>BLOCK)
     t.rows = min(outer, max(<Py_ssize_t>1, (CHANNEL_BLOCK + t.chunk - 1) // t.chunk))
     t.tile = min(channels, max(<Py_ssize_t>1, 4 * BLOCK // (t.rows * t.chunk)))
+    if inner == 1 and channels <= PRELU_LANES:
+        # whole rows side by side (prelu_rows): every channel in each item, and items of
+        # about 2 BLOCK elements where the rows are short
+        t.rows = min(outer, max(<Py_ssize_t>CHANNEL_BLOCK, 2 * BLOCK // channels))
+        t.tile = channels
     t.n_groups = (outer + t.rows - 1) // t.rows
     t.n_chunks = (inner + t.chunk - 1) // t.chunk
     t.n_tiles = (channels + t.tile - 1) // t.tile
     return t
 
 
+cdef inline Py_ssize_t segment_width(Py_ssize_t channels) noexcept nogil:
+    """The elements per segment of prelu_rows: q whole rows, q a multiple of
+    8 / gcd(channels, 8) where that fits in PRELU_LANES, so that a segment is whole 8-lane
+    vectors."""
+    cdef Py_ssize_t a = channels, b = 8, step
+    while b:
+        a, b = b, a % b
+    step = channels * (8 // a)
+    if step <= PRELU_LANES:
+        return (PRELU_LANES // step) * step
+    return (PRELU_LANES // channels) * channels
+
+
+cdef void prelu_rows(const floating* x, const floating* g, const floating* pattern,
+                     floating* out, Py_ssize_t rows, Py_ssize_t channels,
+                     double* block_sums) noexcept nogil:
+    """prelu_item for whole rows of at most PRELU_LANES contiguous channels (inner == 1):
+    the rows as one run, cut into segments of q whole rows against `pattern`, the weights
+    repeated q times (segment_width elements), so that the loops run over stretches of up to
+    PRELU_LANES elements (and vectorise) rather than over each row's few channels. Lane k of
+    a segment is channel k % channels; its d/dweight terms add up in a lane sum, folded into
+    the channels' block sums at the end."""
+    cdef Py_ssize_t width = segment_width(channels), end = rows * channels
+    cdef Py_ssize_t k, s, m, j, c
+    cdef double lane_sums[PRELU_LANES]
+    cdef floating xf, gf
+    s = 0
+    if g == NULL:
+        while s < end:
+            m = min(width, end - s)
+            for k in range(m):
+                out[s + k] = <floating>K.leaky_relu_fwd(x[s + k], pattern[k])
+            s += m
+        return
+    for k in range(width):
+        lane_sums[k] = 0.0
+    while s < end:
+        m = min(width, end - s)
+        for k in range(m):
+            # (grad_input in the arrays' precision: a float32 product rounded once, as in
+            # double; the term in double, where a float32 product is exact)
+            xf, gf = x[s + k], g[s + k]
+            lane_sums[k] += S.prelu_dweight(gf, xf)
+            out[s + k] = K.leaky_relu_bwd(gf, xf, pattern[k])
+        s += m
+    for j in range(width // channels):
+        for c in range(channels):
+            block_sums[c] += lane_sums[j * channels + c]
+
+
 cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const floating* g,
-                     const floating* weight, floating* out, double* sums) noexcept nogil:
+                     const floating* weight, const floating* pattern, floating* out,
+                     double* sums) noexcept nogil:
     """One work item: forward when g is NULL, else backward, adding each channel's
     d/dweight terms to its block sum sums[(group * n_chunks + chunk) * channels + c]. Each
     element's x and g are read before its out is written (out may be x or g)."""
@@ -315,6 +374,11 @@ cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const 
     cdef double w, s, xv, gv
     cdef double buffer[CHUNK]
     cdef double* block_sums = sums + (group * t.n_chunks + jc) * t.channels if g != NULL else NULL
+    if t.inner == 1 and t.channels <= PRELU_LANES:
+        row = n0 * t.channels
+        prelu_rows(x + row, g + row if g != NULL else NULL, pattern, out + row, n1 - n0,
+                   t.channels, block_sums)
+        return
     for n in range(n0, n1):
         row = n * t.channels * t.inner
         if t.inner == 1:
@@ -349,6 +413,35 @@ cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const 
             block_sums[c] += s  # rows in order: the same sums for any thread count
 
 
+cdef void run_prelu(const Tiling* t, const floating* px, const floating* pg,
+                    const floating* pw, floating* po, double* sums, double* grad_weight,
+                    int n_threads, Py_ssize_t parallel_threshold) noexcept nogil:
+    """prelu over the (outer, channels, inner) elements at px (forward when pg is NULL, else
+    backward: each channel's gradient into grad_weight); sums holds the block sums, zeroed
+    (n_sums(t) * channels of them)."""
+    cdef Py_ssize_t n_items = t.n_groups * t.n_tiles * t.n_chunks, item, c, k
+    cdef double total
+    cdef floating pattern[PRELU_LANES]  # prelu_rows' weights, repeated once for all items
+    if t.inner == 1 and t.channels <= PRELU_LANES:
+        for k in range(segment_width(t.channels) // t.channels):
+            for c in range(t.channels):
+                pattern[k * t.channels + c] = pw[c]
+    if t.outer * t.channels * t.inner < parallel_threshold:
+        n_threads = 1
+    if n_threads <= 1 or n_items == 1:
+        for item in range(n_items):
+            prelu_item(t, item, px, pg, pw, pattern, po, sums)
+    else:
+        for item in prange(n_items, schedule='static', num_threads=n_threads):
+            prelu_item(t, item, px, pg, pw, pattern, po, sums)
+    if pg != NULL:
+        for c in range(t.channels):  # block sums in block order
+            total = 0.0
+            for k in range(t.n_groups * t.n_chunks):
+                total += sums[k * t.channels + c]
+            grad_weight[c] = total
+
+
 def prelu(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_output,
           const floating[::1] weight, floating[:, :, ::1] out, bint backward, int n_threads,
           Py_ssize_t parallel_threshold):
@@ -358,37 +451,111 @@ def prelu(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_output,
     and returns the weight's gradient (float64, one per channel).
     """
     cdef Tiling t
-    cdef Py_ssize_t size = x.shape[0] * x.shape[1] * x.shape[2], n_items, item, c, k, n_sums
-    cdef double[::1] sums
     cdef double[::1] grad_weight = np.zeros(x.shape[1])
-    cdef double total
-    if size == 0:
+    cdef double[::1] sums
+    if x.shape[0] * x.shape[1] * x.shape[2] == 0:
         return np.asarray(grad_weight) if backward else None
     t = tiling(x.shape[0], x.shape[1], x.shape[2])
-    n_items = t.n_groups * t.n_tiles * t.n_chunks
-    n_sums = t.n_groups * t.n_chunks
-    sums = np.zeros(n_sums * t.channels if backward else 1)
-    cdef const floating* px = &x[0, 0, 0]
-    cdef const floating* pg = &grad_output[0, 0, 0] if backward else NULL
-    cdef const floating* pw = &weight[0]
-    cdef floating* po = &out[0, 0, 0]
-    cdef double* ps = &sums[0]
-    if size < parallel_threshold:
-        n_threads = 1
+    sums = np.zeros(t.n_groups * t.n_chunks * t.channels if backward else 1)
     with nogil:
-        if n_threads <= 1 or n_items == 1:
-            for item in range(n_items):
-                prelu_item(&t, item, px, pg, pw, po, ps)
-        else:
-            for item in prange(n_items, schedule='static', num_threads=n_threads):
-                prelu_item(&t, item, px, pg, pw, po, ps)
-        if backward:
-            for c in range(t.channels):  # block sums in block order
-                total = 0.0
-                for k in range(n_sums):
-                    total += ps[k * t.channels + c]
-                grad_weight[c] = total
+        run_prelu(&t, &x[0, 0, 0], &grad_output[0, 0, 0] if backward else NULL, &weight[0],
+                  &out[0, 0, 0], &sums[0], &grad_weight[0], n_threads, parallel_threshold)
     return np.asarray(grad_weight) if backward else None
+
+
+def prelu_fast(bint backward, object x, object grad_output, object weight, object out,
+               int n_threads, Py_ssize_t parallel_threshold):
+    """prelu or its backward for the common call, without Python-level argument handling: x
+    a C-contiguous float32/float64 ndarray (not 0-d), weight a C-contiguous ndarray of x's
+    dtype with one element or one per channel, grad_output (backward) a C-contiguous ndarray
+    of x's dtype and shape, `out` None or a writeable C-contiguous ndarray of that dtype and
+    shape that is x (or grad_output) itself or overlaps no input. Returns the forward's
+    result, or (grad_input, grad_weight of weight's shape and dtype: a NumPy scalar for 0-d
+    weight), or None when the call is not that simple (the Python layer then handles it,
+    errors included)."""
+    cdef cnp.ndarray ax, aw, ag = None, target, grad_weight = None
+    cdef int type_num, nd
+    cdef Py_ssize_t size, channels, outer, inner, n_sums, c
+    cdef Tiling t
+    cdef double small[PRELU_LANES]   # the block sums and gradient of a small call
+    cdef double* sums = small
+    cdef double* gw = small
+    cdef double[::1] sums_array
+    cdef double[::1] gw_array
+    if (type(x) is not cnp.ndarray or type(weight) is not cnp.ndarray
+            or (backward and type(grad_output) is not cnp.ndarray)
+            or (out is not None and type(out) is not cnp.ndarray)):
+        return None
+    ax, aw = x, weight
+    type_num = float_type(ax)
+    if (type_num < 0 or not simple(ax) or cnp.PyArray_TYPE(aw) != type_num
+            or not simple(aw)):
+        return None
+    nd = cnp.PyArray_NDIM(ax)
+    size = cnp.PyArray_SIZE(ax)
+    channels = cnp.PyArray_SIZE(aw)
+    if channels == 1:
+        outer, inner = 1, size
+    elif nd == 1 and channels == cnp.PyArray_DIM(ax, 0):
+        outer, inner = 1, 1
+    elif nd >= 2 and channels == cnp.PyArray_DIM(ax, 1):
+        outer = cnp.PyArray_DIM(ax, 0)
+        inner = size // (outer * channels) if size else 0
+    else:
+        return None
+    if backward:
+        ag = grad_output
+        if cnp.PyArray_TYPE(ag) != type_num or not same_shape(ax, ag) or not simple(ag):
+            return None
+    if out is None:
+        target = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(ax), type_num, 0)
+    else:
+        target = out
+        if (cnp.PyArray_TYPE(target) != type_num or not same_shape(ax, target)
+                or not simple(target) or not cnp.PyArray_ISWRITEABLE(target)
+                or not independent_or_same(ax, target) or not apart(aw, target)
+                or (backward and not independent_or_same(ag, target))):
+            return None
+    if backward:
+        grad_weight = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(aw), cnp.PyArray_DIMS(aw), type_num, 0)
+    if size == 0:
+        if backward:
+            grad_weight[...] = 0
+            return target, grad_weight if cnp.PyArray_NDIM(aw) else grad_weight[()]
+        return target
+    t = tiling(outer, channels, inner)
+    n_sums = t.n_groups * t.n_chunks * channels if backward else 0
+    if n_sums > PRELU_LANES:
+        sums_array = np.zeros(n_sums)
+        sums = &sums_array[0]
+    else:
+        for c in range(n_sums):
+            small[c] = 0.0
+    if backward and channels > PRELU_LANES - n_sums:
+        gw_array = np.empty(channels)
+        gw = &gw_array[0]
+    elif backward:
+        gw = small + n_sums
+    cdef void* px = cnp.PyArray_DATA(ax)
+    cdef void* pg = cnp.PyArray_DATA(ag) if backward else NULL
+    cdef void* pw = cnp.PyArray_DATA(aw)
+    cdef void* po = cnp.PyArray_DATA(target)
+    with nogil:
+        if type_num == cnp.NPY_FLOAT:
+            run_prelu(&t, <const float*>px, <const float*>pg, <const float*>pw, <float*>po,
+                      sums, gw, n_threads, parallel_threshold)
+        else:
+            run_prelu(&t, <const double*>px, <const double*>pg, <const double*>pw,
+                      <double*>po, sums, gw, n_threads, parallel_threshold)
+    if not backward:
+        return target
+    if type_num == cnp.NPY_FLOAT:
+        for c in range(channels):
+            (<float*>cnp.PyArray_DATA(grad_weight))[c] = <float>gw[c]
+    else:
+        for c in range(channels):
+            (<double*>cnp.PyArray_DATA(grad_weight))[c] = gw[c]
+    return target, grad_weight if cnp.PyArray_NDIM(aw) else grad_weight[()]
 
 
 # ---- maxout --------------------------------------------------------------------------------

@@ -106,9 +106,16 @@ def _channels(shape):
     return 1 if len(shape) == 0 else (shape[1] if len(shape) >= 2 else shape[0])
 
 
-def _prelu_weight(shape):
+def _prelu_weight(shape, dtype=np.float64):
     # dyadic values: the same in float16, float32 and float64, so one reference serves all
-    return (1 + np.arange(_channels(shape)) % 24) / 64.0
+    return ((1 + np.arange(_channels(shape)) % 24) / 64.0).astype(dtype)
+
+
+def _prelu_weight_like(x):
+    """_prelu_weight in x's dtype when that is float32/float64 (the compiled fast path takes
+    a weight of x's dtype only; others go through the Python layer), else float64."""
+    dtype = getattr(x, "dtype", None)
+    return _prelu_weight(np.shape(x), dtype if dtype in (np.float32, np.float64) else np.float64)
 
 
 def _channel_sum(terms):
@@ -163,8 +170,8 @@ def _swish_grad_slack(beta):
 
 SPECS = [
     Spec("prelu-channels",
-         lambda x, **kw: af.prelu(x, _prelu_weight(np.shape(x)), **kw),
-         lambda g, x, **kw: af.prelu.backward(g, x, _prelu_weight(np.shape(x)), **kw),
+         lambda x, **kw: af.prelu(x, _prelu_weight_like(x), **kw),
+         lambda g, x, **kw: af.prelu.backward(g, x, _prelu_weight_like(x), **kw),
          lambda x: R.prelu(x, _prelu_weight(x.shape)),
          lambda g, x: (g * R.prelu_grad(x, _prelu_weight(x.shape))[0],
                        _channel_sum(g * R.prelu_grad(x, _prelu_weight(x.shape))[1])),
@@ -719,6 +726,12 @@ PRELU_SHAPES = [
     ((40_000,), (40_000,)),
     ((7, 130, 3, 40), (130,)),
     ((3, 4), ()),
+    # few channels side by side (inner 1): runs of whole rows (prelu_rows), 8-lane segments
+    # or not, a partial last segment; more channels than fit a segment (the per-row loops)
+    ((3001, 3), (3,)),
+    ((2000, 8), (8,)),
+    ((700, 200), (200,)),
+    ((300, 257), (257,)),
 ]
 
 
@@ -757,6 +770,38 @@ def test_scalar_parameter_gradient_bitwise(function, dtype, n_threads, rng):
     assert_bitwise_equal(result[1], expected[1])
     assert_bitwise_equal(call(g.T.copy().T, x.T.copy().T)[1], expected[1])  # F layout
     assert_bitwise_equal(call(g[::-1].copy()[::-1], x[::-1].copy()[::-1])[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", [(16,), (2, 8), (1000, 3), (333, 8, 1), (50, 64),
+                                   (20, 300), (4, 5, 6)], ids=str)
+def test_prelu_exact_values(shape, dtype, rng):
+    # the forward and grad_input are a select and one product each: exactly NumPy's
+    x = values(rng, shape, dtype)
+    g = grad_values(rng, shape, dtype)
+    weight = rng.uniform(0.05, 0.5, _channels(shape)).astype(dtype)
+    w = weight.reshape((-1,) + (1,) * (len(shape) - 2)) if len(shape) >= 2 else weight
+    assert_bitwise_equal(af.prelu(x, weight), np.where(x > 0, x, w * x))
+    grad_input, grad_weight = af.prelu.backward(g, x, weight)
+    assert_bitwise_equal(grad_input, np.where(x > 0, g, g * w))
+    assert grad_weight.dtype == dtype and grad_weight.shape == weight.shape
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_prelu_out_is_the_weight(direction, rng):
+    # 1-D x with a weight per element: out may be the weight itself (read while out is
+    # written: the weight is copied first)
+    x = values(rng, (300,))
+    g = grad_values(rng, (300,))
+    weight = rng.uniform(0.05, 0.5, 300)
+    if direction == "forward":
+        expected = af.prelu(x, weight.copy())
+        result = af.prelu(x, weight, out=weight)
+    else:
+        expected = af.prelu.backward(g, x, weight.copy())[0]
+        result = af.prelu.backward(g, x, weight, out=weight)[0]
+    assert result is weight
+    assert_bitwise_equal(result, expected)
 
 
 def test_prelu_weight_dtype_follows_x(rng):
