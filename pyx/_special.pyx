@@ -145,14 +145,12 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
                 for i in range(m):
-                    buffer[i] = S.swish_dbeta(g[c + i], x[c + i], a)
-                    out[c + i] = K.silu_bwd(g[c + i], x[c + i])
+                    out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i])
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
                 for i in range(m):
-                    xv, gv = x[c + i], g[c + i]
-                    buffer[i] = S.swish_dbeta(gv, xv, a)
-                    out[c + i] = <floating>S.swish_bwd(gv, xv, a)
+                    out[c + i] = <floating>S.swish_bwd_and_dbeta(g[c + i], x[c + i], a,
+                                                                 &buffer[i])
                 total += sum_terms(buffer, m)
             elif op == PACT_BWD:
                 for i in range(m):

@@ -119,6 +119,10 @@ cdef inline real logistic_slope_times(real m, real x) noexcept nogil:
     # m * logistic_slope(x), rounded once (as logistic_times)
     cdef real scale
     cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    return logistic_slope_times_parts(m, zh, scale)
+
+cdef inline real logistic_slope_times_parts(real m, real zh, real scale) noexcept nogil:
+    # logistic_slope_times with exp(-|x|) given as its parts zh * scale
     cdef real z = zh * scale
     return (m * zh / ((<real>1 + z) * (<real>1 + z))) * scale
 
@@ -343,6 +347,13 @@ cdef inline real silu_fwd(real x) noexcept nogil:
     return (x * zh / (<real>1 + z)) * scale
 
 cdef inline real silu_bwd(real grad_output, real x) noexcept nogil:
+    cdef real scale
+    cdef real zh = exp_neg_parts(-fabs(x), &scale)
+    return silu_bwd_parts(grad_output, x, zh, scale)
+
+cdef inline real silu_bwd_parts(real grad_output, real x, real zh, real scale) noexcept nogil:
+    # silu_bwd with exp(-|x|) given as its parts zh * scale (exp_neg_parts): swish's kernels
+    # need the exponential for more than silu'.
     # silu' = s (1 + x (1 - s)), s = sigmoid(x). With z = exp(-|x|): for x >= 0, s = 1/(1+z),
     # 1 - s = z/(1+z): (1 + z + x z) / (1+z)^2, all positive. For x < 0, s = z/(1+z),
     # 1 - s = 1/(1+z): z G / (1+z)^2 with G = 1 + x + z, which crosses 0 at x0 = -1.2785
@@ -353,8 +364,6 @@ cdef inline real silu_bwd(real grad_output, real x) noexcept nogil:
     # +-inf).
     # (G selected, then one product with zh; the cut-offs selected last: GCC's vector code
     # for this order has ~10% fewer operations, same bits)
-    cdef real scale
-    cdef real zh = exp_neg_parts(-fabs(x), &scale)
     cdef real z = zh * scale
     cdef real d = from_zero(x, SILU_X0_HI, SILU_X0_LO, SILU_X0_HIF, SILU_X0_LOF)
     cdef real G, numerator, result

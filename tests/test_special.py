@@ -189,6 +189,12 @@ SPECS = [
          lambda x: R.swish(x, 1.7),
          lambda g, x: (g * R.swish_grad(x, 1.7)[0], np.sum(g * R.swish_grad(x, 1.7)[1])),
          learnable=True, grad_slack=_swish_grad_slack(1.7)),
+    Spec("swish-beta=1",  # silu's gradient; beta's from silu's exponential
+         lambda x, **kw: af.swish(x, beta=1.0, **kw),
+         lambda g, x, **kw: af.swish.backward(g, x, beta=1.0, **kw),
+         lambda x: R.swish(x, 1.0),
+         lambda g, x: (g * R.swish_grad(x, 1.0)[0], np.sum(g * R.swish_grad(x, 1.0)[1])),
+         learnable=True, grad_slack=_swish_grad_slack(1.0)),
     Spec("swish-beta=-0.6",
          lambda x, **kw: af.swish(x, beta=-0.6, **kw),
          lambda g, x, **kw: af.swish.backward(g, x, beta=-0.6, **kw),
