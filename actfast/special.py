@@ -150,6 +150,8 @@ def _integer(function, name, value):
 
 def _seed(function, seed):
     """The 64-bit Philox key: the given seed, or a fresh one for None."""
+    if type(seed) is int and 0 <= seed < _UINT64_RANGE:
+        return seed                                 # the common case, valid as it is
     if seed is None:
         return int.from_bytes(os.urandom(8), "little")
     seed = _integer(function, "seed", seed)
@@ -202,8 +204,7 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     fast = _special.elementwise_fast(op, x, grad_output, out, a, b, seed, _api._num_threads,
                                      threshold)
     if fast is not None:
-        target, total = fast
-        return target, target.dtype.type(total)
+        return fast
     (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
     _check_shape(f"{function}.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
     target, (grad_output, x) = _prepare(out, x.shape, compute, result,
@@ -533,6 +534,10 @@ class RReLU(_Function):
     name = "rrelu"
 
     def _params(self, lower, upper, training, seed, backward):
+        if (type(lower) is float and type(upper) is float and type(training) is bool
+                and type(seed) is int and 0 <= seed < _UINT64_RANGE and lower <= upper
+                and math.isfinite(upper - lower)):
+            return lower, upper, training, seed     # the common call, valid as it is
         lower = _real("rrelu", "lower", lower, _finite)
         upper = _real("rrelu", "upper", upper, _finite)
         if lower > upper:
@@ -621,14 +626,16 @@ class NoisyReLU(_Function):
     name = "noisy_relu"
 
     def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
-        sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        if not (type(sigma) is float and 0.0 <= sigma < math.inf):  # (else: checked)
+            sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
         seed = _seed("noisy_relu", seed)
         return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
         """grad_input; see the class docstring."""
         _one_of("noisy_relu", x, output)
-        sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        if not (type(sigma) is float and 0.0 <= sigma < math.inf):  # (else: checked)
+            sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
         if x is not None and seed is None:
             raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
                             "(or pass output=)")

@@ -227,8 +227,8 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
     """`elementwise` for the common call, without Python-level argument handling: x and
     grad_output C-contiguous float32/float64 ndarrays of one dtype and shape (not 0-d), `out`
     None or a writeable C-contiguous ndarray of that dtype and shape that is each input or
-    overlaps none. Returns (result, sum), or None when the call is not that simple (the
-    Python layer then handles it, errors included)."""
+    overlaps none. Returns (result, sum as a NumPy scalar of their dtype), or None when the
+    call is not that simple (the Python layer then handles it, errors included)."""
     cdef cnp.ndarray ax, ag, target
     cdef int type_num
     cdef Py_ssize_t n
@@ -253,6 +253,7 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
                 or not independent_or_same(ax, target) or not independent_or_same(ag, target)):
             return None
     n = cnp.PyArray_SIZE(ax)
+    cdef float total32
     if n > 0 and type_num == cnp.NPY_FLOAT:
         total = run_elementwise(op, <const float*>cnp.PyArray_DATA(ax),
                                 <const float*>cnp.PyArray_DATA(ag),
@@ -263,7 +264,11 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
                                 <const double*>cnp.PyArray_DATA(ag),
                                 <double*>cnp.PyArray_DATA(target), n, a, b, seed, n_threads,
                                 parallel_threshold)
-    return target, total
+    # the sum as a NumPy scalar of the dtype, made here: np.float32(total) costs ~0.3 us
+    if type_num == cnp.NPY_FLOAT:
+        total32 = <float>total
+        return target, cnp.PyArray_ToScalar(&total32, target)
+    return target, cnp.PyArray_ToScalar(&total, target)
 
 
 def philox_words(tuple counter, tuple key):
