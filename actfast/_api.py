@@ -2,6 +2,8 @@
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
 import os
 
+import math
+
 import numpy as np
 
 from . import _elementwise
@@ -147,6 +149,11 @@ def apply(direction, kernel, numeric, inputs, names, out):
 
 # ---- the public function objects -----------------------------------------------------------
 
+def _zero_signs(params):
+    """The signs of the float zeros among the parameter values, in order."""
+    return tuple(math.copysign(1.0, v) for v in params.values() if type(v) is float and v == 0.0)
+
+
 class Activation:
     """An elementwise activation: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
@@ -189,16 +196,18 @@ class Activation:
         # Validated parameter sets are remembered (a few): validation costs more than a small
         # array's kernel. The key holds the values' types too, so that values that compare
         # equal but mean different things (True == 1 == 1.0) are different keys; only plain
-        # str and non-zero float values are stored (0.0 == -0.0), so a key with another type
-        # or a zero never hits.
+        # str and float values are stored, so a key with another type never hits. 0.0 ==
+        # -0.0 (threshold's value=-0.0 gives -0.0): an entry with zeros holds their signs,
+        # which a hit must match.
         key = (*params.items(), *map(type, params.values()))
-        resolution = self._cache.get(key)
-        if resolution is not None:
-            return resolution
+        cached = self._cache.get(key)
+        if cached is not None and (cached[1] is None or cached[1] == _zero_signs(params)):
+            return cached[0]
         resolution = self._resolve(params)
-        if len(self._cache) < 64 and all(type(v) is str or (type(v) is float and v != 0.0)
+        if len(self._cache) < 64 and all(type(v) is str or type(v) is float
                                          for v in params.values()):
-            self._cache[key] = resolution
+            signs = _zero_signs(params)
+            self._cache[key] = (resolution, signs or None)
         return resolution
 
     def __call__(self, x, /, *, out=None, **params):

@@ -59,7 +59,9 @@ class Param:
                 raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
             return value
         # numbers.Real covers Python and NumPy integers and floats, not bool or complex
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        # (a float is one: the common case skips the abstract-class checks)
+        if type(value) is not float and (isinstance(value, bool)
+                                         or not isinstance(value, numbers.Real)):
             raise TypeError(f"{where} must be a real number, got {type(value).__name__}")
         value = float(value)
         if math.isnan(value):

@@ -635,3 +635,22 @@ def test_docstring_states_formula_and_derivative(entry):
     for p in entry.params:
         assert p.name in doc, f"parameter {p.name} is not documented"
     assert (function.backward.__doc__ or "").strip(), "backward has no docstring"
+
+
+def test_parameter_cache_keeps_the_sign_of_zero():
+    # validated parameter sets are remembered; 0.0 == -0.0, but value=-0.0 writes -0.0
+    x = np.array([-1.0, 2.0])
+    plus = af.threshold(x, threshold=0.0, value=0.0)
+    minus = af.threshold(x, threshold=0.0, value=-0.0)
+    plus_again = af.threshold(x, threshold=0.0, value=0.0)
+    assert not np.signbit(plus[0]) and np.signbit(minus[0]) and not np.signbit(plus_again[0])
+
+
+@pytest.mark.parametrize("value, lookalike", [(1.0, True), (0.0, False), (1.0, 1 + 0j)],
+                         ids=["1.0-True", "0.0-False", "1.0-complex"])
+def test_parameter_cache_does_not_accept_an_equal_invalid_value(value, lookalike):
+    # True == 1.0 and 1 + 0j == 1.0: a remembered 1.0 must not let them through
+    x = np.array([-1.0, 2.0])
+    af.leaky_relu(x, negative_slope=value)
+    with pytest.raises(TypeError, match="negative_slope"):
+        af.leaky_relu(x, negative_slope=lookalike)
