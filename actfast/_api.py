@@ -109,14 +109,8 @@ def _threshold(kernel):
 
 
 def apply(direction, kernel, numeric, inputs, names, out):
-    """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors)."""
-    # The common case (float32/float64 ndarrays, out None or simple) is checked and run in
-    # compiled code: a call then costs about what a ufunc call does.
-    result = _elementwise.run_fast(direction, _KERNEL_INDEX[kernel.name], inputs[0],
-                                   inputs[1] if len(inputs) == 2 else None, out, numeric,
-                                   _num_threads, _threshold(kernel))
-    if result is not None:
-        return result
+    """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors): the
+    general path, after _elementwise.run_fast declined the call."""
     arrays, compute_dtypes = zip(*(_as_input(value, name) for value, name in zip(inputs, names)))
     shape = arrays[0].shape
     for array, name in zip(arrays[1:], names[1:]):
@@ -150,8 +144,8 @@ def apply(direction, kernel, numeric, inputs, names, out):
 # ---- the public function objects -----------------------------------------------------------
 
 def _zero_signs(params):
-    """The signs of the float zeros among the parameter values, in order."""
-    return tuple(math.copysign(1.0, v) for v in params.values() if type(v) is float and v == 0.0)
+    """The signs of the zeros among the parameter values (floats or strings), in order."""
+    return [math.copysign(1.0, v) for v in params.values() if v == 0.0]
 
 
 class Activation:
@@ -175,7 +169,8 @@ class Activation:
         return f"<actfast function {self.entry.name}>"
 
     def _resolve(self, params):
-        """Validate keyword parameters: (kernel, numeric args, normalised params)."""
+        """Validate keyword parameters: (kernel, numeric args, normalised params, the
+        kernel's index in _elementwise, its parallel threshold)."""
         name = self.entry.name
         values = dict(self._defaults)
         for key, value in params.items():
@@ -188,7 +183,7 @@ class Activation:
         self.entry.validate(values)
         kernel = _KERNELS[self.entry.kernel_name(values)]
         numeric = tuple(values[p] for p in kernel.params)
-        return kernel, numeric, values
+        return kernel, numeric, values, _KERNEL_INDEX[kernel.name], _threshold(kernel)
 
     def _resolution(self, params):
         if not params and self._default_resolution is not None:
@@ -210,17 +205,28 @@ class Activation:
             self._cache[key] = (resolution, signs or None)
         return resolution
 
+    # The common call (float32/float64 ndarrays, out None or simple) is checked and run in
+    # compiled code (_elementwise.run_fast): it then costs about what a ufunc call does.
+
     def __call__(self, x, /, *, out=None, **params):
-        kernel, numeric, _ = self._resolution(params)
+        kernel, numeric, _, index, threshold = self._resolution(params)
+        result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads,
+                                       threshold)
+        if result is not None:
+            return result
         return apply(FORWARD, kernel, numeric, (x,), ("x",), out)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, **params):
         """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
-        kernel, numeric, values = self._resolution(params)
+        kernel, numeric, values, index, threshold = self._resolution(params)
         name = self.entry.name
         if (x is None) == (output is None):
             raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
         if x is not None:
+            result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out, numeric,
+                                           _num_threads, threshold)
+            if result is not None:
+                return result
             return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out)
         if not self.entry.backward_from_output:
             raise TypeError(f"{name}.backward(): the derivative of {name} is not a function of "
@@ -228,6 +234,10 @@ class Activation:
         if not self.entry.allows_output(values):
             raise ValueError(f"{name}.backward(): 'output' cannot determine the derivative for "
                              f"these parameters ({values}); pass 'x'")
+        result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output, output, out,
+                                       numeric, _num_threads, threshold)
+        if result is not None:
+            return result
         return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
                      ("grad_output", "output"), out)
 
