@@ -195,12 +195,15 @@ class Activation:
         # -0.0 (threshold's value=-0.0 gives -0.0): an entry with zeros holds their signs,
         # which a hit must match.
         key = (*params.items(), *map(type, params.values()))
-        cached = self._cache.get(key)
+        try:
+            cached = self._cache.get(key)
+        except TypeError:   # an unhashable value (a list, an array): _resolve names the argument
+            cached = key = None
         if cached is not None and (cached[1] is None or cached[1] == _zero_signs(params)):
             return cached[0]
         resolution = self._resolve(params)
-        if len(self._cache) < 64 and all(type(v) is str or type(v) is float
-                                         for v in params.values()):
+        if key is not None and len(self._cache) < 64 and all(type(v) is str or type(v) is float
+                                                             for v in params.values()):
             signs = _zero_signs(params)
             self._cache[key] = (resolution, signs or None)
         return resolution

@@ -654,3 +654,10 @@ def test_parameter_cache_does_not_accept_an_equal_invalid_value(value, lookalike
     af.leaky_relu(x, negative_slope=value)
     with pytest.raises(TypeError, match="negative_slope"):
         af.leaky_relu(x, negative_slope=lookalike)
+
+
+@pytest.mark.parametrize("value", [[0.1], np.array(0.1), np.array([0.1]), {0.1}],
+                         ids=["list", "0d-array", "array", "set"])
+def test_unhashable_parameter_error_names_the_argument(value):
+    with pytest.raises(TypeError, match="negative_slope"):
+        af.leaky_relu(np.ones(3), negative_slope=value)
