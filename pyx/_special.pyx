@@ -85,19 +85,15 @@ cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
                      uint64_t start, Py_ssize_t n) noexcept nogil:
     """The draws of elements start..start+n-1 (uniform on [0, 1) or standard normal), start
     even (chunks start at multiples of CHUNK): one Philox call per pair of elements
-    (2k, 2k + 1), whole pairs written (draws holds n + 1). The iterations are independent:
-    GCC vectorises the uniform loop, and the CPU overlaps the others."""
+    (2k, 2k + 1), whole pairs written (draws holds n + 1). The uniforms come four pairs
+    side by side (pyx/philox.h); the normals from them, pair by pair (Box-Muller)."""
     cdef Py_ssize_t k, pairs = (n + 1) // 2
     cdef uint64_t first = start >> 1
     cdef S.Pair p
+    S.af_philox_uniforms(seed, stream, first, pairs, draws)
     if normal:
         for k in range(pairs):
-            p = S.normal_pair(seed, stream, first + k)
-            draws[2 * k] = p.first
-            draws[2 * k + 1] = p.second
-    else:
-        for k in range(pairs):
-            p = S.uniform_pair(seed, stream, first + k)
+            p = S.box_muller(draws[2 * k], draws[2 * k + 1])
             draws[2 * k] = p.first
             draws[2 * k + 1] = p.second
 
@@ -271,10 +267,18 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
     return target, cnp.PyArray_ToScalar(&total, target)
 
 
+def philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs):
+    """The uniforms of `pairs` consecutive Philox draws from pair `first` (for the tests)."""
+    cdef double[::1] out = np.empty(2 * pairs)
+    if pairs > 0:
+        S.af_philox_uniforms(seed, stream, first, pairs, &out[0])
+    return np.asarray(out)
+
+
 def philox_words(tuple counter, tuple key):
     """Philox4x32-10 of four 32-bit counter words under two 32-bit key words (for the tests)."""
-    cdef S.Words w = S.philox4x32_10(counter[0], counter[1], counter[2], counter[3],
-                                     key[0], key[1])
+    cdef S.af_words w = S.af_philox4x32_10(counter[0], counter[1], counter[2], counter[3],
+                                           key[0], key[1])
     return (w.w0, w.w1, w.w2, w.w3)
 
 

@@ -19,7 +19,6 @@
 from cython cimport floating
 from libc.math cimport log, sqrt, cos, sin, fabs, copysign
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
 
 cimport activations as K
 from vecmath cimport exp_neg_parts
@@ -33,75 +32,36 @@ cdef enum:
     STREAM_RRELU = 1
     STREAM_NOISY_RELU = 2
 
-cdef struct Words:
-    uint32_t w0, w1, w2, w3
-
-
-cdef inline Words philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                               uint32_t k0, uint32_t k1) noexcept nogil:
-    """Philox4x32-10 of the counter (c0, c1, c2, c3) under the key (k0, k1).
-
-    The multipliers and Weyl constants are Random123's; tests/test_special.py checks the
-    known-answer vectors of Random123's tests/kat_vectors (through _special.philox_words).
-    """
-    cdef uint64_t p0, p1
-    cdef int r
-    cdef Words out
-    for r in range(10):
-        if r > 0:  # the key schedule: a Weyl sequence, bumped between rounds
-            k0 = k0 + <uint32_t>0x9E3779B9
-            k1 = k1 + <uint32_t>0xBB67AE85
-        p0 = <uint64_t>0xD2511F53 * c0
-        p1 = <uint64_t>0xCD9E8D57 * c2
-        c0, c1, c2, c3 = (<uint32_t>(p1 >> 32)) ^ c1 ^ k0, <uint32_t>p1, \
-                         (<uint32_t>(p0 >> 32)) ^ c3 ^ k1, <uint32_t>p0
-    out.w0 = c0
-    out.w1 = c1
-    out.w2 = c2
-    out.w3 = c3
-    return out
-
-
-cdef inline Words draw(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
-    """128 random bits for the elements 2 pair and 2 pair + 1: the counter is (pair lo,
-    pair hi, stream, 0), the key the 64-bit seed."""
-    return philox4x32_10(<uint32_t>pair, <uint32_t>(pair >> 32), stream, 0,
-                         <uint32_t>seed, <uint32_t>(seed >> 32))
-
-
-cdef inline double unit_interval(uint32_t hi, uint32_t lo) noexcept nogil:
-    # A uniform double on [0, 1), a multiple of 2^-52: the top 52 of the 64 random bits as the
-    # mantissa of a number in [1, 2), minus 1 (exact). Bit operations only: AVX2 has no
-    # vector conversion from 64-bit integers to doubles.
-    cdef uint64_t bits = (((<uint64_t>hi << 32) | lo) >> 12) | <uint64_t>0x3FF0000000000000
-    cdef double one_to_two
-    memcpy(&one_to_two, &bits, 8)
-    return one_to_two - 1.0
+cdef extern from "philox.h" nogil:
+    # Philox4x32-10 in C: the scalar function, and runs of consecutive counters (four side by
+    # side with AVX2)
+    ctypedef struct af_words:
+        uint32_t w0, w1, w2, w3
+    af_words af_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                              uint32_t k1) noexcept
+    # the 128 bits for the elements 2 pair and 2 pair + 1: counter (pair lo, pair hi,
+    # stream, 0), key the 64-bit seed
+    af_words af_philox_draw(uint64_t seed, uint32_t stream, uint64_t pair) noexcept
+    # a uniform on [0, 1), a multiple of 2^-52, from 64 of the bits
+    double af_unit_interval(uint32_t hi, uint32_t lo) noexcept
+    # the two uniforms of each of `pairs` consecutive pairs from `first`, into out[2 pairs]
+    void af_philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs,
+                            double* out) noexcept
 
 
 cdef struct Pair:
     double first, second    # the draws of elements 2 pair and 2 pair + 1
 
 
-cdef inline Pair uniform_pair(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
-    """Two uniforms on [0, 1), from the two 64-bit halves of one Philox draw."""
-    cdef Words w = draw(seed, stream, pair)
-    cdef Pair p
-    p.first = unit_interval(w.w0, w.w1)
-    p.second = unit_interval(w.w2, w.w3)
-    return p
+cdef inline Pair box_muller(double u1, double u2) noexcept nogil:
+    """Two independent standard normals from the two uniforms of one draw: r cos(theta) and
+    r sin(theta) with r = sqrt(-2 log(1 - u1)), theta = 2 pi u2 (GCC computes the sine and
+    cosine in one sincos call).
 
-
-cdef inline Pair normal_pair(uint64_t seed, uint32_t stream, uint64_t pair) noexcept nogil:
-    """Two independent standard normals by Box-Muller: r cos(theta) and r sin(theta) with
-    r = sqrt(-2 log u1), theta = 2 pi u2, (u1, u2) the halves of one draw (GCC computes the
-    sine and cosine in one sincos call).
-
-    u1 is taken on (0, 1] so that log(u1) is finite: |z| <= sqrt(-2 log 2^-52) = 8.49.
+    1 - u1 is on (0, 1], so that the log is finite: |z| <= sqrt(-2 log 2^-52) = 8.49.
     """
-    cdef Words w = draw(seed, stream, pair)
-    cdef double r = sqrt(-2.0 * log(1.0 - unit_interval(w.w0, w.w1)))
-    cdef double theta = 6.283185307179586477 * unit_interval(w.w2, w.w3)
+    cdef double r = sqrt(-2.0 * log(1.0 - u1))
+    cdef double theta = 6.283185307179586477 * u2
     cdef Pair p
     p.first = r * cos(theta)
     p.second = r * sin(theta)

@@ -53,6 +53,15 @@ def _unit(hi, lo):
     return (((hi << np.uint64(32)) | lo) >> np.uint64(12)).astype(np.float64) * 2.0 ** -52
 
 
+def _uniforms(seed, stream, first, pairs):
+    """The two uniforms of each pair first .. first + pairs - 1, interleaved."""
+    k = np.uint64(first) + np.arange(pairs, dtype=np.uint64)
+    zeros = np.zeros(pairs, dtype=np.uint64)
+    w = philox((k & np.uint64(0xFFFFFFFF), k >> np.uint64(32), zeros + stream, zeros),
+               (seed & 0xFFFFFFFF, seed >> 32))
+    return np.stack([_unit(w[0], w[1]), _unit(w[2], w[3])], axis=1).reshape(-1)
+
+
 def _pair_draws(seed, stream, n):
     """The 4 words of the pairs of elements 0..n-1: one Philox call per pair (2k, 2k + 1),
     counter (k lo, k hi, stream, 0), key = the seed."""
@@ -826,6 +835,27 @@ def test_prelu_0d_weight_gives_scalar_gradient(rng):
 
 
 # ---- random functions: draws, distributions, seeds -----------------------------------------
+
+@pytest.mark.parametrize("first, pairs", [(0, 1), (0, 7), (0, 8), (0, 9), (5, 64), (3, 1001),
+                                         (2**32 - 5, 20), (2**63 + 3, 17)],
+                         ids=lambda v: str(v))
+@pytest.mark.parametrize("seed", [0, 0xDEADBEEF12345678], ids=["seed0", "seed-high"])
+def test_philox_uniform_runs_are_bitwise(first, pairs, seed):
+    # runs of consecutive counters (eight at a time with AVX2, the rest one by one), across
+    # the counter's 32-bit word boundary, against the NumPy Philox: every bit
+    expected = _uniforms(seed, 1, first, pairs)
+    assert_bitwise_equal(_special.philox_uniforms(seed, 1, first, pairs), expected)
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 255, 256, 257, 4095, 4096, 4097, 20001],
+                         ids=str)
+def test_rrelu_slopes_are_the_uniforms_bitwise(n, rng):
+    # lower 0, upper 1: the slope is the uniform itself (0 + 1 u), and x u is rounded once
+    # either way, so every slope is checked to the bit, whatever the chunking
+    x = -rng.uniform(0.5, 2.0, n)
+    y = af.rrelu(x, lower=0.0, upper=1.0, training=True, seed=0xDEADBEEF12345678)
+    assert_bitwise_equal(y, x * rrelu_slopes(x.shape, 0.0, 1.0, 0xDEADBEEF12345678))
+
 
 def test_rrelu_training_draws_are_philox(rng):
     x = values(rng, (300, 211))
