@@ -1,8 +1,7 @@
 """Argument handling, done once for every function: array conversion, dtype resolution,
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
-import os
-
 import math
+import os
 
 import numpy as np
 

@@ -625,17 +625,21 @@ class NoisyReLU(_Function):
 
     name = "noisy_relu"
 
+    @staticmethod
+    def _sigma(sigma):
+        if type(sigma) is float and 0.0 <= sigma < math.inf:
+            return sigma                            # the common case, valid as it is
+        return _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+
     def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
-        if not (type(sigma) is float and 0.0 <= sigma < math.inf):  # (else: checked)
-            sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        sigma = self._sigma(sigma)
         seed = _seed("noisy_relu", seed)
         return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
         """grad_input; see the class docstring."""
         _one_of("noisy_relu", x, output)
-        if not (type(sigma) is float and 0.0 <= sigma < math.inf):  # (else: checked)
-            sigma = _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        sigma = self._sigma(sigma)
         if x is not None and seed is None:
             raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
                             "(or pass output=)")
