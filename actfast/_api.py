@@ -1,6 +1,5 @@
 """Argument handling, done once for every function: array conversion, dtype resolution,
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
-import math
 import os
 
 import numpy as np
@@ -142,11 +141,6 @@ def apply(direction, kernel, numeric, inputs, names, out):
 
 # ---- the public function objects -----------------------------------------------------------
 
-def _zero_signs(params):
-    """The signs of the zeros among the parameter values (floats or strings), in order."""
-    return [math.copysign(1.0, v) for v in params.values() if v == 0.0]
-
-
 class Activation:
     """An elementwise activation: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
@@ -188,23 +182,21 @@ class Activation:
         if not params and self._default_resolution is not None:
             return self._default_resolution
         # Validated parameter sets are remembered (a few): validation costs more than a small
-        # array's kernel. The key holds the values' types too, so that values that compare
-        # equal but mean different things (True == 1 == 1.0) are different keys; only plain
-        # str and float values are stored, so a key with another type never hits. 0.0 ==
-        # -0.0 (threshold's value=-0.0 gives -0.0): an entry with zeros holds their signs,
-        # which a hit must match.
-        key = (*params.items(), *map(type, params.values()))
+        # array's kernel. The key (parameter_key) holds the values' types and the signs of
+        # zeros too, so that values that compare equal but mean different things (True == 1
+        # == 1.0, 0.0 == -0.0) are different keys; only plain str and float values are
+        # stored, so a key with another type never hits.
         try:
-            cached = self._cache.get(key)
+            key = _elementwise.parameter_key(params)
+            resolution = self._cache.get(key)
         except TypeError:   # an unhashable value (a list, an array): _resolve names the argument
-            cached = key = None
-        if cached is not None and (cached[1] is None or cached[1] == _zero_signs(params)):
-            return cached[0]
+            key = resolution = None
+        if resolution is not None:
+            return resolution
         resolution = self._resolve(params)
         if key is not None and len(self._cache) < 64 and all(type(v) is str or type(v) is float
                                                              for v in params.values()):
-            signs = _zero_signs(params)
-            self._cache[key] = (resolution, signs or None)
+            self._cache[key] = resolution
         return resolution
 
     # The common call (float32/float64 ndarrays, out None or simple) is checked and run in
