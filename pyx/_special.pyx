@@ -23,7 +23,7 @@ import numpy as np
 cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
-from arrays cimport apart, float_type, has_shape, independent_or_same, same_shape, simple
+from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
 
 cnp.import_array()
 
@@ -229,24 +229,24 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
     cdef int type_num
     cdef Py_ssize_t n
     cdef double total = 0.0
-    if type(x) is not cnp.ndarray or type(grad_output) is not cnp.ndarray:
+    if type(x) is not cnp.ndarray:
         return None
-    ax, ag = x, grad_output
+    ax = x
     type_num = float_type(ax)
     if type_num < 0 or not simple(ax):
         return None
-    if ag is not ax and (cnp.PyArray_TYPE(ag) != type_num or not same_shape(ax, ag)
-                         or not simple(ag)):
+    cdef int nd = cnp.PyArray_NDIM(ax)
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(ax)
+    if grad_output is not x and not like(grad_output, type_num, nd, dims, True):
         return None
+    ag = grad_output
     if out is None:
-        target = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(ax), cnp.PyArray_DIMS(ax), type_num, 0)
+        target = cnp.PyArray_EMPTY(nd, dims, type_num, 0)
     else:
-        if type(out) is not cnp.ndarray:
+        if not writeable_like(out, type_num, nd, dims, True):
             return None
         target = out
-        if (cnp.PyArray_TYPE(target) != type_num or not same_shape(ax, target)
-                or not simple(target) or not cnp.PyArray_ISWRITEABLE(target)
-                or not independent_or_same(ax, target) or not independent_or_same(ag, target)):
+        if not independent_or_same(ax, target) or not independent_or_same(ag, target):
             return None
     n = cnp.PyArray_SIZE(ax)
     cdef float total32
@@ -290,6 +290,7 @@ cdef struct Tiling:
     Py_ssize_t outer, channels, inner
     Py_ssize_t rows, chunk, tile               # rows per group, inner chunk, channels per tile
     Py_ssize_t n_groups, n_chunks, n_tiles
+    bint whole_rows                            # items of whole rows side by side (prelu_rows)
 
 
 cdef Tiling tiling(Py_ssize_t outer, Py_ssize_t channels, Py_ssize_t inner) noexcept nogil:
@@ -305,7 +306,8 @@ cdef Tiling tiling(Py_ssize_t outer, Py_ssize_t channels, Py_ssize_t inner) noex
     t.chunk = min(inner, <Py_ssize_t>BLOCK)
     t.rows = min(outer, max(<Py_ssize_t>1, (CHANNEL_BLOCK + t.chunk - 1) // t.chunk))
     t.tile = min(channels, max(<Py_ssize_t>1, 4 * BLOCK // (t.rows * t.chunk)))
-    if inner == 1 and channels <= PRELU_LANES:
+    t.whole_rows = inner == 1 and channels <= PRELU_LANES
+    if t.whole_rows:
         # whole rows side by side (prelu_rows): every channel in each item, and items of
         # about 2 BLOCK elements where the rows are short
         t.rows = min(outer, max(<Py_ssize_t>CHANNEL_BLOCK, 2 * BLOCK // channels))
@@ -381,7 +383,7 @@ cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const 
     cdef double w, s, xv, gv
     cdef double buffer[CHUNK]
     cdef double* block_sums = sums + (group * t.n_chunks + jc) * t.channels if g != NULL else NULL
-    if t.inner == 1 and t.channels <= PRELU_LANES:
+    if t.whole_rows:
         row = n0 * t.channels
         prelu_rows(x + row, g + row if g != NULL else NULL, pattern, out + row, n1 - n0,
                    t.channels, block_sums)
@@ -429,7 +431,7 @@ cdef void run_prelu(const Tiling* t, const floating* px, const floating* pg,
     cdef Py_ssize_t n_items = t.n_groups * t.n_tiles * t.n_chunks, item, c, k
     cdef double total
     cdef floating pattern[PRELU_LANES]  # prelu_rows' weights, repeated once for all items
-    if t.inner == 1 and t.channels <= PRELU_LANES:
+    if t.whole_rows:
         for k in range(segment_width(t.channels) // t.channels):
             for c in range(t.channels):
                 pattern[k * t.channels + c] = pw[c]
@@ -484,14 +486,14 @@ def prelu_fast(bint backward, object x, object grad_output, object weight, objec
     cdef int type_num, nd
     cdef Py_ssize_t size, channels, outer, inner, n_sums, c
     cdef Tiling t
-    cdef double small[PRELU_LANES]   # the block sums and gradient of a small call
-    cdef double* sums = small
-    cdef double* gw = small
+    # a small call's block sums and gradient on the stack (no NumPy allocation)
+    cdef double small_sums[PRELU_LANES]
+    cdef double small_gradient[PRELU_LANES]
+    cdef double* sums = small_sums
+    cdef double* gw = small_gradient
     cdef double[::1] sums_array
     cdef double[::1] gw_array
-    if (type(x) is not cnp.ndarray or type(weight) is not cnp.ndarray
-            or (backward and type(grad_output) is not cnp.ndarray)
-            or (out is not None and type(out) is not cnp.ndarray)):
+    if type(x) is not cnp.ndarray or type(weight) is not cnp.ndarray:
         return None
     ax, aw = x, weight
     type_num = float_type(ax)
@@ -511,16 +513,16 @@ def prelu_fast(bint backward, object x, object grad_output, object weight, objec
     else:
         return None
     if backward:
-        ag = grad_output
-        if cnp.PyArray_TYPE(ag) != type_num or not same_shape(ax, ag) or not simple(ag):
+        if not like(grad_output, type_num, nd, cnp.PyArray_DIMS(ax), True):
             return None
+        ag = grad_output
     if out is None:
         target = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(ax), type_num, 0)
     else:
+        if not writeable_like(out, type_num, nd, cnp.PyArray_DIMS(ax), True):
+            return None
         target = out
-        if (cnp.PyArray_TYPE(target) != type_num or not same_shape(ax, target)
-                or not simple(target) or not cnp.PyArray_ISWRITEABLE(target)
-                or not independent_or_same(ax, target) or not apart(aw, target)
+        if (not independent_or_same(ax, target) or not apart(aw, target)
                 or (backward and not independent_or_same(ag, target))):
             return None
     if backward:
@@ -537,12 +539,10 @@ def prelu_fast(bint backward, object x, object grad_output, object weight, objec
         sums = &sums_array[0]
     else:
         for c in range(n_sums):
-            small[c] = 0.0
-    if backward and channels > PRELU_LANES - n_sums:
+            small_sums[c] = 0.0
+    if backward and channels > PRELU_LANES:
         gw_array = np.empty(channels)
         gw = &gw_array[0]
-    elif backward:
-        gw = small + n_sums
     cdef void* px = cnp.PyArray_DATA(ax)
     cdef void* pg = cnp.PyArray_DATA(ag) if backward else NULL
     cdef void* pw = cnp.PyArray_DATA(aw)
@@ -750,9 +750,7 @@ def grouped_fast(bint is_glu, object x, object grad_output, object out, object p
     cdef int type_num, nd, d, a
     cdef Py_ssize_t p, size, outer = 1, inner = 1
     cdef cnp.npy_intp grouped[64]
-    if (type(x) is not cnp.ndarray or type(pieces) is not int or type(axis) is not int
-            or (grad_output is not None and type(grad_output) is not cnp.ndarray)
-            or (out is not None and type(out) is not cnp.ndarray)):
+    if type(x) is not cnp.ndarray or type(pieces) is not int or type(axis) is not int:
         return None
     ax = x
     type_num = float_type(ax)
@@ -774,22 +772,22 @@ def grouped_fast(bint is_glu, object x, object grad_output, object out, object p
             inner *= grouped[d]
     grouped[a] = size // p
     if grad_output is not None:
+        if not like(grad_output, type_num, nd, grouped, True):
+            return None
         ag = grad_output
-        if (cnp.PyArray_TYPE(ag) != type_num or not has_shape(ag, nd, grouped)
-                or not simple(ag)):
-            return None
+    # the result: the groups' shape forward, x's backward
+    cdef cnp.npy_intp* result_dims = cnp.PyArray_DIMS(ax)
+    if ag is None:
+        result_dims = grouped
     if out is None:
-        target = (cnp.PyArray_EMPTY(nd, grouped, type_num, 0) if ag is None else
-                  cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(ax), type_num, 0))
+        target = cnp.PyArray_EMPTY(nd, result_dims, type_num, 0)
     else:
+        if not writeable_like(out, type_num, nd, result_dims, True):
+            return None
         target = out
-        if (cnp.PyArray_TYPE(target) != type_num or not simple(target)
-                or not cnp.PyArray_ISWRITEABLE(target)):
+        if ag is None and not apart(ax, target):
             return None
-        if ag is None and (not has_shape(target, nd, grouped) or not apart(ax, target)):
-            return None
-        if ag is not None and (not same_shape(ax, target) or not independent_or_same(ax, target)
-                               or not apart(ag, target)):
+        if ag is not None and (not independent_or_same(ax, target) or not apart(ag, target)):
             return None
     if outer * size * inner == 0:
         return target

@@ -35,8 +35,21 @@ cdef inline bint has_shape(cnp.ndarray a, int nd, const cnp.npy_intp* dims):
     return True
 
 
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    return has_shape(b, cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a))
+cdef inline bint like(object a, int type_num, int nd, const cnp.npy_intp* dims, bint flat):
+    """a is an ndarray of this type number and shape in native byte order (and C-contiguous
+    when `flat`: the loop takes its data pointer as a flat array): the fast paths' test of
+    every operand but the first."""
+    if type(a) is not cnp.ndarray:
+        return False
+    return (cnp.PyArray_TYPE(<cnp.ndarray>a) == type_num and has_shape(<cnp.ndarray>a, nd, dims)
+            and (simple(<cnp.ndarray>a) if flat else native(<cnp.ndarray>a)))
+
+
+cdef inline bint writeable_like(object out, int type_num, int nd, const cnp.npy_intp* dims,
+                                bint flat):
+    """`like`, and writeable: `out` can take the result directly (its overlap with the
+    inputs is the caller's to check)."""
+    return like(out, type_num, nd, dims, flat) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
 
 
 cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):

@@ -39,12 +39,9 @@ cdef extern from "philox.h" nogil:
         uint32_t w0, w1, w2, w3
     af_words af_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                               uint32_t k1) noexcept
-    # the 128 bits for the elements 2 pair and 2 pair + 1: counter (pair lo, pair hi,
-    # stream, 0), key the 64-bit seed
-    af_words af_philox_draw(uint64_t seed, uint32_t stream, uint64_t pair) noexcept
-    # a uniform on [0, 1), a multiple of 2^-52, from 64 of the bits
-    double af_unit_interval(uint32_t hi, uint32_t lo) noexcept
-    # the two uniforms of each of `pairs` consecutive pairs from `first`, into out[2 pairs]
+    # the two uniforms (multiples of 2^-52 on [0, 1)) of each of `pairs` consecutive pairs
+    # from `first` (the 128 bits of pair k: counter (k lo, k hi, stream, 0), key the 64-bit
+    # seed), into out[2 pairs]
     void af_philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs,
                             double* out) noexcept
 
