@@ -7,6 +7,8 @@ tested without touching the tests. Inputs are fresh random draws mixed with the 
 of each case (its kinks, signed zeros, infinities, NaN, subnormals, huge values).
 """
 import math
+import os
+import zlib
 
 import numpy as np
 import pytest
@@ -119,9 +121,26 @@ THREADS = pytest.mark.parametrize("n_threads", [1, 2], indirect=True,
                                   ids=["1thread", "2threads"])
 
 
+# ---- random inputs: fresh each session, replayable ------------------------------------------
+# One seed per session (ACTFAST_TEST_SEED, else fresh entropy), printed in pytest's header;
+# each test's generator is drawn from it and the test's id, so a failure replays with
+# `ACTFAST_TEST_SEED=<seed> pytest <the test's id>`, alone or in the whole run.
+
+SEED = int(os.environ.get("ACTFAST_TEST_SEED") or np.random.SeedSequence().entropy)
+
+
+def pytest_report_header(config):
+    return f"actfast test seed: {SEED} (replay: ACTFAST_TEST_SEED={SEED})"
+
+
+def seeded_rng(name):
+    """The generator of `name` (a test id or a module's label) in this session."""
+    return np.random.default_rng([SEED, zlib.crc32(name.encode())])
+
+
 @pytest.fixture
-def rng():
-    return np.random.default_rng()
+def rng(request):
+    return seeded_rng(request.node.nodeid)
 
 
 class single_thread:

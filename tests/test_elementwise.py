@@ -13,7 +13,7 @@ import pytest
 
 from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
                       assert_rel_close, assert_ulp_close, bits, case_params, draw,
-                      draw_grad_output, dtype_params, single_thread)
+                      draw_grad_output, dtype_params, seeded_rng, single_thread)
 
 # What surrounds a strided view (and out=) is filled with a NaN whose payload no computation
 # produces, and must keep those bits.
@@ -182,17 +182,15 @@ def _run_layout(call, operands, layout):
 
 # ---- bitwise identical across layouts, out= and thread counts ------------------------------
 # The inputs of one (case, dtype, direction, shape) and their contiguous 1-thread result are
-# drawn once per test session (fresh each session) and shared by that shape's layouts, which
-# pytest runs one after another: the few most recent are kept.
-
-_SESSION_RNG = np.random.default_rng()
-
+# drawn once per test session (from the session's seed and those four) and shared by that
+# shape's layouts, which pytest runs one after another: the few most recent are kept.
 
 @functools.lru_cache(maxsize=6)
 def _baseline(case_index, dtype, direction, shape):
     case = CASES[case_index]
-    x = draw(_SESSION_RNG, shape, case, dtype)
-    grad_output = draw_grad_output(_SESSION_RNG, shape, dtype)
+    rng = seeded_rng(f"layouts {case.id} {np.dtype(dtype).name} {direction} {shape}")
+    x = draw(rng, shape, case, dtype)
+    grad_output = draw_grad_output(rng, shape, dtype)
     with single_thread():
         if direction == "forward":
             return {"x": x}, case.forward(x)

@@ -78,9 +78,8 @@ ALL = [pytest.param(c, id=c.id) for c in CASES]
 DEFAULTS = {c.name: c for c in reversed(CASES) if c.name != "gelu" or not c.params}
 
 
-def random_points(kinks=(), n=400, margin=1e-3):
-    """Fresh random points in [-30, 30], most of them near 0, none within `margin` of a kink."""
-    rng = np.random.default_rng()
+def random_points(rng, kinks=(), n=400, margin=1e-3):
+    """Random points of `rng` in [-30, 30], most of them near 0, none within `margin` of a kink."""
     x = np.concatenate([rng.normal(0.0, 3.0, n), rng.uniform(-30.0, 30.0, n // 4)])
     for k in kinks:
         x = x[np.abs(x - k) > margin]
@@ -101,15 +100,15 @@ def test_every_elementwise_entry_is_covered():
 # ---- (a) derivatives against finite differences --------------------------------------------
 
 @pytest.mark.parametrize("case", ALL)
-def test_derivative_matches_finite_differences(case):
+def test_derivative_matches_finite_differences(case, rng):
     f, d = case.functions()
-    x = random_points(case.kinks)
+    x = random_points(rng, case.kinks)
     np.testing.assert_allclose(d(x), central_difference(f, x), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.5, -1.5])
-def test_swish_grad_matches_finite_differences(beta):
-    x = random_points()
+def test_swish_grad_matches_finite_differences(beta, rng):
+    x = random_points(rng)
     dx, dbeta = ref.swish_grad(x, beta=beta)
     np.testing.assert_allclose(dx, central_difference(lambda t: ref.swish(t, beta=beta), x),
                                rtol=1e-6, atol=1e-8)
@@ -119,9 +118,9 @@ def test_swish_grad_matches_finite_differences(beta):
     np.testing.assert_allclose(ref.swish(x, beta=1.0), ref.silu(x), rtol=1e-15)
 
 
-def test_pact_grad_matches_finite_differences():
+def test_pact_grad_matches_finite_differences(rng):
     alpha = 2.5
-    x = random_points(kinks=(0.0, alpha))
+    x = random_points(rng, kinks=(0.0, alpha))
     dx, dalpha = ref.pact_grad(x, alpha)
     np.testing.assert_allclose(dx, central_difference(lambda t: ref.pact(t, alpha), x), atol=1e-8)
     fd = (ref.pact(x, alpha + 1e-6) - ref.pact(x, alpha - 1e-6)) / 2e-6
@@ -134,8 +133,7 @@ def test_pact_grad_matches_finite_differences():
 
 
 @pytest.mark.parametrize("weight", [[0.25], [0.1, -0.3, 2.0]], ids=["shared", "per-channel"])
-def test_prelu_grad_matches_finite_differences(weight):
-    rng = np.random.default_rng()
+def test_prelu_grad_matches_finite_differences(weight, rng):
     x = rng.normal(size=(4, 3, 5))
     x = np.where(np.abs(x) < 1e-3, 0.5, x)
     dx, dw = ref.prelu_grad(x, weight)
@@ -153,15 +151,14 @@ def test_prelu_broadcasting():
         ref.prelu(np.ones((2, 4)), [1.0, 2.0, 3.0])
 
 
-def test_rrelu_eval_is_leaky_relu_with_the_mean_slope():
-    x = random_points()
+def test_rrelu_eval_is_leaky_relu_with_the_mean_slope(rng):
+    x = random_points(rng)
     np.testing.assert_array_equal(ref.rrelu_eval(x), ref.leaky_relu(x, (1 / 8 + 1 / 3) / 2))
     np.testing.assert_array_equal(ref.rrelu_eval_grad(x, 0.1, 0.3), ref.leaky_relu_grad(x, 0.2))
 
 
-def _check_vjp(f, vjp, x, rtol=1e-6):
+def _check_vjp(f, vjp, x, rng, rtol=1e-6):
     """<vjp(g), v> against <g, directional finite difference of f along v>."""
-    rng = np.random.default_rng()
     g = rng.normal(size=np.shape(f(x)))
     v = rng.normal(size=np.shape(x))
     h = 1e-6
@@ -182,14 +179,14 @@ AXIS_FUNCTIONS = {
 
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 @pytest.mark.parametrize("name", list(AXIS_FUNCTIONS))
-def test_axis_gradients_match_finite_differences(name, axis):
+def test_axis_gradients_match_finite_differences(name, axis, rng):
     f, vjp = AXIS_FUNCTIONS[name]
-    x = np.random.default_rng().normal(size=(6, 12, 6)) * 3   # every axis splits in 2 and 3
-    _check_vjp(lambda t: f(t, axis), lambda g: vjp(g, x, axis), x)
+    x = rng.normal(size=(6, 12, 6)) * 3   # every axis splits in 2 and 3
+    _check_vjp(lambda t: f(t, axis), lambda g: vjp(g, x, axis), x, rng)
 
 
-def test_logsumexp_keepdims():
-    x = np.random.default_rng().normal(size=(3, 4))
+def test_logsumexp_keepdims(rng):
+    x = rng.normal(size=(3, 4))
     kept = ref.logsumexp(x, axis=0, keepdims=True)
     assert kept.shape == (1, 4)
     np.testing.assert_allclose(kept[0], ref.logsumexp(x, axis=0), rtol=1e-15)
@@ -417,14 +414,14 @@ def _torch_value_and_grad(torch, fn, x, *args, **params):
 
 
 @pytest.mark.parametrize("case", ALL)
-def test_matches_torch(case):
+def test_matches_torch(case, rng):
     torch = pytest.importorskip("torch")
     if not case.torch:
         pytest.skip("PyTorch has no such parameters")
     f, d = case.functions()
     special = [0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 20.0, -20.0, 1000.0, -1000.0, INF, -INF, NAN]
     x = np.concatenate([special, case.kinks, np.nextafter(case.kinks, INF),
-                        np.nextafter(case.kinks, -INF), random_points(n=600, margin=0)])
+                        np.nextafter(case.kinks, -INF), random_points(rng, n=600, margin=0)])
     ty, tg = _torch_value_and_grad(torch, _torch_function(torch, case.name), x, **case.params)
     y, g = f(x), d(x)
     if case.name in NAN_GRAD_DEPENDS_ON_POSITION:
@@ -456,9 +453,9 @@ def test_torch_hardswish_kinks_differ_from_the_textbook():
 
 
 @pytest.mark.parametrize("weight", [[0.25], [0.1, -0.3, 2.0]], ids=["shared", "per-channel"])
-def test_prelu_matches_torch(weight):
+def test_prelu_matches_torch(weight, rng):
     torch = pytest.importorskip("torch")
-    x = np.random.default_rng().normal(size=(4, 3, 5))
+    x = rng.normal(size=(4, 3, 5))
     x[0, 0, :3] = [0.0, -0.0, NAN]  # channel 0 gets a NaN weight gradient
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(weight, dtype=torch.float64, requires_grad=True)
@@ -473,9 +470,9 @@ def test_prelu_matches_torch(weight):
                                equal_nan=True)
 
 
-def test_rrelu_eval_matches_torch():
+def test_rrelu_eval_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    x = np.concatenate([[0.0, -0.0, NAN, INF, -INF], random_points()])
+    x = np.concatenate([[0.0, -0.0, NAN, INF, -INF], random_points(rng)])
     fn = lambda t: torch.nn.functional.rrelu(t, 0.1, 0.4, training=False)  # noqa: E731
     ty, tg = _torch_value_and_grad(torch, fn, x)
     np.testing.assert_array_equal(ref.rrelu_eval(x, 0.1, 0.4), ty)
@@ -483,9 +480,9 @@ def test_rrelu_eval_matches_torch():
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.5, -1.5])
-def test_swish_matches_torch(beta):
+def test_swish_matches_torch(beta, rng):
     torch = pytest.importorskip("torch")
-    x = random_points()
+    x = random_points(rng)
     tx = torch.tensor(x, requires_grad=True)
     tb = torch.tensor(beta, dtype=torch.float64, requires_grad=True)
     y = tx * torch.sigmoid(tb * tx)
@@ -507,9 +504,8 @@ AXIS_TORCH = {
 
 @pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("name", list(AXIS_TORCH))
-def test_axis_functions_match_torch(name, axis):
+def test_axis_functions_match_torch(name, axis, rng):
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng()
     x = rng.normal(size=(6, 4)) * 5
     if name != "glu":   # rows of all -inf, with +inf (NaN results) and with large values
         x[:3] = [[-INF] * 4, [INF, 1.0, 0.0, -INF], [-INF, 1.0, 1000.0, -1000.0]]
@@ -525,10 +521,10 @@ def test_axis_functions_match_torch(name, axis):
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-11, atol=ATOL, equal_nan=True)
 
 
-def test_maxout_matches_torch():
+def test_maxout_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    x = np.random.default_rng().normal(size=(3, 12, 2))   # no ties
-    g = np.random.default_rng().normal(size=(3, 4, 2))
+    x = rng.normal(size=(3, 12, 2))   # no ties
+    g = rng.normal(size=(3, 4, 2))
     tx = torch.tensor(x, requires_grad=True)
     ty = tx.unflatten(1, (4, 3)).amax(dim=2)
     ty.backward(torch.tensor(g))

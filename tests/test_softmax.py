@@ -71,11 +71,6 @@ BACKWARDS = [pytest.param(name, direction, id=f"{name}-from-{direction}")
 
 
 @pytest.fixture
-def rng():
-    return np.random.default_rng()
-
-
-@pytest.fixture
 def threads():
     """Restore the thread count after a test that changes it."""
     saved = af.get_num_threads()

@@ -126,11 +126,6 @@ def test_float64_primitive_accuracy(name, draw, reference, bound, rng):
     assert worst <= bound, f"{name}({at!r}): {worst:.3f} ulp"
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng()
-
-
 # ---- special values
 
 INF, NAN = np.inf, np.nan
@@ -183,8 +178,11 @@ def test_exp_subnormal_results(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_exp_times_rounds_once(dtype, rng):
-    # exp(x) * m with exp(x) subnormal and |m| up to 100: the product's error stays within
-    # 1.5 units (exp rounded to a subnormal first would be off by up to 50 units)
+    # exp(x) * m with exp(x) subnormal and |m| up to 100. A subnormal product is within 1.5
+    # of its units (exp rounded to a subnormal first would be off by up to 50 units). A normal
+    # one carries exp's relative error (up to ~0.8 ulp of 2^-n exp(x) in [0.7, 1.4]), which
+    # at the bottom of the product's binade is up to ~1.6 of its units, and the product's
+    # half unit: within 2.5 units (2.0 seen against the float64 reference rounded to double)
     tiny = float(np.finfo(dtype).smallest_subnormal)
     lo, hi = (-110.0, -88.0) if dtype == np.float32 else (-750.0, -709.0)
     x = rng.uniform(lo, hi, 400).astype(dtype)
@@ -195,7 +193,10 @@ def test_exp_times_rounds_once(dtype, rng):
         exact = np.array([float(mpmath.exp(mpmath.mpf(float(a))) * mpmath.mpf(float(b)))
                           for a, b in zip(x, m)])
     units = np.abs(out.astype(np.float64) - exact) / np.maximum(np.spacing(np.abs(exact).astype(dtype)), tiny)
-    assert units.max() <= 1.5, units.max()
+    subnormal = np.abs(exact) < np.finfo(dtype).tiny
+    assert subnormal.sum() > 100 and (~subnormal).sum() > 10
+    assert units[subnormal].max() <= 1.5, units[subnormal].max()
+    assert units[~subnormal].max() <= 2.5, units[~subnormal].max()
 
 
 # ---- the vector loop and the scalar code agree
