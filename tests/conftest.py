@@ -8,6 +8,9 @@ of each case (its kinks, signed zeros, infinities, NaN, subnormals, huge values)
 """
 import math
 import os
+import sys
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -141,6 +144,50 @@ def seeded_rng(name):
 @pytest.fixture
 def rng(request):
     return seeded_rng(request.node.nodeid)
+
+
+def assert_other_threads_run(call_of_size, size, largest):
+    """A Python thread records a timestamp about every 0.5 ms while the main thread makes long
+    kernel calls. If a call held the GIL, that thread could record nothing between the call's
+    start and end, except for a few switch intervals (5 ms) at either end, where the main
+    thread runs Python code. So some timestamp must fall well inside a call.
+
+    `call_of_size(n)` returns a function making one call on n elements (its operands made
+    outside the timing); n doubles from `size` up to `largest` until calls leave a window
+    between the margins, measured while the thread runs (a load that changes between a
+    calibration and the measured calls cannot make them too short)."""
+    margin = 3 * sys.getswitchinterval() + 0.01
+    ticks, stop, running = [], threading.Event(), threading.Event()
+
+    def counter():
+        running.set()
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=counter)
+    thread.start()
+    running.wait()
+    windows, call = [], call_of_size(size)
+    try:
+        for _ in range(20):
+            start = time.perf_counter()
+            call()
+            low, high = start + margin, time.perf_counter() - margin
+            if high - low > 0.01:
+                windows.append((low, high))
+                if len(windows) == 3:
+                    break
+            elif size < largest:
+                size *= 2
+                call = call_of_size(size)
+    finally:
+        stop.set()
+        thread.join()
+    assert windows, f"calls on {size} elements too short to tell"
+    inside = [t for t in ticks for low, high in windows if low < t < high]
+    assert inside, (f"no Python thread ran during the kernel calls ({len(ticks)} ticks, "
+                    f"windows {windows})")
 
 
 class single_thread:

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ import pytest
 import actfast as af
 from actfast.catalogue import ENTRIES, REQUIRED
 
-from conftest import (CASES, REPRESENTATIONS, Case, assert_bitwise_equal, bits,
-                      case_params, draw, draw_grad_output, dtype_params, single_thread)
+from conftest import (CASES, REPRESENTATIONS, Case, assert_bitwise_equal,
+                      assert_other_threads_run, bits, case_params, draw, draw_grad_output, dtype_params, single_thread)
 
 # One case per entry (its first example: the defaults, or the required parameters).
 DEFAULT_CASES = [Case(entry, entry.examples[0]) for entry in ENTRIES]
@@ -565,50 +564,15 @@ def _gil_case():
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_gil_released_while_kernels_run(direction, rng):
-    # A Python thread records a timestamp about every 0.5 ms while the main thread runs long
-    # kernel calls. If a call held the GIL, that thread could record nothing between the
-    # call's start and end, except for a few switch intervals (5 ms) at either end, where
-    # the main thread runs Python code. So: some timestamp must fall well inside a call.
     case = _gil_case()
-    margin = 3 * sys.getswitchinterval() + 0.01
-    saved = af.get_num_threads()
-    af.set_num_threads(1)
-    try:
-        n = 1 << 21
-        while True:  # calls long enough to leave a window between the margins
-            x = rng.uniform(-5, 5, n)
-            out = np.empty_like(x)
-            start = time.perf_counter()
-            _call(case, direction, x, x, out=out)
-            if time.perf_counter() - start > 4 * margin or n >= 1 << 25:
-                break
-            n *= 2
-        ticks, stop, running = [], threading.Event(), threading.Event()
 
-        def counter():
-            running.set()
-            while not stop.is_set():
-                ticks.append(time.perf_counter())
-                time.sleep(0.0005)
+    def call_of_size(n):
+        x = rng.uniform(-5, 5, n)
+        out = np.empty_like(x)
+        return lambda: _call(case, direction, x, x, out=out)
 
-        thread = threading.Thread(target=counter)
-        thread.start()
-        running.wait()
-        windows = []
-        try:
-            for _ in range(4):
-                start = time.perf_counter()
-                _call(case, direction, x, x, out=out)
-                windows.append((start + margin, time.perf_counter() - margin))
-        finally:
-            stop.set()
-            thread.join()
-    finally:
-        af.set_num_threads(saved)
-    inside = [t for t in ticks for low, high in windows if low < t < high]
-    assert any(high > low for low, high in windows), "calls too short to tell"
-    assert inside, (f"no Python thread ran during the kernel calls ({len(ticks)} ticks, "
-                    f"windows {windows})")
+    with single_thread():
+        assert_other_threads_run(call_of_size, 1 << 21, 1 << 25)
 
 
 # ---- the public objects and their docstrings -----------------------------------------------
