@@ -136,6 +136,11 @@ def pytest_report_header(config):
     return f"actfast test seed: {SEED} (replay: ACTFAST_TEST_SEED={SEED})"
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if exitstatus != 0:   # again at the end, where a failure is read (-q drops the header)
+        terminalreporter.write_line(pytest_report_header(config))
+
+
 def seeded_rng(name):
     """The generator of `name` (a test id or a module's label) in this session."""
     return np.random.default_rng([SEED, zlib.crc32(name.encode())])

@@ -87,26 +87,29 @@ def _mills_ratio_mp(a):
     return mpmath.erfc(a / mpmath.sqrt(2)) * mpmath.exp(a * a / 2) * mpmath.sqrt(mpmath.pi / 2)
 
 
+# Each bound is above the largest error found where the primitive is worst (the comment: that
+# error, in scans of 1e5-5e6 random points against mpmath or long double): the test draws a
+# few hundred fresh points, so a bound at the few hundred points' maximum fails now and then.
 FLOAT64_PRIMITIVES = [
     ("exp", lambda rng, n: np.concatenate([rng.uniform(-745, 709, n), rng.uniform(-2, 2, n)]),
-     mpmath.exp, 1.0),                                                      # 0.92
+     mpmath.exp, 1.5),                                                      # 1.03
     ("expm1", lambda rng, n: np.concatenate([rng.uniform(-40, 709, n), rng.uniform(-1, 1, n),
                                              np.exp(rng.uniform(-40, 0, n))]),
-     mpmath.expm1, 2.0),                                                    # 1.41
+     mpmath.expm1, 2.5),                                                    # 1.83
     ("tanh", lambda rng, n: np.concatenate([rng.uniform(-20, 20, n), np.exp(rng.uniform(-30, 1, n))]),
-     mpmath.tanh, 2.0),                                                     # 1.47
+     mpmath.tanh, 3.0),                                                     # 2.53
     ("log1p_unit", lambda rng, n: np.concatenate([rng.uniform(0, 1, n), np.exp(rng.uniform(-40, 0, n))]),
-     mpmath.log1p, 1.5),                                                    # 0.97
+     mpmath.log1p, 1.5),                                                    # 1.25
     ("gauss", lambda rng, n: rng.uniform(0, 39, n), lambda a: mpmath.exp(-a * a / 2), 1.5),  # 1.11
-    # the rational fit's polynomials, evaluated in a up to 2 and in 1/a above: 3.7 ulp near a = 4
-    # (4.9 in a build without FMA)
+    # the rational fit's polynomials, evaluated in a up to 2 and in 1/a above: worst near a = 4
+    # (more in a build without FMA)
     ("mills_ratio", lambda rng, n: np.concatenate([rng.uniform(0, 39, n), rng.uniform(0, 2, n)]),
-     _mills_ratio_mp, 6.0),
+     _mills_ratio_mp, 8.0),                                                 # 6.14
     ("mills_ratio_minus_a",
      lambda rng, n: np.concatenate([rng.uniform(0, 39, n), 0.7517915246935645 + rng.uniform(-1e-3, 1e-3, n)]),
-     lambda a: _mills_ratio_mp(a) - a, 6.0),                               # 3.9
+     lambda a: _mills_ratio_mp(a) - a, 6.5),                               # 4.96
     ("exprel_small", lambda rng, n: rng.uniform(-0.5, 0.5, n),
-     lambda d: mpmath.expm1(d) / d if d else mpmath.mpf(1), 1.5),
+     lambda d: mpmath.expm1(d) / d if d else mpmath.mpf(1), 1.5),          # 0.64
 ]
 
 
