@@ -11,6 +11,8 @@ import functools
 import numpy as np
 import pytest
 
+from actfast import _elementwise
+from actfast.catalogue import KERNELS
 from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
                       assert_rel_close, assert_ulp_close, bits, case_params, draw,
                       draw_grad_output, dtype_params, seeded_rng, single_thread)
@@ -274,6 +276,60 @@ def test_position_independent(case, direction, dtype, n_threads, rng):
     result = _compute(case, direction, grad_output, x)
     assert_bitwise_equal(result, expected, {"x": x, "grad_output": grad_output},
                          what=direction)
+
+
+# ---- streamed stores: calls whose operands exceed the last-level cache ---------------------
+# From STREAM_FROM bytes (32 MiB) of operands on, the memory-bound kernels (the cheap ones, and
+# every backward from the output) compute blocks into a buffer and stream them to the
+# output: the same bits as any other call, with out= at an address off the vector boundary
+# and in place. One example per kernel (the first).
+
+STREAM_BYTES = _elementwise.STREAM_FROM_BYTES
+_CHEAP = {kernel.name for kernel in KERNELS if kernel.cheap}
+STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
+                 for case in {c.name: c for c in reversed(CASES)}.values()
+                 for direction in DIRECTIONS
+                 if (direction == "backward-from-output" and case.allows_output)
+                 or (direction != "backward-from-output"
+                     and case.entry.kernel_name(case.values) in _CHEAP)]
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case, direction", STREAM_PARAMS)
+def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rng):
+    period = draw(rng, (127,), case, dtype, special_fraction=0.3)
+    grad_period = draw_grad_output(rng, (127,), dtype)
+    operands = 2 if direction == "forward" else 3
+    n = STREAM_BYTES // (operands * dtype.itemsize) + int(rng.integers(1, 4096))
+    offset = int(rng.integers(1, 127))
+    reps = (offset + n) // 127 + 1
+    x = np.tile(period, reps)[offset:offset + n]          # starts off the vector boundary
+    grad_output = np.tile(grad_period, reps)[offset:offset + n]
+    with single_thread():
+        alone = np.concatenate([
+            np.asarray(_compute(case, direction, grad_period[i:i + 1], period[i:i + 1]))
+            for i in range(127)])
+    expected = np.tile(alone, reps)[offset:offset + n]
+    inputs = {"x": x, "grad_output": grad_output}
+    assert_bitwise_equal(_compute(case, direction, grad_output, x), expected, inputs,
+                         what=direction)
+    out = np.empty(n + 1, dtype)[1:]
+    result = _compute_into(case, direction, grad_output, x, out)
+    assert result is out
+    assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
+    if direction == "forward":
+        x = x.copy()
+        case.forward(x, out=x)
+        assert_bitwise_equal(x, expected, inputs, what="forward in place")
+
+
+def _compute_into(case, direction, grad_output, x, out):
+    if direction == "forward":
+        return case.forward(x, out=out)
+    if direction == "backward":
+        return case.backward(grad_output, x, out=out)
+    return case.backward(grad_output, output=np.asarray(case.forward(x)), out=out)
 
 
 # ---- values against the reference ---------------------------------------------------------

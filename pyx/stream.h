@@ -1,0 +1,57 @@
+/* Streaming (non-temporal) stores: a copy that writes around the caches.
+ *
+ * An ordinary store to a line that is not in cache first reads the line (to own it): a kernel
+ * whose output does not fit in the last-level cache moves three times the output's bytes
+ * instead of two. Stores that bypass the caches skip that read; below the cache's size they
+ * cost (the next call's reads miss). The elementwise driver computes a block into a small
+ * buffer and streams it out with af_stream_copy when a call's operands exceed the cache.
+ *
+ * Streamed stores are weakly ordered: af_stream_fence makes them visible before the thread
+ * reports its work done. */
+#ifndef ACTFAST_STREAM_H
+#define ACTFAST_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#define AF_STREAM_BYTES 32
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#define AF_STREAM_BYTES 16
+#else
+#define AF_STREAM_BYTES 0
+#endif
+
+/* Copy `bytes` bytes from src to dst (not overlapping). Whole vectors from dst's first
+ * vector boundary are streamed; the bytes before and after it are copied with ordinary
+ * stores. */
+static inline void af_stream_copy(char* dst, const char* src, size_t bytes) {
+#if AF_STREAM_BYTES
+    size_t head = (AF_STREAM_BYTES - (uintptr_t)dst % AF_STREAM_BYTES) % AF_STREAM_BYTES;
+    size_t i;
+    if (head > bytes)
+        head = bytes;
+    memcpy(dst, src, head);
+    for (i = head; i + AF_STREAM_BYTES <= bytes; i += AF_STREAM_BYTES) {
+#if AF_STREAM_BYTES == 32
+        _mm256_stream_si256((__m256i*)(dst + i), _mm256_loadu_si256((const __m256i*)(src + i)));
+#else
+        _mm_stream_si128((__m128i*)(dst + i), _mm_loadu_si128((const __m128i*)(src + i)));
+#endif
+    }
+    memcpy(dst + i, src + i, bytes - i);
+#else
+    memcpy(dst, src, bytes);
+#endif
+}
+
+static inline void af_stream_fence(void) {
+#if AF_STREAM_BYTES
+    _mm_sfence();
+#endif
+}
+
+#endif
