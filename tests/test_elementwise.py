@@ -281,8 +281,8 @@ def test_position_independent(case, direction, dtype, n_threads, rng):
 # ---- streamed stores: calls whose operands exceed the last-level cache ---------------------
 # From STREAM_FROM bytes (32 MiB) of operands on, the memory-bound kernels (the cheap ones, and
 # every backward from the output) compute blocks into a buffer and stream them to the
-# output: the same bits as any other call, with out= at an address off the vector boundary
-# and in place. One example per kernel (the first).
+# output: the same bits as any other call, with out= at an address off the vector boundary,
+# in rows with gaps between them and in place. One example per kernel (the first).
 
 STREAM_BYTES = _elementwise.STREAM_FROM_BYTES
 _CHEAP = {kernel.name for kernel in KERNELS if kernel.cheap}
@@ -301,7 +301,7 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
     period = draw(rng, (127,), case, dtype, special_fraction=0.3)
     grad_period = draw_grad_output(rng, (127,), dtype)
     operands = 2 if direction == "forward" else 3
-    n = STREAM_BYTES // (operands * dtype.itemsize) + int(rng.integers(1, 4096))
+    n = STREAM_BYTES // (operands * dtype.itemsize) + 1021 + int(rng.integers(1, 4096))
     offset = int(rng.integers(1, 127))
     reps = (offset + n) // 127 + 1
     x = np.tile(period, reps)[offset:offset + n]          # starts off the vector boundary
@@ -318,6 +318,16 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
     result = _compute_into(case, direction, grad_output, x, out)
     assert result is out
     assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
+    # rows of 1021 contiguous elements with gaps between them (no longer one run)
+    rows = n // 1021
+
+    def in_rows(a):
+        wide = np.empty((rows, 1024), dtype)
+        wide[:, :1021] = a[:rows * 1021].reshape(rows, 1021)
+        return wide[:, :1021]
+    out = in_rows(np.empty(n, dtype))
+    _compute_into(case, direction, in_rows(grad_output), in_rows(x), out)
+    assert_bitwise_equal(out, in_rows(expected), inputs, what=f"{direction}, rows with gaps")
     if direction == "forward":
         x = x.copy()
         case.forward(x, out=x)
