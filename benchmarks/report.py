@@ -78,6 +78,7 @@ def _functions(rows):
 
 
 COPIES = ("np.copyto", "torch.copy_")
+YARDSTICK = "np.maximum"
 
 
 def copy_bound(index, direction, dtype, n, threads, function="copy"):
@@ -89,6 +90,13 @@ def copy_bound(index, direction, dtype, n, threads, function="copy"):
         if times:
             return min(times)
     return None
+
+
+def small_yardstick(index, function, direction, dtype, n, threads):
+    """np.maximum(x, 0, out=buf)'s time: the one timed next to `function` when there is one
+    (run.py samples it round-robin with the function's small calls), else the run's own."""
+    return (index.get((function, direction, dtype, n, threads, YARDSTICK))
+            or index.get(("maximum", "forward", dtype, n, threads, "numpy")))
 
 
 def _n(n):
@@ -158,16 +166,19 @@ def overhead_table(rows, threads):
     base = {(r["dtype"], r["n"]): r["seconds"] for r in rows if r["function"] == "maximum"}
     body = []
     for function in _functions(rows):
-        for (dtype, n), yardstick in base.items():
-            cells = [index.get((function, d, dtype, n, threads, "actfast"))
-                     for d in ("forward", "backward")]
+        for dtype, n in base:
+            cells = []
+            for direction in ("forward", "backward"):
+                t = index.get((function, direction, dtype, n, threads, "actfast"))
+                yardstick = small_yardstick(index, function, direction, dtype, n, threads)
+                cells.append(f"{_time(t)} ({t / yardstick:.2f})" if t else "")
             if any(cells):
-                body.append([function, dtype, *[f"{_time(t)} ({t / yardstick:.2f})" if t else ""
-                                                for t in cells]])
+                body.append([function, dtype, *cells])
     if not body:
         return []
     sizes = ", ".join(f"{dtype} {_time(t)} at n = {n}" for (dtype, n), t in base.items())
-    return [f"## Small arrays: time per call (ratio to np.maximum(x, 0, out=buf): {sizes})\n\n"
+    return [f"## Small arrays: time per call (ratio to np.maximum(x, 0, out=buf) timed "
+            f"round-robin with each call; alone: {sizes})\n\n"
             + _table(["function", "dtype", "forward", "backward"], body)]
 
 
@@ -287,7 +298,8 @@ def summary(rows, threads):
                     mine = index.get((function, direction, r["dtype"], r["n"], threads,
                                       "actfast"))
                     if mine:
-                        small[f"{function} {_SHORT[direction]} {r['dtype']}"] = mine / r["seconds"]
+                        small[f"{function} {_SHORT[direction]} {r['dtype']}"] = mine / small_yardstick(
+                            index, function, direction, r["dtype"], r["n"], threads)
     geomean = _geomean(list(vs_torch.values()))
     targets = [
         ("actfast no slower than torch at n = 1e3, 1e5, 1e6, 1e7",

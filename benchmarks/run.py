@@ -22,7 +22,9 @@ OUTPUT/<function>.png. A JSON row is one measurement::
 with the copy bound as function "copy" (libraries "np.copyto", "torch.copy_"; the same copies
 are also timed next to each function, as rows of that function with those library names, and
 its fraction of the copy bound uses these) and the
-small-array yardstick ``np.maximum(x, 0, out=buf)`` as function "maximum". Rows of the
+small-array yardstick ``np.maximum(x, 0, out=buf)`` as function "maximum" (at n <= 16 also
+timed next to each function, as rows of that function with library "np.maximum", which its
+small-call ratio uses). Rows of the
 softmax family come from ``benchmarks/softmax.py`` when it exists: ``run(quick) ->
 list[dict]`` of rows in this format (it may ``import timing`` for the same loop), called with
 every library set to the first thread count; rows with the sizes measured here get the copy
@@ -52,6 +54,7 @@ QUICK_SIZES = (16, 10**3, 10**6)
 # and x (or output) in + out (backward).
 ELEMENTS_MOVED = {"forward": 2, "backward": 3}
 THREADED = ("numexpr", "torch")  # the competitors whose time depends on the thread count
+YARDSTICK = report.YARDSTICK     # np.maximum(x, 0, out=buf) timed next to a small call
 
 
 def parse_args(argv):
@@ -153,9 +156,20 @@ def measure(args, dtype, n, threads, all_libraries):
 
     for direction in args.directions:
         add("copy", direction, compare(copy_calls(ELEMENTS_MOVED[direction])))
-    if n <= 16 and all_libraries:
+    small = n <= 16 and all_libraries
+    if small:
         add("maximum", "forward",
             compare({"numpy": competitors.small_call_baseline(case.x, case.out)}))
+
+    def yardsticks(elements):
+        """The calls sampled round-robin with a function's: the copy of as many bytes, and
+        at small n the yardstick np.maximum (the machine's speed drifts within a run)."""
+        if not all_libraries:
+            return {}
+        calls = dict(copy_calls(elements))
+        if small:
+            calls[YARDSTICK] = competitors.small_call_baseline(case.x, case.out)
+        return calls
 
     libraries = [name for name in args.libraries if all_libraries or name in THREADED]
     for entry in args.entries:
@@ -168,11 +182,10 @@ def measure(args, dtype, n, threads, all_libraries):
                                                          from_output)}
             calls.update(competitors.competitor_calls(direction, entry.name, case, params,
                                                       libraries))
-            # the copies again, sampled round-robin with this function: its fraction of the
-            # copy bound then compares times taken in the same moments (the machine's
-            # memory bandwidth drifts by tens of per cent within a run)
-            if all_libraries:
-                calls.update(copy_calls(ELEMENTS_MOVED[direction]))
+            # the copies (and np.maximum) again, sampled round-robin with this function: its
+            # fraction of the copy bound and its small-call ratio then compare times taken in
+            # the same moments (the machine's speed drifts by tens of per cent within a run)
+            calls.update(yardsticks(ELEMENTS_MOVED[direction]))
             input_ = "output" if direction == "backward" and from_output else "x"
             add(entry.name, direction, compare(calls), params=example, input=input_)
     for name in (name for name in args.special if special.fits(name, n)):
@@ -181,8 +194,7 @@ def measure(args, dtype, n, threads, all_libraries):
         for direction in args.directions:
             calls = dict(built[direction])
             elements = special.ELEMENTS_MOVED[name][direction]
-            if all_libraries:   # the copy of as many bytes, round-robin (as above)
-                calls.update(copy_calls(elements))
+            calls.update(yardsticks(elements))   # round-robin, as above
             add(name, direction, compare(calls), elements=elements, params={}, input="x")
     return rows
 
