@@ -407,15 +407,16 @@ cdef inline real hardtanh_bwd_from_output(real grad_output, real y, double min_v
 
 cdef extern from *:
     """
-    /* relu6's bounds in memory whose value GCC cannot assume (a weak definition may be
-       replaced at link time): with 0 and 6 folded in, GCC 12 merges hardtanh's two selects
-       into compares and blends (10 operations per vector instead of vmaxps and vminps) */
-    __attribute__((weak, visibility("hidden"))) const double actfast_relu6_bounds[2] = {0.0, 6.0};
+    /* The clamps' constants 0, 1 and 6 in memory whose values GCC cannot assume (a weak
+       definition may be replaced at link time): with them folded in, GCC 12 merges two
+       clamping selects into compares and blends (10 operations per vector instead of a
+       vmaxps and a vminps) */
+    __attribute__((weak, visibility("hidden"))) const double actfast_clamp_bounds[3] = {0.0, 1.0, 6.0};
     """
-    const double* RELU6_BOUNDS "actfast_relu6_bounds"
+    const double* CLAMP_BOUNDS "actfast_clamp_bounds"   # 0, 1, 6
 
 cdef inline real relu6_fwd(real x) noexcept nogil:
-    return hardtanh_fwd(x, RELU6_BOUNDS[0], RELU6_BOUNDS[1])
+    return hardtanh_fwd(x, CLAMP_BOUNDS[0], CLAMP_BOUNDS[2])
 
 cdef inline real relu6_bwd(real grad_output, real x) noexcept nogil:
     return hardtanh_bwd(grad_output, x, 0.0, 6.0)
@@ -631,7 +632,7 @@ cdef inline real hardsigmoid_fwd(real x, double slope, double offset) noexcept n
     # float32: within 2 ulp, exactly 0 at x = -3 and 1 at x = 3 for the defaults (c = 3, and
     # 6 * float32(1/6) rounds to 1).
     # The API refuses slope = 0; the operations on parameters alone are loop invariants,
-    # hoisted by the compiler. Clipped with <= 0, so that y = -0 gives +0.
+    # hoisted by the compiler.
     cdef double inverse_slope = 1.0 / slope
     cdef double c = offset * inverse_slope
     cdef float c_hi, c_lo
@@ -642,8 +643,9 @@ cdef inline real hardsigmoid_fwd(real x, double slope, double offset) noexcept n
         y = ((x + c_hi) + c_lo) * <float>slope
     else:
         y = (x + c) / inverse_slope
-    y = 0 if y <= 0 else y
-    return 1 if y > 1 else y
+    cdef real zero = <real>CLAMP_BOUNDS[0], one = <real>CLAMP_BOUNDS[1]
+    y = (zero if y < zero else y) + <real>0   # (+ 0: -0 gives +0; NaN passes the selects)
+    return one if y > one else y
 
 cdef inline real hardsigmoid_bwd(real grad_output, real x, double slope, double offset) noexcept nogil:
     # slope strictly inside the linear part, 0 at its ends (PyTorch's convention at +-3),
@@ -670,11 +672,9 @@ cdef inline real hardswish_bwd(real grad_output, real x) noexcept nogil:
     # PyTorch's hardswish_backward: 0 up to -3, x/3 + 1/2 strictly inside, 1 from 3 on (so
     # 0 at -3 and 1 at 3); NaN falls through to the middle formula and gives NaN. The middle
     # as (2x + 3) * (1/6), exact up to the product (x/3 + 1/2 cancels near its zero, x = -1.5)
-    if x <= -3:
-        return 0
-    if x >= 3:
-        return grad_output
-    return grad_output * ((<real>2 * x + <real>3) * (<real>1 / <real>6))
+    cdef real result = grad_output * ((<real>2 * x + <real>3) * (<real>1 / <real>6))
+    result = grad_output if x >= 3 else result
+    return 0 if x <= -3 else result
 
 
 # ---- hardshrink, softshrink, tanhshrink, threshold -----------------------------------------
@@ -683,7 +683,10 @@ cdef inline real hardshrink_fwd(real x, double lambd) noexcept nogil:
     return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else x
 
 cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
-    return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
+    # grad outside [-lambd, lambd], else 0 (the comparisons are false at NaN), then NaN at NaN
+    # (as hardtanh_bwd: half the operations of selecting NaN within the outside)
+    cdef real outside = grad_output if (x < at_least(-lambd, x)) | (x > at_most(lambd, x)) else 0
+    return outside if x == x else x
 
 cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
     # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd (lambd
@@ -696,7 +699,7 @@ cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
     return x - c
 
 cdef inline real softshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
-    return 0 if (at_least(-lambd, x) <= x) & (x <= at_most(lambd, x)) else nan_or(x, grad_output)
+    return hardshrink_bwd(grad_output, x, lambd)   # the same derivative
 
 cdef inline double tanhshrink_fwd_double(double x) noexcept nogil:
     # x - tanh(x) cancels for small |x| (it is x^3/3 - ...): there the Taylor series, whose
