@@ -246,33 +246,37 @@ POSITION_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
                    if direction != "backward-from-output" or case.allows_output]
 
 
-def _compute(case, direction, grad_output, x):
+def _compute(case, direction, grad_output, x, **kwargs):
     if direction == "forward":
-        return case.forward(x)
+        return case.forward(x, **kwargs)
     if direction == "backward":
-        return case.backward(grad_output, x)
-    return case.backward(grad_output, output=np.asarray(case.forward(x)))
+        return case.backward(grad_output, x, **kwargs)
+    return case.backward(grad_output, output=np.asarray(case.forward(x)), **kwargs)
+
+
+def _periodic(case, direction, dtype, rng, n):
+    """A period of 127 values (specials included) repeated over n elements from an offset
+    of 1 to 126 elements, and the result expected: each value's bits computed alone (a one-element array,
+    which no vector loop body touches). Returns (x, grad_output, expected)."""
+    period = draw(rng, (127,), case, dtype, special_fraction=0.3)
+    grad_period = draw_grad_output(rng, (127,), dtype)
+    offset = int(rng.integers(1, 127))
+    reps = (offset + n) // 127 + 1
+    with single_thread():
+        alone = np.concatenate([
+            np.asarray(_compute(case, direction, grad_period[i:i + 1], period[i:i + 1]))
+            for i in range(127)])
+    return tuple(np.tile(a, reps)[offset:offset + n] for a in (period, grad_period, alone))
 
 
 @THREADS
 @pytest.mark.parametrize("dtype", dtype_params())
 @pytest.mark.parametrize("case, direction", POSITION_PARAMS)
 def test_position_independent(case, direction, dtype, n_threads, rng):
-    # A period of values (specials included) repeated with an odd offset over more than 70000
-    # elements: every copy must give the bits computed for the value alone (a one-element
-    # array, which no vector loop body touches), wherever it sits (vector body or remainder,
-    # either thread's chunk).
-    period = draw(rng, (127,), case, dtype, special_fraction=0.3)
-    grad_period = draw_grad_output(rng, (127,), dtype)
-    offset, n = int(rng.integers(1, 127)), 70001 + int(rng.integers(0, 16))
-    reps = (offset + n) // 127 + 1
-    x = np.tile(period, reps)[offset:offset + n]
-    grad_output = np.tile(grad_period, reps)[offset:offset + n]
-    with single_thread():
-        alone = np.concatenate([
-            np.asarray(_compute(case, direction, grad_period[i:i + 1], period[i:i + 1]))
-            for i in range(127)])
-    expected = np.tile(alone, reps)[offset:offset + n]
+    # Periodic values over more than 70000 elements: every copy must give the bits computed
+    # for the value alone, wherever it sits (vector body or remainder, either thread's chunk).
+    x, grad_output, expected = _periodic(case, direction, dtype, rng,
+                                         70001 + int(rng.integers(0, 16)))
     result = _compute(case, direction, grad_output, x)
     assert_bitwise_equal(result, expected, {"x": x, "grad_output": grad_output},
                          what=direction)
@@ -298,25 +302,14 @@ STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
 @pytest.mark.parametrize("dtype", dtype_params())
 @pytest.mark.parametrize("case, direction", STREAM_PARAMS)
 def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rng):
-    period = draw(rng, (127,), case, dtype, special_fraction=0.3)
-    grad_period = draw_grad_output(rng, (127,), dtype)
     operands = 2 if direction == "forward" else 3
     n = STREAM_BYTES // (operands * dtype.itemsize) + 1021 + int(rng.integers(1, 4096))
-    offset = int(rng.integers(1, 127))
-    reps = (offset + n) // 127 + 1
-    x = np.tile(period, reps)[offset:offset + n]          # starts off the vector boundary
-    grad_output = np.tile(grad_period, reps)[offset:offset + n]
-    with single_thread():
-        alone = np.concatenate([
-            np.asarray(_compute(case, direction, grad_period[i:i + 1], period[i:i + 1]))
-            for i in range(127)])
-    expected = np.tile(alone, reps)[offset:offset + n]
+    x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
     inputs = {"x": x, "grad_output": grad_output}
     assert_bitwise_equal(_compute(case, direction, grad_output, x), expected, inputs,
                          what=direction)
     out = np.empty(n + 1, dtype)[1:]
-    result = _compute_into(case, direction, grad_output, x, out)
-    assert result is out
+    assert _compute(case, direction, grad_output, x, out=out) is out
     assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
     # rows of 1021 contiguous elements with gaps between them (no longer one run)
     rows = n // 1021
@@ -326,20 +319,12 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
         wide[:, :1021] = a[:rows * 1021].reshape(rows, 1021)
         return wide[:, :1021]
     out = in_rows(np.empty(n, dtype))
-    _compute_into(case, direction, in_rows(grad_output), in_rows(x), out)
+    _compute(case, direction, in_rows(grad_output), in_rows(x), out=out)
     assert_bitwise_equal(out, in_rows(expected), inputs, what=f"{direction}, rows with gaps")
     if direction == "forward":
         x = x.copy()
         case.forward(x, out=x)
         assert_bitwise_equal(x, expected, inputs, what="forward in place")
-
-
-def _compute_into(case, direction, grad_output, x, out):
-    if direction == "forward":
-        return case.forward(x, out=out)
-    if direction == "backward":
-        return case.backward(grad_output, x, out=out)
-    return case.backward(grad_output, output=np.asarray(case.forward(x)), out=out)
 
 
 # ---- values against the reference ---------------------------------------------------------
