@@ -58,6 +58,10 @@ class Param:
             if value not in self.choices:
                 raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
             return value
+        # a 0-d array (NumPy's, or anything with ndim 0 and item()) counts as its element, as
+        # in NumPy and PyTorch
+        if type(value) is not float and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()
         # numbers.Real covers Python and NumPy integers and floats, not bool or complex
         # (a float is one: the common case skips the abstract-class checks)
         if type(value) is not float and (isinstance(value, bool)

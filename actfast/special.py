@@ -120,8 +120,6 @@ def _real(function, name, value, check=None):
     NaN and what ``check`` rejects raise ValueError."""
     if type(value) is float and value == value and (check is None or check(value) is None):
         return value                                # the common case, valid as it is
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        value = value.item()
     return Param(name, check=check).validate(function, value)
 
 

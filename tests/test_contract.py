@@ -620,8 +620,20 @@ def test_parameter_cache_does_not_accept_an_equal_invalid_value(value, lookalike
         af.leaky_relu(x, negative_slope=lookalike)
 
 
-@pytest.mark.parametrize("value", [[0.1], np.array(0.1), np.array([0.1]), {0.1}],
-                         ids=["list", "0d-array", "array", "set"])
+@pytest.mark.parametrize("value", [[0.1], np.array([0.1]), {0.1}, np.array(True),
+                                   np.array(1 + 0j)],
+                         ids=["list", "array", "set", "0d-bool", "0d-complex"])
 def test_unhashable_parameter_error_names_the_argument(value):
     with pytest.raises(TypeError, match="negative_slope"):
         af.leaky_relu(np.ones(3), negative_slope=value)
+
+
+@pytest.mark.parametrize("value", [np.array(0.1), np.array(0.1, np.float32), np.array(2)],
+                         ids=["float64", "float32", "int"])
+def test_zero_d_array_parameter_is_its_element(value, rng):
+    # as in NumPy and PyTorch (a 0-d tensor is a Scalar), and as the special functions
+    x = rng.normal(size=40)
+    np.testing.assert_array_equal(af.leaky_relu(x, negative_slope=value),
+                                  af.leaky_relu(x, negative_slope=value.item()))
+    np.testing.assert_array_equal(af.threshold(x, threshold=value, value=value),
+                                  af.threshold(x, threshold=value.item(), value=value.item()))
