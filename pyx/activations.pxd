@@ -400,7 +400,7 @@ cdef inline real hardtanh_bwd(real grad_output, real x, double min_val, double m
     # compares, an and and a select for the inside (half the operations of testing the
     # outside and selecting NaN within it)
     cdef real inside = grad_output if (x > at_most(min_val, x)) & (x < at_least(max_val, x)) else 0
-    return inside if x == x else x
+    return nan_or(x, inside)
 
 cdef inline real hardtanh_bwd_from_output(real grad_output, real y, double min_val, double max_val) noexcept nogil:
     return hardtanh_bwd(grad_output, y, min_val, max_val)
@@ -686,7 +686,7 @@ cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept
     # grad outside [-lambd, lambd], else 0 (the comparisons are false at NaN), then NaN at NaN
     # (as hardtanh_bwd: half the operations of selecting NaN within the outside)
     cdef real outside = grad_output if (x < at_least(-lambd, x)) | (x > at_most(lambd, x)) else 0
-    return outside if x == x else x
+    return nan_or(x, outside)
 
 cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
     # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd (lambd
