@@ -53,36 +53,33 @@ def _unit(hi, lo):
     return (((hi << np.uint64(32)) | lo) >> np.uint64(12)).astype(np.float64) * 2.0 ** -52
 
 
-def _uniforms(seed, stream, first, pairs):
-    """The two uniforms of each pair first .. first + pairs - 1, interleaved."""
+def _pair_words(seed, stream, first, pairs):
+    """The 4 words of pairs first .. first + pairs - 1: one Philox call per pair of elements
+    (2k, 2k + 1), counter (k lo, k hi, stream, 0), key = the seed."""
     k = np.uint64(first) + np.arange(pairs, dtype=np.uint64)
     zeros = np.zeros(pairs, dtype=np.uint64)
-    w = philox((k & np.uint64(0xFFFFFFFF), k >> np.uint64(32), zeros + stream, zeros),
-               (seed & 0xFFFFFFFF, seed >> 32))
+    return philox((k & np.uint64(0xFFFFFFFF), k >> np.uint64(32), zeros + stream, zeros),
+                  (seed & 0xFFFFFFFF, seed >> 32))
+
+
+def _uniforms(seed, stream, first, pairs):
+    """The two uniforms of each pair first .. first + pairs - 1, interleaved: element 2k
+    takes words (0, 1) of pair k, element 2k + 1 words (2, 3)."""
+    w = _pair_words(seed, stream, first, pairs)
     return np.stack([_unit(w[0], w[1]), _unit(w[2], w[3])], axis=1).reshape(-1)
 
 
-def _pair_draws(seed, stream, n):
-    """The 4 words of the pairs of elements 0..n-1: one Philox call per pair (2k, 2k + 1),
-    counter (k lo, k hi, stream, 0), key = the seed."""
-    pairs = np.arange((n + 1) // 2, dtype=np.uint64)
-    zeros = np.zeros(pairs.size, dtype=np.uint64)
-    return philox((pairs & np.uint64(0xFFFFFFFF), pairs >> np.uint64(32), zeros + stream,
-                   zeros), (seed & 0xFFFFFFFF, seed >> 32))
-
-
 def rrelu_slopes(shape, lower, upper, seed):
-    """Element 2k takes the uniform of words (0, 1) of pair k, element 2k + 1 of (2, 3)."""
+    """lower + (upper - lower) u, u the uniforms of stream 1 from pair 0."""
     n = math.prod(shape)
-    w = _pair_draws(seed, 1, n)
-    u = np.stack([_unit(w[0], w[1]), _unit(w[2], w[3])], axis=1).reshape(-1)[:n]
+    u = _uniforms(seed, 1, 0, (n + 1) // 2)[:n]
     return (lower + (upper - lower) * u).reshape(shape)
 
 
 def normal_noise(shape, seed):
     """Box-Muller per pair: r cos(theta) for element 2k, r sin(theta) for 2k + 1."""
     n = math.prod(shape)
-    w = _pair_draws(seed, 2, n)
+    w = _pair_words(seed, 2, 0, (n + 1) // 2)
     r = np.sqrt(-2.0 * np.log(1.0 - _unit(w[0], w[1])))
     theta = 2 * np.pi * _unit(w[2], w[3])
     return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).reshape(-1)[:n].reshape(shape)
