@@ -19,9 +19,9 @@ logical array, for any thread count, and for element i whatever the array's size
 Philox call serves elements 2k and 2k + 1 (counter (k, stream), key = the 64-bit seed; rrelu
 and noisy_relu use different streams). The draws and the arithmetic on them are in double
 whatever the dtype: a float32 result is the float64 one rounded. (The last bit of a double
-result can differ between builds: GCC contracts a * b + c into one fused multiply-add in the
-default AVX2/FMA build, not in the portable one.) ``seed=None`` draws a fresh seed from the
-operating system.
+result can differ between builds: noisy_relu's log, cos and sin (pyx/vecmath.h) use fused
+multiply-adds in the AVX2 and AVX-512 builds, a product and a sum in the portable one.)
+``seed=None`` draws a fresh seed from the operating system.
 """
 import math
 import numbers

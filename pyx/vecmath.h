@@ -153,15 +153,10 @@ static inline double af_expm1(double x) {
     return n > 60.0 ? large : (x == 0.0 ? x : small);
 }
 
-/* log(1 + z) for z in [0, 1] (z = exp(-|x|) in softplus and log_sigmoid), or NaN.
- * 1 + z = 2^k (1 + f) with f = z (k = 0) for z < 1/2, f = (z - 1)/2 (k = 1) above: both
- * exact, so there is no rounding of 1 + z to correct for (fdlibm's log1p divides by 1 + z for
- * that); f in [-1/4, 1/2). Then fdlibm's log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))),
- * s = f / (2 + f) in [-1/7, 1/5], with R refitted to that interval (relative error of the
- * result's R term 6e-17). */
-static inline double af_log1p_unit(double z) {
-    double k = z >= 0.5 ? 1.0 : 0.0;
-    double f = z >= 0.5 ? (z - 1.0) * 0.5 : z;
+/* log(2^k (1 + f)) for an integer-valued k and f in [sqrt(1/2) - 1, sqrt(2) - 1], f exact:
+ * fdlibm's log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f), with R a fit over
+ * |s| <= 0.172 (relative error of the result's R term 6e-17), and k ln 2 in two parts. */
+static inline double af_log_reduced(double k, double f) {
     double s = f / (2.0 + f);
     double w = s * s;
     double R = 1.51144156256387330e-01;
@@ -173,6 +168,71 @@ static inline double af_log1p_unit(double z) {
     R = AF_FMA(R, w, 6.66666666666669405e-01) * w;
     double hfsq = 0.5 * f * f;
     return k * AF_LN2_HI - ((hfsq - (s * (hfsq + R) + k * AF_LN2_LO)) - f);
+}
+
+/* log(1 + z) for z in [0, 1] (z = exp(-|x|) in softplus and log_sigmoid), or NaN.
+ * 1 + z = 2^k (1 + f) with f = z (k = 0) for z < 1/2, f = (z - 1)/2 (k = 1) above: both
+ * exact, so there is no rounding of 1 + z to correct for (fdlibm's log1p divides by 1 + z for
+ * that); f in [-1/4, 1/2), where af_log_reduced's fit holds too (|s| <= 1/5). */
+static inline double af_log1p_unit(double z) {
+    double k = z >= 0.5 ? 1.0 : 0.0;
+    double f = z >= 0.5 ? (z - 1.0) * 0.5 : z;
+    return af_log_reduced(k, f);
+}
+
+/* log(v) for a positive, normal, finite v (within an ulp): v = 2^k m with m in
+ * [sqrt(1/2), sqrt(2)), both read off the bits (k as a double through the shifter's trick,
+ * no int64 -> double conversion), f = m - 1 exact. */
+static inline double af_log_normal_positive(double v) {
+    int64_t bits = af_bits(v);
+    double m = af_from_bits((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  /* [1, 2) */
+    /* 2^52 + the biased exponent, minus 2^52 + 1023 */
+    double k = af_from_bits((bits >> 52) | 0x4330000000000000LL) - 4503599627371519.0;
+    int above = m > 1.41421356237309504880;
+    k = above ? k + 1.0 : k;
+    m = above ? m * 0.5 : m;
+    return af_log_reduced(k, m - 1.0);
+}
+
+/* cos(theta), and sin(theta) into *sine, for theta in [0, 2 pi] (Box-Muller's angle), each
+ * within about an ulp. theta = q pi/2 + a with q = round(theta 2/pi) in 0..4 and |a| <= pi/4,
+ * pi/2 in three parts (Cody-Waite): the first two of 33 bits, so that q times them is exact,
+ * and theta - q AF_PIO2_1 is exact (Sterbenz); one rounding each for the other two. sin a
+ * and cos a by their Taylor series to a^17 / a^16 (the next terms < 3e-18 on |a| <= pi/4);
+ * cos a = w + ((1 - w) - a^2/2 + ...) with w = 1 - a^2/2, fdlibm's way of keeping the
+ * rounding of 1 - a^2/2 out of the result. Then the quadrant's signs and swap by selects. */
+#define AF_PIO2_1 0x1.921fb544p+0
+#define AF_PIO2_2 0x1.0b4611a6p-34
+#define AF_PIO2_3 0x1.3198a2e037073p-69
+static inline double af_cos_sin_circle(double theta, double* sine) {
+    double q = AF_FMA(theta, 6.36619772367581382433e-01, AF_SHIFTER) - AF_SHIFTER;
+    double a = ((theta - q * AF_PIO2_1) - q * AF_PIO2_2) - q * AF_PIO2_3;
+    double a2 = a * a;
+    double ps = 1.0 / 355687428096000.0;             /* 1/17! */
+    ps = AF_FMA(ps, a2, -1.0 / 1307674368000.0);     /* 1/15! */
+    ps = AF_FMA(ps, a2, 1.0 / 6227020800.0);
+    ps = AF_FMA(ps, a2, -1.0 / 39916800.0);
+    ps = AF_FMA(ps, a2, 1.0 / 362880.0);
+    ps = AF_FMA(ps, a2, -1.0 / 5040.0);
+    ps = AF_FMA(ps, a2, 1.0 / 120.0);
+    ps = AF_FMA(ps, a2, -1.0 / 6.0);
+    double s = AF_FMA(a * a2, ps, a);
+    double pc = 1.0 / 20922789888000.0;              /* 1/16! */
+    pc = AF_FMA(pc, a2, -1.0 / 87178291200.0);       /* 1/14! */
+    pc = AF_FMA(pc, a2, 1.0 / 479001600.0);
+    pc = AF_FMA(pc, a2, -1.0 / 3628800.0);
+    pc = AF_FMA(pc, a2, 1.0 / 40320.0);
+    pc = AF_FMA(pc, a2, -1.0 / 720.0);
+    pc = AF_FMA(pc, a2, 1.0 / 24.0);
+    double hz = 0.5 * a2;
+    double w = 1.0 - hz;
+    double c = w + (((1.0 - w) - hz) + a2 * a2 * pc);
+    /* q = 0: (c, s); 1: (-s, c); 2: (-c, -s); 3: (s, -c); 4 as 0 */
+    int odd = q == 1.0 || q == 3.0;
+    double cosine = odd ? s : c;
+    double sin_theta = odd ? c : s;
+    *sine = q == 2.0 || q == 3.0 ? -sin_theta : sin_theta;
+    return q == 1.0 || q == 2.0 ? -cosine : cosine;
 }
 
 /* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: -(e^y - 1) / ((e^y - 1) + 2)

@@ -22,6 +22,8 @@ cdef extern from "vecmath.h" nogil:
     double af_expm1(double x) noexcept
     double af_tanh(double x) noexcept
     double af_log1p_unit(double z) noexcept
+    double af_log_normal_positive(double v) noexcept
+    double af_cos_sin_circle(double theta, double* sine) noexcept
     double af_gauss_parts(double a, double* scale) noexcept
     double af_mills_ratio(double a) noexcept
     double af_mills_ratio_minus_a(double a) noexcept

@@ -87,6 +87,14 @@ def _mills_ratio_mp(a):
     return mpmath.erfc(a / mpmath.sqrt(2)) * mpmath.exp(a * a / 2) * mpmath.sqrt(mpmath.pi / 2)
 
 
+def _circle_angles(rng, n):
+    """Box-Muller's angles 2 pi u (u a multiple of 2^-52 on [0, 1)): spread over the circle,
+    and next to each multiple of pi/2 (u = k/4 + j 2^-52, small j of either sign)."""
+    near = rng.integers(0, 5, n) / 4 + rng.integers(-2 ** 12, 2 ** 12, n) * 2.0 ** -52
+    u = np.concatenate([rng.integers(0, 2 ** 52, n) * 2.0 ** -52, near[(near >= 0) & (near < 1)]])
+    return 2 * np.pi * u
+
+
 # Each bound is above the largest error found where the primitive is worst (the comment: that
 # error, in scans of 1e5-5e6 random points against mpmath or long double): the test draws a
 # few hundred fresh points, so a bound at the few hundred points' maximum fails now and then.
@@ -110,6 +118,16 @@ FLOAT64_PRIMITIVES = [
      lambda a: _mills_ratio_mp(a) - a, 6.5),                               # 4.96
     ("exprel_small", lambda rng, n: rng.uniform(-0.5, 0.5, n),
      lambda d: mpmath.expm1(d) / d if d else mpmath.mpf(1), 1.5),          # 0.64
+    # Box-Muller's log(1 - u) (u a multiple of 2^-52 on [0, 1)) and its cos/sin of 2 pi u:
+    # the whole normal range, 1 - u down to 2^-52 and just below 1 (relative accuracy of a
+    # tiny log), angles next to the multiples of pi/2 (tiny results)
+    ("log_normal_positive",
+     lambda rng, n: np.concatenate([np.exp(rng.uniform(-708, 709, n)),
+                                    np.exp(rng.uniform(-36.05, 0, n)),
+                                    1.0 - rng.integers(1, 2 ** 20, n) * 2.0 ** -52]),
+     mpmath.log, 1.5),                                                     # 0.82
+    ("cos_circle", _circle_angles, mpmath.cos, 2.0),                     # 1.33
+    ("sin_circle", _circle_angles, mpmath.sin, 2.0),                     # 1.30
 ]
 
 
