@@ -1,8 +1,9 @@
 /* Philox4x32-10 (Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as 1, 2, 3",
  * SC 2011): the random draws of rrelu and noisy_relu (pyx/special_kernels.pxd says how they
  * are used). One counter-based generator, written once as a scalar function and once for
- * runs of consecutive counters, which with AVX2 computes four of them side by side (the same
- * bits: tests/test_special.py checks Random123's known answers and every uniform of a run).
+ * runs of consecutive counters, which computes eight of them side by side with AVX-512, four
+ * with AVX2 (the same bits: tests/test_special.py checks Random123's known answers and every
+ * uniform of a run).
  * The multipliers and Weyl constants are Random123's.
  */
 #ifndef ACTFAST_PHILOX_H
@@ -11,8 +12,58 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef __AVX2__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+
+/* The vector operations of the runs below, for eight counters side by side (AVX-512) or
+ * four (AVX2): each counter in a 64-bit lane. */
+#if defined(__AVX512F__)
+#define AF_PHILOX_VECTOR 8
+typedef __m512i af_lanes;
+typedef __m512d af_lanes_pd;
+#define af_mul_epu32 _mm512_mul_epu32
+#define af_xor _mm512_xor_si512
+#define af_or _mm512_or_si512
+#define af_and _mm512_and_si512
+#define af_srli_epi64 _mm512_srli_epi64
+#define af_slli_epi64 _mm512_slli_epi64
+#define af_add_epi64 _mm512_add_epi64
+#define af_set1_epi64 _mm512_set1_epi64
+#define af_setzero _mm512_setzero_si512
+#define af_castsi_pd _mm512_castsi512_pd
+#define af_sub_pd _mm512_sub_pd
+#define af_set1_pd _mm512_set1_pd
+#define af_lane_numbers() _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0)
+/* out[0..15] = (a[0], b[0], a[1], b[1], ...) */
+static inline void af_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
+    _mm512_storeu_pd(out, _mm512_permutex2var_pd(a, _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), b));
+    _mm512_storeu_pd(out + 8, _mm512_permutex2var_pd(a, _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4), b));
+}
+#elif defined(__AVX2__)
+#define AF_PHILOX_VECTOR 4
+typedef __m256i af_lanes;
+typedef __m256d af_lanes_pd;
+#define af_mul_epu32 _mm256_mul_epu32
+#define af_xor _mm256_xor_si256
+#define af_or _mm256_or_si256
+#define af_and _mm256_and_si256
+#define af_srli_epi64 _mm256_srli_epi64
+#define af_slli_epi64 _mm256_slli_epi64
+#define af_add_epi64 _mm256_add_epi64
+#define af_set1_epi64 _mm256_set1_epi64x
+#define af_setzero _mm256_setzero_si256
+#define af_castsi_pd _mm256_castsi256_pd
+#define af_sub_pd _mm256_sub_pd
+#define af_set1_pd _mm256_set1_pd
+#define af_lane_numbers() _mm256_set_epi64x(3, 2, 1, 0)
+/* out[0..7] = (a[0], b[0], a[1], b[1], ...) */
+static inline void af_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
+    __m256d even = _mm256_unpacklo_pd(a, b);    /* a[0] b[0] a[2] b[2] */
+    __m256d odd = _mm256_unpackhi_pd(a, b);     /* a[1] b[1] a[3] b[3] */
+    _mm256_storeu_pd(out, _mm256_permute2f128_pd(even, odd, 0x20));
+    _mm256_storeu_pd(out + 4, _mm256_permute2f128_pd(even, odd, 0x31));
+}
 #endif
 
 #define AF_PHILOX_M0 0xD2511F53u
@@ -57,73 +108,69 @@ static inline double af_unit_interval(uint32_t hi, uint32_t lo) {
     return one_to_two - 1.0;
 }
 
-#ifdef __AVX2__
-/* One round for four counters side by side, each 32-bit word in the low half of a 64-bit
- * lane (the high halves are ignored until the end): _mm256_mul_epu32 multiplies the low
- * halves into the whole lane, with no packing of words between the rounds. */
+#ifdef AF_PHILOX_VECTOR
+/* One round for a vector of counters, each 32-bit word in the low half of a 64-bit lane (the
+ * high halves are ignored until the end): mul_epu32 multiplies the low halves into the whole
+ * lane, with no packing of words between the rounds. */
 #define AF_PHILOX_ROUND(x0, x1, x2, x3, key0, key1) do {                                    \
-        __m256i p0_ = _mm256_mul_epu32(x0, m0), p1_ = _mm256_mul_epu32(x2, m1);             \
-        x0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1_, 32), x1), key0);      \
-        x2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0_, 32), x3), key1);      \
+        af_lanes p0_ = af_mul_epu32(x0, m0), p1_ = af_mul_epu32(x2, m1);                     \
+        x0 = af_xor(af_xor(af_srli_epi64(p1_, 32), x1), key0);                              \
+        x2 = af_xor(af_xor(af_srli_epi64(p0_, 32), x3), key1);                              \
         x1 = p1_;                                                                           \
         x3 = p0_;                                                                           \
     } while (0)
 
-/* the uniforms af_unit_interval(w0, w1) and (w2, w3) of four draws, stored interleaved as
- * out[0..7] = (u01[0], u23[0], u01[1], u23[1], ...) */
-static inline void af_philox_store_uniforms(__m256i x0, __m256i x1, __m256i x2, __m256i x3,
+/* the uniforms af_unit_interval(w0, w1) and (w2, w3) of a vector of draws, stored
+ * interleaved as out = (u01[0], u23[0], u01[1], u23[1], ...) */
+static inline void af_philox_store_uniforms(af_lanes x0, af_lanes x1, af_lanes x2, af_lanes x3,
                                             double* out) {
-    const __m256i low = _mm256_set1_epi64x(0xFFFFFFFF);
-    const __m256i exponent = _mm256_set1_epi64x(0x3FF0000000000000ll);
-    const __m256d one = _mm256_set1_pd(1.0);
-    __m256i b01 = _mm256_or_si256(_mm256_slli_epi64(x0, 32), _mm256_and_si256(x1, low));
-    __m256i b23 = _mm256_or_si256(_mm256_slli_epi64(x2, 32), _mm256_and_si256(x3, low));
-    __m256d u01 = _mm256_sub_pd(_mm256_castsi256_pd(
-        _mm256_or_si256(_mm256_srli_epi64(b01, 12), exponent)), one);
-    __m256d u23 = _mm256_sub_pd(_mm256_castsi256_pd(
-        _mm256_or_si256(_mm256_srli_epi64(b23, 12), exponent)), one);
-    __m256d even = _mm256_unpacklo_pd(u01, u23);    /* u01[0] u23[0] u01[2] u23[2] */
-    __m256d odd = _mm256_unpackhi_pd(u01, u23);     /* u01[1] u23[1] u01[3] u23[3] */
-    _mm256_storeu_pd(out, _mm256_permute2f128_pd(even, odd, 0x20));
-    _mm256_storeu_pd(out + 4, _mm256_permute2f128_pd(even, odd, 0x31));
+    const af_lanes low = af_set1_epi64(0xFFFFFFFF);
+    const af_lanes exponent = af_set1_epi64(0x3FF0000000000000ll);
+    const af_lanes_pd one = af_set1_pd(1.0);
+    af_lanes b01 = af_or(af_slli_epi64(x0, 32), af_and(x1, low));
+    af_lanes b23 = af_or(af_slli_epi64(x2, 32), af_and(x3, low));
+    af_lanes_pd u01 = af_sub_pd(af_castsi_pd(af_or(af_srli_epi64(b01, 12), exponent)), one);
+    af_lanes_pd u23 = af_sub_pd(af_castsi_pd(af_or(af_srli_epi64(b23, 12), exponent)), one);
+    af_store_interleaved(u01, u23, out);
 }
 #endif
 
 /* The uniforms of pairs first .. first + pairs - 1 of a stream: out[2 j] and out[2 j + 1] =
- * af_unit_interval(w0, w1) and (w2, w3) of pair first + j. With AVX2, eight pairs at a time
- * in two independent sets of four (a round's multiplies wait for the previous round's: two
- * chains keep the multiplier busy). */
+ * af_unit_interval(w0, w1) and (w2, w3) of pair first + j. With vectors of V counters
+ * (AF_PHILOX_VECTOR), 2 V pairs at a time in two independent sets (a round's multiplies wait
+ * for the previous round's: two chains keep the multiplier busy). */
 static inline void af_philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first,
                                       ptrdiff_t pairs, double* out) {
     ptrdiff_t j = 0;
-#ifdef __AVX2__
-    const __m256i m0 = _mm256_set1_epi64x(AF_PHILOX_M0), m1 = _mm256_set1_epi64x(AF_PHILOX_M1);
-    __m256i key0[10], key1[10];
+#ifdef AF_PHILOX_VECTOR
+    const ptrdiff_t V = AF_PHILOX_VECTOR;
+    const af_lanes m0 = af_set1_epi64(AF_PHILOX_M0), m1 = af_set1_epi64(AF_PHILOX_M1);
+    af_lanes key0[10], key1[10];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int r = 0; r < 10; r++) {
         if (r > 0) {
             k0 += AF_PHILOX_W0;
             k1 += AF_PHILOX_W1;
         }
-        key0[r] = _mm256_set1_epi64x(k0);
-        key1[r] = _mm256_set1_epi64x(k1);
+        key0[r] = af_set1_epi64(k0);
+        key1[r] = af_set1_epi64(k1);
     }
-    const __m256i lanes = _mm256_set_epi64x(3, 2, 1, 0), four = _mm256_set1_epi64x(4);
-    const __m256i stream_word = _mm256_set1_epi64x(stream);
-    for (; j + 8 <= pairs; j += 8) {
-        __m256i a0 = _mm256_add_epi64(_mm256_set1_epi64x((long long)(first + j)), lanes);
-        __m256i b0 = _mm256_add_epi64(a0, four);
+    const af_lanes lanes = af_lane_numbers(), step = af_set1_epi64(V);
+    const af_lanes stream_word = af_set1_epi64(stream);
+    for (; j + 2 * V <= pairs; j += 2 * V) {
+        af_lanes a0 = af_add_epi64(af_set1_epi64((long long)(first + j)), lanes);
+        af_lanes b0 = af_add_epi64(a0, step);
         /* counter words: the pair's low word (the low half of the lane), its high word,
          * the stream, 0 */
-        __m256i a1 = _mm256_srli_epi64(a0, 32), b1 = _mm256_srli_epi64(b0, 32);
-        __m256i a2 = stream_word, b2 = stream_word;
-        __m256i a3 = _mm256_setzero_si256(), b3 = a3;
+        af_lanes a1 = af_srli_epi64(a0, 32), b1 = af_srli_epi64(b0, 32);
+        af_lanes a2 = stream_word, b2 = stream_word;
+        af_lanes a3 = af_setzero(), b3 = a3;
         for (int r = 0; r < 10; r++) {
             AF_PHILOX_ROUND(a0, a1, a2, a3, key0[r], key1[r]);
             AF_PHILOX_ROUND(b0, b1, b2, b3, key0[r], key1[r]);
         }
         af_philox_store_uniforms(a0, a1, a2, a3, out + 2 * j);
-        af_philox_store_uniforms(b0, b1, b2, b3, out + 2 * j + 8);
+        af_philox_store_uniforms(b0, b1, b2, b3, out + 2 * j + 2 * V);
     }
 #endif
     for (; j < pairs; j++) {
