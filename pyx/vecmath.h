@@ -194,6 +194,23 @@ static inline double af_log_normal_positive(double v) {
     return af_log_reduced(k, m - 1.0);
 }
 
+/* sin a = a + a^3 P(a^2), cos a = 1 - a^2/2 + a^4 Q(a^2): P's and Q's coefficients, the
+ * highest degree first (P: -1/3! + ... + a^14/17!, Q: 1/4! - ... + a^12/16!) */
+static const double AF_SIN_TAYLOR[8] = {
+    1.0 / 355687428096000.0, -1.0 / 1307674368000.0, 1.0 / 6227020800.0, -1.0 / 39916800.0,
+    1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0};
+static const double AF_COS_TAYLOR[7] = {
+    1.0 / 20922789888000.0, -1.0 / 87178291200.0, 1.0 / 479001600.0, -1.0 / 3628800.0,
+    1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0};
+
+/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule (the constant trip count is unrolled) */
+static inline double af_horner(const double* c, int n, double x) {
+    double p = c[0];
+    for (int i = 1; i < n; i++)
+        p = AF_FMA(p, x, c[i]);
+    return p;
+}
+
 /* cos(theta), and sin(theta) into *sine, for theta in [0, 2 pi] (Box-Muller's angle), each
  * within about an ulp. theta = q pi/2 + a with q = round(theta 2/pi) in 0..4 and |a| <= pi/4,
  * pi/2 in three parts (Cody-Waite): the first two of 33 bits, so that q times them is exact,
@@ -208,22 +225,8 @@ static inline double af_cos_sin_circle(double theta, double* sine) {
     double q = AF_FMA(theta, 6.36619772367581382433e-01, AF_SHIFTER) - AF_SHIFTER;
     double a = ((theta - q * AF_PIO2_1) - q * AF_PIO2_2) - q * AF_PIO2_3;
     double a2 = a * a;
-    double ps = 1.0 / 355687428096000.0;             /* 1/17! */
-    ps = AF_FMA(ps, a2, -1.0 / 1307674368000.0);     /* 1/15! */
-    ps = AF_FMA(ps, a2, 1.0 / 6227020800.0);
-    ps = AF_FMA(ps, a2, -1.0 / 39916800.0);
-    ps = AF_FMA(ps, a2, 1.0 / 362880.0);
-    ps = AF_FMA(ps, a2, -1.0 / 5040.0);
-    ps = AF_FMA(ps, a2, 1.0 / 120.0);
-    ps = AF_FMA(ps, a2, -1.0 / 6.0);
-    double s = AF_FMA(a * a2, ps, a);
-    double pc = 1.0 / 20922789888000.0;              /* 1/16! */
-    pc = AF_FMA(pc, a2, -1.0 / 87178291200.0);       /* 1/14! */
-    pc = AF_FMA(pc, a2, 1.0 / 479001600.0);
-    pc = AF_FMA(pc, a2, -1.0 / 3628800.0);
-    pc = AF_FMA(pc, a2, 1.0 / 40320.0);
-    pc = AF_FMA(pc, a2, -1.0 / 720.0);
-    pc = AF_FMA(pc, a2, 1.0 / 24.0);
+    double s = AF_FMA(a * a2, af_horner(AF_SIN_TAYLOR, 8, a2), a);
+    double pc = af_horner(AF_COS_TAYLOR, 7, a2);
     double hz = 0.5 * a2;
     double w = 1.0 - hz;
     double c = w + (((1.0 - w) - hz) + a2 * a2 * pc);
