@@ -16,27 +16,27 @@
 #include <immintrin.h>
 #endif
 
-/* The vector operations of the runs below, for eight counters side by side (AVX-512) or
+/* The vector operations (afv_) of the runs below, for eight counters side by side (AVX-512) or
  * four (AVX2): each counter in a 64-bit lane. */
 #if defined(__AVX512F__)
 #define AF_PHILOX_VECTOR 8
 typedef __m512i af_lanes;
 typedef __m512d af_lanes_pd;
-#define af_mul_epu32 _mm512_mul_epu32
-#define af_xor _mm512_xor_si512
-#define af_or _mm512_or_si512
-#define af_and _mm512_and_si512
-#define af_srli_epi64 _mm512_srli_epi64
-#define af_slli_epi64 _mm512_slli_epi64
-#define af_add_epi64 _mm512_add_epi64
-#define af_set1_epi64 _mm512_set1_epi64
-#define af_setzero _mm512_setzero_si512
-#define af_castsi_pd _mm512_castsi512_pd
-#define af_sub_pd _mm512_sub_pd
-#define af_set1_pd _mm512_set1_pd
-#define af_lane_numbers() _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0)
+#define afv_mul_epu32 _mm512_mul_epu32
+#define afv_xor _mm512_xor_si512
+#define afv_or _mm512_or_si512
+#define afv_and _mm512_and_si512
+#define afv_srli_epi64 _mm512_srli_epi64
+#define afv_slli_epi64 _mm512_slli_epi64
+#define afv_add_epi64 _mm512_add_epi64
+#define afv_set1_epi64 _mm512_set1_epi64
+#define afv_setzero _mm512_setzero_si512
+#define afv_castsi_pd _mm512_castsi512_pd
+#define afv_sub_pd _mm512_sub_pd
+#define afv_set1_pd _mm512_set1_pd
+#define afv_lane_numbers() _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0)
 /* out[0..15] = (a[0], b[0], a[1], b[1], ...) */
-static inline void af_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
+static inline void afv_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
     _mm512_storeu_pd(out, _mm512_permutex2var_pd(a, _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), b));
     _mm512_storeu_pd(out + 8, _mm512_permutex2var_pd(a, _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4), b));
 }
@@ -44,21 +44,21 @@ static inline void af_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* ou
 #define AF_PHILOX_VECTOR 4
 typedef __m256i af_lanes;
 typedef __m256d af_lanes_pd;
-#define af_mul_epu32 _mm256_mul_epu32
-#define af_xor _mm256_xor_si256
-#define af_or _mm256_or_si256
-#define af_and _mm256_and_si256
-#define af_srli_epi64 _mm256_srli_epi64
-#define af_slli_epi64 _mm256_slli_epi64
-#define af_add_epi64 _mm256_add_epi64
-#define af_set1_epi64 _mm256_set1_epi64x
-#define af_setzero _mm256_setzero_si256
-#define af_castsi_pd _mm256_castsi256_pd
-#define af_sub_pd _mm256_sub_pd
-#define af_set1_pd _mm256_set1_pd
-#define af_lane_numbers() _mm256_set_epi64x(3, 2, 1, 0)
+#define afv_mul_epu32 _mm256_mul_epu32
+#define afv_xor _mm256_xor_si256
+#define afv_or _mm256_or_si256
+#define afv_and _mm256_and_si256
+#define afv_srli_epi64 _mm256_srli_epi64
+#define afv_slli_epi64 _mm256_slli_epi64
+#define afv_add_epi64 _mm256_add_epi64
+#define afv_set1_epi64 _mm256_set1_epi64x
+#define afv_setzero _mm256_setzero_si256
+#define afv_castsi_pd _mm256_castsi256_pd
+#define afv_sub_pd _mm256_sub_pd
+#define afv_set1_pd _mm256_set1_pd
+#define afv_lane_numbers() _mm256_set_epi64x(3, 2, 1, 0)
 /* out[0..7] = (a[0], b[0], a[1], b[1], ...) */
-static inline void af_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
+static inline void afv_store_interleaved(af_lanes_pd a, af_lanes_pd b, double* out) {
     __m256d even = _mm256_unpacklo_pd(a, b);    /* a[0] b[0] a[2] b[2] */
     __m256d odd = _mm256_unpackhi_pd(a, b);     /* a[1] b[1] a[3] b[3] */
     _mm256_storeu_pd(out, _mm256_permute2f128_pd(even, odd, 0x20));
@@ -113,9 +113,9 @@ static inline double af_unit_interval(uint32_t hi, uint32_t lo) {
  * high halves are ignored until the end): mul_epu32 multiplies the low halves into the whole
  * lane, with no packing of words between the rounds. */
 #define AF_PHILOX_ROUND(x0, x1, x2, x3, key0, key1) do {                                    \
-        af_lanes p0_ = af_mul_epu32(x0, m0), p1_ = af_mul_epu32(x2, m1);                     \
-        x0 = af_xor(af_xor(af_srli_epi64(p1_, 32), x1), key0);                              \
-        x2 = af_xor(af_xor(af_srli_epi64(p0_, 32), x3), key1);                              \
+        af_lanes p0_ = afv_mul_epu32(x0, m0), p1_ = afv_mul_epu32(x2, m1);                     \
+        x0 = afv_xor(afv_xor(afv_srli_epi64(p1_, 32), x1), key0);                              \
+        x2 = afv_xor(afv_xor(afv_srli_epi64(p0_, 32), x3), key1);                              \
         x1 = p1_;                                                                           \
         x3 = p0_;                                                                           \
     } while (0)
@@ -124,14 +124,14 @@ static inline double af_unit_interval(uint32_t hi, uint32_t lo) {
  * interleaved as out = (u01[0], u23[0], u01[1], u23[1], ...) */
 static inline void af_philox_store_uniforms(af_lanes x0, af_lanes x1, af_lanes x2, af_lanes x3,
                                             double* out) {
-    const af_lanes low = af_set1_epi64(0xFFFFFFFF);
-    const af_lanes exponent = af_set1_epi64(0x3FF0000000000000ll);
-    const af_lanes_pd one = af_set1_pd(1.0);
-    af_lanes b01 = af_or(af_slli_epi64(x0, 32), af_and(x1, low));
-    af_lanes b23 = af_or(af_slli_epi64(x2, 32), af_and(x3, low));
-    af_lanes_pd u01 = af_sub_pd(af_castsi_pd(af_or(af_srli_epi64(b01, 12), exponent)), one);
-    af_lanes_pd u23 = af_sub_pd(af_castsi_pd(af_or(af_srli_epi64(b23, 12), exponent)), one);
-    af_store_interleaved(u01, u23, out);
+    const af_lanes low = afv_set1_epi64(0xFFFFFFFF);
+    const af_lanes exponent = afv_set1_epi64(0x3FF0000000000000ll);
+    const af_lanes_pd one = afv_set1_pd(1.0);
+    af_lanes b01 = afv_or(afv_slli_epi64(x0, 32), afv_and(x1, low));
+    af_lanes b23 = afv_or(afv_slli_epi64(x2, 32), afv_and(x3, low));
+    af_lanes_pd u01 = afv_sub_pd(afv_castsi_pd(afv_or(afv_srli_epi64(b01, 12), exponent)), one);
+    af_lanes_pd u23 = afv_sub_pd(afv_castsi_pd(afv_or(afv_srli_epi64(b23, 12), exponent)), one);
+    afv_store_interleaved(u01, u23, out);
 }
 #endif
 
@@ -144,7 +144,7 @@ static inline void af_philox_uniforms(uint64_t seed, uint32_t stream, uint64_t f
     ptrdiff_t j = 0;
 #ifdef AF_PHILOX_VECTOR
     const ptrdiff_t V = AF_PHILOX_VECTOR;
-    const af_lanes m0 = af_set1_epi64(AF_PHILOX_M0), m1 = af_set1_epi64(AF_PHILOX_M1);
+    const af_lanes m0 = afv_set1_epi64(AF_PHILOX_M0), m1 = afv_set1_epi64(AF_PHILOX_M1);
     af_lanes key0[10], key1[10];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int r = 0; r < 10; r++) {
@@ -152,19 +152,19 @@ static inline void af_philox_uniforms(uint64_t seed, uint32_t stream, uint64_t f
             k0 += AF_PHILOX_W0;
             k1 += AF_PHILOX_W1;
         }
-        key0[r] = af_set1_epi64(k0);
-        key1[r] = af_set1_epi64(k1);
+        key0[r] = afv_set1_epi64(k0);
+        key1[r] = afv_set1_epi64(k1);
     }
-    const af_lanes lanes = af_lane_numbers(), step = af_set1_epi64(V);
-    const af_lanes stream_word = af_set1_epi64(stream);
+    const af_lanes lanes = afv_lane_numbers(), step = afv_set1_epi64(V);
+    const af_lanes stream_word = afv_set1_epi64(stream);
     for (; j + 2 * V <= pairs; j += 2 * V) {
-        af_lanes a0 = af_add_epi64(af_set1_epi64((long long)(first + j)), lanes);
-        af_lanes b0 = af_add_epi64(a0, step);
+        af_lanes a0 = afv_add_epi64(afv_set1_epi64((long long)(first + j)), lanes);
+        af_lanes b0 = afv_add_epi64(a0, step);
         /* counter words: the pair's low word (the low half of the lane), its high word,
          * the stream, 0 */
-        af_lanes a1 = af_srli_epi64(a0, 32), b1 = af_srli_epi64(b0, 32);
+        af_lanes a1 = afv_srli_epi64(a0, 32), b1 = afv_srli_epi64(b0, 32);
         af_lanes a2 = stream_word, b2 = stream_word;
-        af_lanes a3 = af_setzero(), b3 = a3;
+        af_lanes a3 = afv_setzero(), b3 = a3;
         for (int r = 0; r < 10; r++) {
             AF_PHILOX_ROUND(a0, a1, a2, a3, key0[r], key1[r]);
             AF_PHILOX_ROUND(b0, b1, b2, b3, key0[r], key1[r]);
