@@ -338,11 +338,9 @@ static inline double af_gauss_parts(double a, double* scale) {
  * computed and one selected (no branch: the loops stay vectorisable); the constant trip count
  * is unrolled by the compiler. */
 static inline double af_poly(const double *c, int n, double a) {
-    double w = 1.0 / a, p = c[0], pw = c[n - 1];
-    for (int i = 1; i < n; i++) {
-        p = AF_FMA(p, a, c[i]);
+    double w = 1.0 / a, p = af_horner(c, n, a), pw = c[n - 1];
+    for (int i = 1; i < n; i++)
         pw = AF_FMA(pw, w, c[n - 1 - i]);
-    }
     return a < 2.0 ? p : pw;
 }
 
