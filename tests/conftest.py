@@ -154,14 +154,25 @@ def rng(request):
 def assert_other_threads_run(call_of_size, size, largest):
     """A Python thread records a timestamp about every 0.5 ms while the main thread makes long
     kernel calls. If a call held the GIL, that thread could record nothing between the call's
-    start and end, except for a few switch intervals (5 ms) at either end, where the main
-    thread runs Python code. So some timestamp must fall well inside a call.
+    start and end, except for a few switch intervals at either end, where the main thread
+    runs Python code. So some timestamp must fall well inside a call. The switch interval is
+    lowered to 0.5 ms meanwhile, so that calls of a few tens of ms leave such a window (a
+    kernel at 1 ns per element makes 2**25 elements last 35 ms).
 
     `call_of_size(n)` returns a function making one call on n elements (its operands made
     outside the timing); n doubles from `size` up to `largest` until calls leave a window
     between the margins, measured while the thread runs (a load that changes between a
     calibration and the measured calls cannot make them too short)."""
-    margin = 3 * sys.getswitchinterval() + 0.01
+    saved_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        _assert_ticks_inside_calls(call_of_size, size, largest)
+    finally:
+        sys.setswitchinterval(saved_interval)
+
+
+def _assert_ticks_inside_calls(call_of_size, size, largest):
+    margin = 3 * sys.getswitchinterval() + 0.005
     ticks, stop, running = [], threading.Event(), threading.Event()
 
     def counter():
@@ -179,7 +190,7 @@ def assert_other_threads_run(call_of_size, size, largest):
             start = time.perf_counter()
             call()
             low, high = start + margin, time.perf_counter() - margin
-            if high - low > 0.01:
+            if high - low > 0.005:
                 windows.append((low, high))
                 if len(windows) == 3:
                     break
