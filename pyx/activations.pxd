@@ -103,9 +103,8 @@ cdef inline real logistic_times(real m, real x) noexcept nogil:
     cdef real scale
     cdef real zh = exp_neg_parts(-fabs(x), &scale)
     cdef real z = zh * scale
-    if x >= 0:
-        return m / (<real>1 + z)
-    return (m * zh / (<real>1 + z)) * scale
+    cdef bint positive = x >= 0
+    return (either(positive, m, m * zh) / (<real>1 + z)) * either(positive, <real>1, scale)
 
 
 cdef inline real logistic_slope(real x) noexcept nogil:
@@ -179,6 +178,15 @@ cdef inline real kept(bint keep, real value) noexcept nogil:
         return kept_f(keep, value)
     else:
         return kept_d(keep, value)
+
+
+cdef inline real either(bint first, real a, real b) noexcept nogil:
+    # a where first, else b, as two ands and an or: no branch, so GCC's jump threading does not
+    # copy the arithmetic after it into both sides (a division each, in silu's forward)
+    if real is float:
+        return or_f(kept_f(first, a), kept_f(not first, b))
+    else:
+        return or_d(kept_d(first, a), kept_d(not first, b))
 
 
 cdef inline real kept_or_nan(bint keep, real value, real x) noexcept nogil:
@@ -399,11 +407,10 @@ cdef inline real silu_fwd(real x) noexcept nogil:
     cdef real scale
     cdef real zh = exp_neg_parts(-fabs(x), &scale)
     cdef real z = zh * scale
+    cdef bint positive = x >= 0
     if x < silu_cut(x):
         return -0.0
-    if x >= 0:
-        return x / (<real>1 + z)
-    return (x * zh / (<real>1 + z)) * scale
+    return (either(positive, x, x * zh) / (<real>1 + z)) * either(positive, <real>1, scale)
 
 cdef inline real silu_bwd(real grad_output, real x) noexcept nogil:
     cdef real scale
