@@ -11,6 +11,7 @@ import functools
 import numpy as np
 import pytest
 
+import actfast as af
 from actfast import _elementwise
 from actfast.catalogue import KERNELS
 from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
@@ -440,3 +441,50 @@ def test_backward_finite_difference(case, rng):
     result = case.backward(grad_output, x)
     assert_rel_close(result, grad_output * finite_difference, 1e-6, 1e-8 * np.abs(grad_output),
                      {"x": x, "grad_output": grad_output}, what="backward vs finite difference")
+
+
+# ---- gradients passed or stopped -----------------------------------------------------------
+# The piecewise-linear functions' backward passes grad_output where the derivative is 1 and
+# stops it where it is 0 (PyTorch's `cond ? grad : 0`): a pass keeps grad_output's bits
+# (-0.0, subnormals, infinities, NaN payloads), a stop gives +0.0 whatever grad_output is.
+# Every pair of (x, grad_output) sits at many positions, so vector body and remainder both run.
+
+PASS_STOP = [
+    # name, parameters, x where the gradient passes, x where it is stopped
+    ("relu", {}, [1.5, 1e-30], [-1.5, 0.0, -0.0, -np.inf]),
+    ("relu6", {}, [3.0, 1e-30, 5.5], [-1.0, 0.0, 6.0, 7.0, np.inf]),
+    ("hardtanh", {}, [0.5, -0.5, -0.0], [-1.0, 1.0, 2.0, -2.0, np.inf]),
+    ("hardtanh", {"min_val": -0.25, "max_val": 2.0}, [1.5, -0.2], [-0.25, 2.0, 3.0]),
+    ("hardshrink", {}, [1.0, -1.0, np.inf], [0.5, -0.5, 0.0, 0.25]),
+    ("softshrink", {"lambd": 0.75}, [1.0, -1.0, -np.inf], [0.75, -0.75, 0.0]),
+    ("threshold", {"threshold": 0.5, "value": 2.0}, [1.0, np.inf], [0.5, 0.0, -3.0]),
+    ("hardswish", {}, [3.0, 4.0, np.inf], [-3.0, -4.0, -np.inf]),
+]
+
+
+def _grad_patterns(dtype):
+    """grad_output values whose bits a pass must keep: signed zeros, the smallest subnormal,
+    infinities, a NaN with a payload and a negative NaN, ordinary numbers"""
+    dtype = np.dtype(dtype)
+    uint = {4: np.uint32, 8: np.uint64}[dtype.itemsize]
+    nans = (np.array([0x7FC00123, 0xFFC00001], np.uint32) if dtype.itemsize == 4 else
+            np.array([0x7FF8000000000123, 0xFFF8000000000001], np.uint64)).astype(uint)
+    plain = np.array([1.0, -2.5, 0.0, -0.0, np.inf, -np.inf], dtype)
+    smallest = np.array([np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).smallest_subnormal],
+                        dtype)
+    return np.concatenate([plain, smallest, nans.view(dtype)])
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("name, params, passing, stopped", PASS_STOP,
+                         ids=[f"{p[0]}-{i}" for i, p in enumerate(PASS_STOP)])
+def test_gradient_passed_with_its_bits_or_stopped_as_plus_zero(name, params, passing, stopped,
+                                                               dtype, rng):
+    function = getattr(af, name)
+    grads = _grad_patterns(dtype)
+    xs = np.array(passing + stopped, dtype)
+    x, g = (a.ravel() for a in np.meshgrid(xs, grads, indexing="ij"))
+    order = rng.permutation(np.tile(np.arange(x.size), 40))   # vector body and tail
+    x, g = x[order], g[order]
+    expected = np.where(np.isin(x, np.array(passing, dtype)), g, np.zeros_like(g))
+    assert_bitwise_equal(function.backward(g, x, **params), expected, {"x": x, "grad_output": g})
