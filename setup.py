@@ -48,8 +48,8 @@ int main(void) {
 
 # The instruction sets `auto` adds, as GCC's names (a flag -m<name> each). AVX-512 on top of
 # AVX2: GCC then vectorises the kernels 16 floats (8 doubles) wide with mask registers for the
-# selects; on the Zen 4 machines here 1.3-1.9x faster than AVX2 in the transcendental kernels
-# (README's Build options).
+# selects; on the Zen 4 and Zen 5 machines here 1.2-2.3x faster than AVX2 in the
+# transcendental kernels (README's Benchmarks).
 AVX2 = ["avx2", "fma"]
 AVX512 = AVX2 + ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
 

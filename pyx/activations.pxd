@@ -168,13 +168,17 @@ cdef inline real kept(bint keep, real value) noexcept nogil:
         return kept_d(keep, value)
 
 
+cdef inline real bitwise_or(real a, real b) noexcept nogil:
+    if real is float:
+        return or_f(a, b)
+    else:
+        return or_d(a, b)
+
+
 cdef inline real either(bint first, real a, real b) noexcept nogil:
     # a where first, else b, as two ands and an or: no branch, so GCC's jump threading does not
     # copy the arithmetic after it into both sides (a division each, in silu's forward)
-    if real is float:
-        return or_f(kept_f(first, a), kept_f(not first, b))
-    else:
-        return or_d(kept_d(first, a), kept_d(not first, b))
+    return bitwise_or(kept(first, a), kept(not first, b))
 
 
 cdef inline real kept_or_nan(bint keep, real value, real x) noexcept nogil:
@@ -183,10 +187,7 @@ cdef inline real kept_or_nan(bint keep, real value, real x) noexcept nogil:
     # gradient at NaN depends on where the element sits (its vector body and scalar tail
     # disagree) is NaN here ("NaN in, NaN out"). A select for the NaN became a masked and
     # with the gradient's load, waiting for x's (as kept's select; 1.6x the time at 10^7).
-    if real is float:
-        return or_f(kept_f(keep, value), kept_f(x != x, x))
-    else:
-        return or_d(kept_d(keep, value), kept_d(x != x, x))
+    return bitwise_or(kept(keep, value), kept(x != x, x))
 
 
 cdef inline real nan_passing(real x, real result) noexcept nogil:
