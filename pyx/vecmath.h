@@ -25,6 +25,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Every function here is inlined: a call left in a loop keeps the loop scalar. GCC's inlining
+ * limits for a translation unit decide otherwise once the unit grows (af_expm1_tail became a
+ * call in double elu's loop when _elementwise gained the moderate kernels: 6x its time). */
+#if defined(__GNUC__)
+#define AF_INLINE static inline __attribute__((always_inline))
+#else
+#define AF_INLINE static inline
+#endif
+
 #ifdef __FMA__
 #define AF_FMA(a, b, c) __builtin_fma((a), (b), (c))
 #define AF_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
@@ -33,15 +42,15 @@
 #define AF_FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
-static inline int64_t af_bits(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
-static inline double af_from_bits(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
+AF_INLINE int64_t af_bits(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
+AF_INLINE double af_from_bits(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
 
 /* x + SHIFTER rounds x (|x| < 2^51) to an integer n held in the low mantissa bits:
  * bits(x + SHIFTER) - bits(SHIFTER) == n. */
 #define AF_SHIFTER 6755399441055744.0  /* 1.5 * 2^52 */
 
 /* 2^n for an integer-valued double n in [-1022, 1024] (1024 gives +inf) */
-static inline double af_exp2i(double n) {
+AF_INLINE double af_exp2i(double n) {
     int64_t i = af_bits(n + AF_SHIFTER) - af_bits(AF_SHIFTER);
     return af_from_bits((i + 1023) << 52);
 }
@@ -54,7 +63,7 @@ static inline double af_exp2i(double n) {
 /* e^r - 1 for |r| <= ln2/2 (a little more after rounding): r + r^2 P(r), P a minimax fit of
  * degree 9 (relative error of the result 4e-17), with no constant term so that it keeps full
  * relative precision near 0. */
-static inline double af_expm1_tail(double r) {   /* e^r - 1 - r */
+AF_INLINE double af_expm1_tail(double r) {   /* e^r - 1 - r */
     double p = 2.50678261473602614e-08;
     p = AF_FMA(p, r, 2.76200460458385987e-07);
     p = AF_FMA(p, r, 2.75573564319807183e-06);
@@ -68,7 +77,7 @@ static inline double af_expm1_tail(double r) {   /* e^r - 1 - r */
     return p * (r * r);
 }
 
-static inline double af_expm1_reduced(double r) {
+AF_INLINE double af_expm1_reduced(double r) {
     return r + af_expm1_tail(r);
 }
 
@@ -78,7 +87,7 @@ static inline double af_expm1_reduced(double r) {
  * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
  * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
  * subnormal range). */
-static inline double af_exp_parts_clamped(double xc, double x, double* scale) {
+AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale) {
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
     double p = af_expm1_reduced(r) + 1.0;
@@ -89,7 +98,7 @@ static inline double af_exp_parts_clamped(double xc, double x, double* scale) {
     return x < -760.0 ? 0.0 : p * af_exp2i(n1);
 }
 
-static inline double af_exp_parts(double x, double* scale) {
+AF_INLINE double af_exp_parts(double x, double* scale) {
     /* Above 710 the result is inf; below -746 it is 0, but x e^x is not until x = -751:
      * clamping at -760 keeps n within [-1097, 1025], where both halves of 2^n are normal
      * doubles. NaN passes the clamps (comparisons are false) and propagates. */
@@ -97,13 +106,13 @@ static inline double af_exp_parts(double x, double* scale) {
 }
 
 /* af_exp_parts for x <= 0 (or NaN) only: one clamp less (most kernels take exp(-|x|)) */
-static inline double af_exp_neg_parts(double x, double* scale) {
+AF_INLINE double af_exp_neg_parts(double x, double* scale) {
     return af_exp_parts_clamped(x < -760.0 ? -760.0 : x, x, scale);
 }
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than
  * double precision (an exact product x beta = hi + lo); lo enters the reduced argument */
-static inline double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
+AF_INLINE double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
     double xc = hi < -760.0 ? -760.0 : hi;
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc) + lo);
@@ -114,7 +123,7 @@ static inline double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
 }
 
 /* x * y = hi + lo exactly, hi = x * y rounded (returned) */
-static inline double af_two_product(double x, double y, double* lo) {
+AF_INLINE double af_two_product(double x, double y, double* lo) {
     double hi = x * y;
 #ifdef __FMA__
     *lo = __builtin_fma(x, y, -hi);
@@ -126,14 +135,14 @@ static inline double af_two_product(double x, double y, double* lo) {
     return hi;
 }
 
-static inline double af_exp(double x) {
+AF_INLINE double af_exp(double x) {
     double scale;
     double y = af_exp_parts(x, &scale);
     return y * scale;
 }
 
 /* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
-static inline double af_expm1(double x) {
+AF_INLINE double af_expm1(double x) {
     /* below -50, e^x < 2^-72: the result is -1; above 710 it is inf */
     double xc = x < -50.0 ? -50.0 : (x > 710.0 ? 710.0 : x);
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
@@ -156,7 +165,7 @@ static inline double af_expm1(double x) {
 /* log(2^k (1 + f)) for an integer-valued k and f in [sqrt(1/2) - 1, sqrt(2) - 1], f exact:
  * fdlibm's log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f), with R a fit over
  * |s| <= 0.172 (relative error of the result's R term 6e-17), and k ln 2 in two parts. */
-static inline double af_log_reduced(double k, double f) {
+AF_INLINE double af_log_reduced(double k, double f) {
     double s = f / (2.0 + f);
     double w = s * s;
     double R = 1.51144156256387330e-01;
@@ -174,7 +183,7 @@ static inline double af_log_reduced(double k, double f) {
  * 1 + z = 2^k (1 + f) with f = z (k = 0) for z < 1/2, f = (z - 1)/2 (k = 1) above: both
  * exact, so there is no rounding of 1 + z to correct for (fdlibm's log1p divides by 1 + z for
  * that); f in [-1/4, 1/2), where af_log_reduced's fit holds too (|s| <= 1/5). */
-static inline double af_log1p_unit(double z) {
+AF_INLINE double af_log1p_unit(double z) {
     double k = z >= 0.5 ? 1.0 : 0.0;
     double f = z >= 0.5 ? (z - 1.0) * 0.5 : z;
     return af_log_reduced(k, f);
@@ -183,7 +192,7 @@ static inline double af_log1p_unit(double z) {
 /* log(v) for a positive, normal, finite v (within an ulp): v = 2^k m with m in
  * [sqrt(1/2), sqrt(2)), both read off the bits (k as a double through the shifter's trick,
  * no int64 -> double conversion), f = m - 1 exact. */
-static inline double af_log_normal_positive(double v) {
+AF_INLINE double af_log_normal_positive(double v) {
     int64_t bits = af_bits(v);
     double m = af_from_bits((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  /* [1, 2) */
     /* 2^52 + the biased exponent, minus 2^52 + 1023 */
@@ -204,7 +213,7 @@ static const double AF_COS_TAYLOR[7] = {
     1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0};
 
 /* c[0] x^(n-1) + ... + c[n-1] by Horner's rule (the constant trip count is unrolled) */
-static inline double af_horner(const double* c, int n, double x) {
+AF_INLINE double af_horner(const double* c, int n, double x) {
     double p = c[0];
     for (int i = 1; i < n; i++)
         p = AF_FMA(p, x, c[i]);
@@ -221,7 +230,7 @@ static inline double af_horner(const double* c, int n, double x) {
 #define AF_PIO2_1 0x1.921fb544p+0
 #define AF_PIO2_2 0x1.0b4611a6p-34
 #define AF_PIO2_3 0x1.3198a2e037073p-69
-static inline double af_cos_sin_circle(double theta, double* sine) {
+AF_INLINE double af_cos_sin_circle(double theta, double* sine) {
     double q = AF_FMA(theta, 6.36619772367581382433e-01, AF_SHIFTER) - AF_SHIFTER;
     double a = ((theta - q * AF_PIO2_1) - q * AF_PIO2_2) - q * AF_PIO2_3;
     double a2 = a * a;
@@ -242,7 +251,7 @@ static inline double af_cos_sin_circle(double theta, double* sine) {
  * below |x| = 0.625 (no cancellation near 0), (1 - e^y) / (1 + e^y) above, where e^y - 1
  * rounded would carry an absolute error of ulp(1)/2 into the result. One reduction gives both
  * e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1); the selects pick one division's operands. */
-static inline double af_tanh(double x) {
+AF_INLINE double af_tanh(double x) {
     double a = __builtin_fabs(x);
     /* beyond |x| = 20, e^y < 2^-57: the result rounds to 1 (also at inf) */
     double y = a > 20.0 ? -40.0 : -2.0 * a;
@@ -258,7 +267,7 @@ static inline double af_tanh(double x) {
 }
 
 /* (e^d - 1) / d for |d| <= 1/4: its Taylor series to degree 12 (remainder below 2e-19) */
-static inline double af_exprel_quarter(double d) {
+AF_INLINE double af_exprel_quarter(double d) {
     double p = 1.0 / 6227020800.0;                   /* 1/13! */
     p = AF_FMA(p, d, 1.0 / 479001600.0);
     p = AF_FMA(p, d, 1.0 / 39916800.0);
@@ -276,7 +285,7 @@ static inline double af_exprel_quarter(double d) {
 
 /* (e^d - 1) / d for |d| <= 1/2: its Taylor series to degree 15 (remainder below 1e-19); for
  * the expansions of derivatives around their zeros (activations.pxd) */
-static inline double af_exprel_small(double d) {
+AF_INLINE double af_exprel_small(double d) {
     double p = 1.0 / 20922789888000.0;               /* 1/16! */
     p = AF_FMA(p, d, 1.0 / 1307674368000.0);
     p = AF_FMA(p, d, 1.0 / 87178291200.0);
@@ -309,7 +318,7 @@ static inline double af_exprel_small(double d) {
  * checks them against scipy. */
 
 /* a * a - hi, exactly, for hi = a * a rounded */
-static inline double af_square_error(double a, double hi) {
+AF_INLINE double af_square_error(double a, double hi) {
 #ifdef __FMA__
     return __builtin_fma(a, a, -hi);
 #else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
@@ -319,7 +328,7 @@ static inline double af_square_error(double a, double hi) {
 }
 
 /* exp(-a^2/2) as parts (see af_exp_parts), for a in [0, 39] (or NaN) */
-static inline double af_gauss_parts(double a, double* scale) {
+AF_INLINE double af_gauss_parts(double a, double* scale) {
     double hi = a * a;
     double lo = af_square_error(a, hi);
     /* exp(-hi/2 - lo/2): af_exp_parts' reduction with lo added to r */
@@ -337,7 +346,7 @@ static inline double af_gauss_parts(double a, double* scale) {
  * the highest-degree terms dominate, and Horner's rule in a would round them most. Both are
  * computed and one selected (no branch: the loops stay vectorisable); the constant trip count
  * is unrolled by the compiler. */
-static inline double af_poly(const double *c, int n, double a) {
+AF_INLINE double af_poly(const double *c, int n, double a) {
     double w = 1.0 / a, p = af_horner(c, n, a), pw = c[n - 1];
     for (int i = 1; i < n; i++)
         pw = AF_FMA(pw, w, c[n - 1 - i]);
@@ -357,7 +366,7 @@ static const double AF_MILLS_Q[11] = {
     2.34815477215032109e+00, 1.0};
 /* R(a) = Phi(-a) / phi(a), a in [0, 39]: rational 9/10, relative error 1.1e-16.
  * P(a) / Q(a) = P~(w) / (a Q~(w)) with w = 1/a and P~, Q~ the reversed polynomials. */
-static inline double af_mills_ratio(double a) {
+AF_INLINE double af_mills_ratio(double a) {
     double p = af_poly(AF_MILLS_P, 10, a);
     double q = af_poly(AF_MILLS_Q, 11, a);
     return p / (a < 2.0 ? q : a * q);
@@ -379,7 +388,7 @@ static const double AF_MILLS_K_Q[10] = {
     1.0};
 /* R(a) - a = (a0 - a) K(a), a in [0, 39]: K rational 9/9, relative error 9e-17 (in w = 1/a
  * beyond a = 2, as af_mills_ratio) */
-static inline double af_mills_ratio_minus_a(double a) {
+AF_INLINE double af_mills_ratio_minus_a(double a) {
     double p = af_poly(AF_MILLS_K_P, 10, a);
     double q = af_poly(AF_MILLS_K_Q, 10, a);
     return ((AF_GELU_A0_HI - a) + AF_GELU_A0_LO) * (p / q);
@@ -392,8 +401,8 @@ static inline double af_mills_ratio_minus_a(double a) {
  * Only AVX2's 32-bit integer add, subtract and shifts are used for the bit tricks.
  * ============================================================================================ */
 
-static inline int32_t af_bitsf(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
-static inline float af_from_bitsf(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
+AF_INLINE int32_t af_bitsf(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
+AF_INLINE float af_from_bitsf(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
 
 /* x + SHIFTER rounds x (|x| < 2^22) to an integer n held in the low mantissa bits */
 #define AF_SHIFTERF 12582912.0f  /* 1.5 * 2^23 */
@@ -406,7 +415,7 @@ static inline float af_from_bitsf(int32_t i) { float x; memcpy(&x, &i, 4); retur
 /* e^r - 1 for |r| <= ln2/2 (a little more after rounding): r + r^2 P(r), Cephes' minimax
  * expf polynomial (relative error ~2^-26), no constant term so that it keeps full relative
  * precision near 0. */
-static inline float af_expm1_tailf(float r) {   /* e^r - 1 - r */
+AF_INLINE float af_expm1_tailf(float r) {   /* e^r - 1 - r */
     float p = 1.9875691500e-4f;
     p = AF_FMAF(p, r, 1.3981999507e-3f);
     p = AF_FMAF(p, r, 8.3334519073e-3f);
@@ -416,7 +425,7 @@ static inline float af_expm1_tailf(float r) {   /* e^r - 1 - r */
     return p * (r * r);
 }
 
-static inline float af_expm1_reducedf(float r) {
+AF_INLINE float af_expm1_reducedf(float r) {
     return r + af_expm1_tailf(r);
 }
 
@@ -427,7 +436,7 @@ static inline float af_expm1_reducedf(float r) {
  * were rounded to a subnormal first). For x >= -120 (see the clamp).
  * Method: n = round(x / ln 2), r = x - n ln 2 (exact to ~2^-35 with the split), e^r by the
  * polynomial, and 2^n applied as 2^(n>>1) * 2^(n - n>>1). */
-static inline float af_exp_parts_clampedf(float xc, float x, float* scale) {
+AF_INLINE float af_exp_parts_clampedf(float xc, float x, float* scale) {
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
@@ -438,7 +447,7 @@ static inline float af_exp_parts_clampedf(float xc, float x, float* scale) {
     return x < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);   /* 0: see af_exp_parts */
 }
 
-static inline float af_exp_partsf(float x, float* scale) {
+AF_INLINE float af_exp_partsf(float x, float* scale) {
     /* Above 89 the result is above FLT_MAX; below -104 it is below 2^-150 and rounds to 0,
      * but x e^x does not until x = -110: clamping at -120 keeps n within [-174, 128], where
      * both halves of 2^n are normal floats. NaN passes the clamps (comparisons are false). */
@@ -446,12 +455,12 @@ static inline float af_exp_partsf(float x, float* scale) {
 }
 
 /* af_exp_partsf for x <= 0 (or NaN) only: one clamp less */
-static inline float af_exp_neg_partsf(float x, float* scale) {
+AF_INLINE float af_exp_neg_partsf(float x, float* scale) {
     return af_exp_parts_clampedf(x < -120.0f ? -120.0f : x, x, scale);
 }
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi) (see af_exp_neg_dd_parts) */
-static inline float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
+AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
     float xc = hi < -120.0f ? -120.0f : hi;
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
@@ -465,7 +474,7 @@ static inline float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
 
 /* x * c = hi + lo for a float x and a double c, to about 2^-48 relative: c = ch + cl in two
  * floats, x ch = hi + (exact error) by FMA, plus x cl */
-static inline float af_two_product_df(float x, double c, float* lo) {
+AF_INLINE float af_two_product_df(float x, double c, float* lo) {
     float ch = (float)c, cl = (float)(c - (double)ch);
     float hi = x * ch;
 #ifdef __FMA__
@@ -481,7 +490,7 @@ static inline float af_two_product_df(float x, double c, float* lo) {
 /* af_exp_partsf for a double argument (x beta, x / alpha: products and quotients whose
  * float32 rounding would be amplified by |x| in e^x): the reduction in double, the
  * polynomial in float32. */
-static inline float af_exp_parts_clamped_df(double xc, double x, float* scale) {
+AF_INLINE float af_exp_parts_clamped_df(double xc, double x, float* scale) {
     double k = AF_FMA(xc, AF_LOG2E, AF_SHIFTER);
     double n = k - AF_SHIFTER;
     float r = (float)AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
@@ -492,22 +501,22 @@ static inline float af_exp_parts_clamped_df(double xc, double x, float* scale) {
     return x < -120.0 ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
 }
 
-static inline float af_exp_parts_df(double x, float* scale) {
+AF_INLINE float af_exp_parts_df(double x, float* scale) {
     return af_exp_parts_clamped_df(x < -120.0 ? -120.0 : (x > 89.0 ? 89.0 : x), x, scale);
 }
 
-static inline float af_exp_neg_parts_df(double x, float* scale) {   /* x <= 0 or NaN */
+AF_INLINE float af_exp_neg_parts_df(double x, float* scale) {   /* x <= 0 or NaN */
     return af_exp_parts_clamped_df(x < -120.0 ? -120.0 : x, x, scale);
 }
 
-static inline float af_expf(float x) {
+AF_INLINE float af_expf(float x) {
     float scale;
     float y = af_exp_partsf(x, &scale);
     return y * scale;
 }
 
 /* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
-static inline float af_expm1f(float x) {
+AF_INLINE float af_expm1f(float x) {
     /* below -18, e^x < 2^-25: the result rounds to -1; above 89 it is inf */
     float xc = x < -18.0f ? -18.0f : (x > 89.0f ? 89.0f : x);
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
@@ -530,7 +539,7 @@ static inline float af_expm1f(float x) {
  * exact, so there is no rounding of 1 + z to correct for; f in [-1/4, 1/2). Then fdlibm's
  * log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f) in [-1/7, 1/5], with R
  * refitted to that interval (relative error 6e-9 of R, ~1e-10 of the result). */
-static inline float af_log1p_unitf(float z) {
+AF_INLINE float af_log1p_unitf(float z) {
     float k = z >= 0.5f ? 1.0f : 0.0f;
     float f = z >= 0.5f ? (z - 1.0f) * 0.5f : z;
     float s = f / (2.0f + f);
@@ -545,7 +554,7 @@ static inline float af_log1p_unitf(float z) {
  * to float32 would carry an absolute error of ulp(1)/2 into the result (2.5 ulp, against
  * ~1.5 this way). One reduction gives both e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1),
  * and the selects pick one division's operands. */
-static inline float af_tanhf(float x) {
+AF_INLINE float af_tanhf(float x) {
     float a = __builtin_fabsf(x);
     /* beyond |x| = 10, e^y < 2^-28: the result rounds to 1 (also at inf) */
     float y = a > 10.0f ? -20.0f : -2.0f * a;
@@ -562,7 +571,7 @@ static inline float af_tanhf(float x) {
 }
 
 /* (e^d - 1) / d for |d| <= 1/4: Taylor series to degree 6 (remainder below 2e-9) */
-static inline float af_exprel_quarterf(float d) {
+AF_INLINE float af_exprel_quarterf(float d) {
     float p = 1.0f / 5040.0f;                        /* 1/7! */
     p = AF_FMAF(p, d, 1.0f / 720.0f);
     p = AF_FMAF(p, d, 1.0f / 120.0f);
@@ -573,7 +582,7 @@ static inline float af_exprel_quarterf(float d) {
 }
 
 /* (e^d - 1) / d for |d| <= 1: Taylor series to degree 11 (remainder below 3e-9) */
-static inline float af_exprel_smallf(float d) {
+AF_INLINE float af_exprel_smallf(float d) {
     float p = 1.0f / 479001600.0f;                   /* 1/12! */
     p = AF_FMAF(p, d, 1.0f / 39916800.0f);
     p = AF_FMAF(p, d, 1.0f / 3628800.0f);
@@ -593,15 +602,15 @@ static inline float af_exprel_smallf(float d) {
  * x >= c  <=>  x >= af_float_at_least(c). Kernels compare float32 elements in float32 (8
  * lanes, no conversions) with these, and keep the double comparison's answer at every x.
  * Branch-free (selects), so that the computation is hoisted out of vectorised loops. */
-static inline float af_float_below(float f) {   /* the next float towards -inf (f finite or +inf) */
+AF_INLINE float af_float_below(float f) {   /* the next float towards -inf (f finite or +inf) */
     int32_t i = af_bitsf(f);
     return f > 0.0f ? af_from_bitsf(i - 1) : (f == 0.0f ? -1.40129846e-45f : af_from_bitsf(i + 1));
 }
-static inline float af_float_at_most(double c) {
+AF_INLINE float af_float_at_most(double c) {
     float f = (float)c;
     return (double)f > c ? af_float_below(f) : f;
 }
-static inline float af_float_at_least(double c) {
+AF_INLINE float af_float_at_least(double c) {
     return -af_float_at_most(-c);
 }
 
@@ -609,7 +618,7 @@ static inline float af_float_at_least(double c) {
  * of lower degree on [0, 15] (float32's gelu is -0 below -15). */
 
 /* a * a - hi, exactly, for hi = a * a rounded */
-static inline float af_square_errorf(float a, float hi) {
+AF_INLINE float af_square_errorf(float a, float hi) {
 #ifdef __FMA__
     return __builtin_fmaf(a, a, -hi);
 #else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
@@ -619,7 +628,7 @@ static inline float af_square_errorf(float a, float hi) {
 }
 
 /* exp(-a^2/2) as parts (see af_exp_partsf), for a in [0, 15] (or NaN) */
-static inline float af_gauss_partsf(float a, float* scale) {
+AF_INLINE float af_gauss_partsf(float a, float* scale) {
     float hi = a * a;
     float lo = af_square_errorf(a, hi);
     /* exp(-hi/2 - lo/2): the reduction of af_exp_partsf with lo added to r */
@@ -638,7 +647,7 @@ static inline float af_gauss_partsf(float a, float* scale) {
  * double: in float32, Horner's rule on these polynomials (whose terms grow with the degree for
  * a > 1) accumulates ~5 rounding errors, 4e-7 relative. The quotient is returned in double,
  * unrounded: gelu's forward multiplies it by a in double before its one rounding. */
-static inline double af_mills_ratiof(float a) {
+AF_INLINE double af_mills_ratiof(float a) {
     double ad = a;
     double p = 0.010412197560071945;
     p = AF_FMA(p, ad, 0.10248428583145142);
@@ -656,7 +665,7 @@ static inline double af_mills_ratiof(float a) {
 
 /* R(a) - a = (a0 - a) K(a), a in [0, 15]: K rational 4/4, relative error 1.4e-8; in double
  * as af_mills_ratiof, where a0 - a is exact to a double rounding. */
-static inline float af_mills_ratio_minus_af(float a) {
+AF_INLINE float af_mills_ratio_minus_af(float a) {
     double ad = a;
     double p = 0.02625030279159546;
     p = AF_FMA(p, ad, 0.2403571903705597);
