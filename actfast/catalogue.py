@@ -26,7 +26,8 @@ class Kernel:
     ``<name>_bwd_from_output(grad_output, output, ...)``; ``single`` says it defines
     ``<name>_fwd_single`` / ``<name>_bwd_single``, used for float32 arrays (accurate to float32
     and faster); ``cheap`` kernels (no transcendental function) need more elements before a
-    second thread pays.
+    second thread pays; ``moderate`` names the directions ("fwd", "bwd") whose kernel takes a
+    last argument ``moderate``, true for blocks of moderate inputs (see activations.pxd).
     """
 
     name: str
@@ -34,6 +35,7 @@ class Kernel:
     from_output: bool = False
     single: bool = False
     cheap: bool = False
+    moderate: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -127,19 +129,19 @@ class Entry:
 KERNELS = (
     Kernel("relu", from_output=True, cheap=True),
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
-    Kernel("sigmoid", from_output=True),
-    Kernel("tanh", from_output=True),
+    Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd")),
+    Kernel("tanh", from_output=True, moderate=("bwd",)),
     Kernel("gelu"),
     Kernel("gelu_tanh"),
-    Kernel("silu"),
+    Kernel("silu", moderate=("fwd", "bwd")),
     Kernel("relu6", from_output=True, cheap=True),
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
     Kernel("elu", ("alpha",), from_output=True),
     Kernel("celu", ("alpha",), from_output=True),
     Kernel("selu", from_output=True),
     Kernel("softplus", ("beta", "threshold")),
-    Kernel("softplus_beta1", ("threshold",)),
-    Kernel("log_sigmoid"),
+    Kernel("softplus_beta1", ("threshold",), moderate=("bwd",)),
+    Kernel("log_sigmoid", moderate=("bwd",)),
     Kernel("softsign", cheap=True),
     Kernel("mish"),
     Kernel("hardsigmoid", ("slope", "offset"), cheap=True),

@@ -120,9 +120,17 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     cdef double a = p.a, b = p.b
     cdef uint64_t seed = p.seed
     if op == SWISH_FWD:
-        if a == 1.0:  # silu, to the bit
-            for i in range(n):
-                out[i] = <floating>K.silu_fwd(x[i])
+        if a == 1.0:  # silu, to the bit (by its shorter kernel in moderate chunks, as silu's loop)
+            c = 0
+            while c < n:
+                m = min(<Py_ssize_t>CHUNK, n - c)
+                if K.moderate_inputs(x + c, m):
+                    for i in range(c, c + m):
+                        out[i] = <floating>K.silu_fwd(x[i], True)
+                else:
+                    for i in range(c, c + m):
+                        out[i] = <floating>K.silu_fwd(x[i], False)
+                c += m
         elif a == 0.0:
             for i in range(n):
                 out[i] = <floating>S.swish0_fwd(x[i])
@@ -146,8 +154,12 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     out[c + i] = <floating>S.swish0_bwd(gv, xv)
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
-                for i in range(m):
-                    out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i])
+                if K.moderate_inputs(x + c, m) and K.moderate_multipliers(g + c, m):
+                    for i in range(m):
+                        out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i], True)
+                else:
+                    for i in range(m):
+                        out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i], False)
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
                 for i in range(m):
@@ -698,22 +710,33 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
     cdef floating* ga
     cdef floating* gb
     cdef floating av, bv, gv
+    cdef Py_ssize_t start, stop
     # At b = +-inf the gate is exactly 1 or 0 and its slope 0: plain products there, so that
     # an infinite a (or g) times the 0 gives NaN (inf * sigmoid(-inf) is undetermined, as in
     # PyTorch), which the *_times kernels (exp clamped) would not.
     if g == NULL:
-        for m in range(m0, m1):
-            av, bv = a[m], b[m]
-            out[o * half + m] = av * 0 if bv == -INFINITY else K.logistic_times(av, bv)
+        start = m0
+        while start < m1:   # chunks of moderate a and b by the shorter kernel (activations.pxd)
+            stop = min(start + CHUNK, m1)
+            if K.moderate_inputs(b + start, stop - start) and \
+                    K.moderate_multipliers(a + start, stop - start):
+                for m in range(start, stop):
+                    out[o * half + m] = K.logistic_times(a[m], b[m], True)
+            else:
+                for m in range(start, stop):
+                    av, bv = a[m], b[m]
+                    out[o * half + m] = av * 0 if bv == -INFINITY else \
+                        K.logistic_times(av, bv, False)
+            start = stop
     else:
         go = g + o * half
         ga = out + 2 * o * half
         gb = ga + half
         for m in range(m0, m1):
             av, bv, gv = a[m], b[m], go[m]  # read before writing: out may be x
-            ga[m] = gv * 0 if bv == -INFINITY else K.logistic_times(gv, bv)
+            ga[m] = gv * 0 if bv == -INFINITY else K.logistic_times(gv, bv, False)
             gb[m] = (gv * av) * 0 if (bv == INFINITY) | (bv == -INFINITY) else \
-                K.logistic_slope_times(gv * av, bv)
+                K.logistic_slope_times(gv * av, bv, False)
 
 
 cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,

@@ -21,7 +21,7 @@ from libc.math cimport sqrt, fabs, copysign
 from libc.stdint cimport uint32_t, uint64_t
 
 cimport activations as K
-from vecmath cimport exp_neg_parts, af_log_normal_positive, af_cos_sin_circle
+from vecmath cimport exp_neg_parts, exp_neg_parts_for, af_log_normal_positive, af_cos_sin_circle
 
 
 # ---- Philox4x32-10 -------------------------------------------------------------------------
@@ -78,16 +78,18 @@ cdef inline double swish_fwd(double x, double beta) noexcept nogil:
     # sign: written so, because at infinite x, x * 0 would be NaN (for finite x the two are
     # the same). t = +inf gives x * 1; NaN x gives NaN.
     cdef double t = beta * x
-    return copysign(0.0, x) if t < -800.0 else K.logistic_times(x, t)
+    return copysign(0.0, x) if t < -800.0 else K.logistic_times(x, t, False)
 
 
 cdef inline double swish_dbeta_parts(double grad_output, double x, double t, double zh,
-                                     double scale) noexcept nogil:
+                                     double scale, bint moderate) noexcept nogil:
     # d/dbeta [x s(beta x)] = x^2 s'(t), t = beta x, beta != 0, with exp(-|t|) = zh * scale
     # (exp_neg_parts). Beyond |t| = 800, s'(t) < 1e-347 is 0 in double: the term is 0 (at
     # infinite x the formula would give inf * 0). x (x s'(t)) rather than x^2 s'(t): x^2 can
     # overflow where the product does not (and x s'(t) is rounded once where s'(t) is
-    # subnormal).
+    # subnormal). (moderate: see activations.pxd)
+    if moderate:
+        return grad_output * (x * K.logistic_slope_times_parts(x, zh, scale))
     return grad_output * 0.0 if fabs(t) > 800.0 else \
         grad_output * (x * K.logistic_slope_times_parts(x, zh, scale))
 
@@ -99,21 +101,21 @@ cdef inline double swish_bwd_and_dbeta(double grad_output, double x, double beta
     cdef double t = beta * x
     cdef double scale
     cdef double zh = exp_neg_parts(-fabs(t), &scale)
-    dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale)
-    return K.silu_bwd_parts(grad_output, t, zh, scale)
+    dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, False)
+    return K.silu_bwd_parts(grad_output, t, zh, scale, False)
 
 
-cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x,
-                                        double* dbeta) noexcept nogil:
+cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double* dbeta,
+                                        bint moderate) noexcept nogil:
     # beta = 1: silu's gradient in x's precision (silu's bits), and the d/dbeta term in
     # double into *dbeta, from one exponential in x's precision. For float32 the term then
     # carries that exponential's error (within an ulp, 6e-8 relative: the sum of the terms
     # stays within ~1e-7 of the sum of their magnitudes, before its rounding to float32), and
     # is 0 below t = -120, where silu's float32 gradient is 0 too (silu_cut).
     cdef floating scale
-    cdef floating zh = exp_neg_parts(-fabs(x), &scale)
-    dbeta[0] = swish_dbeta_parts(grad_output, x, x, zh, scale)
-    return K.silu_bwd_parts(grad_output, x, zh, scale)
+    cdef floating zh = exp_neg_parts_for(-fabs(x), &scale, moderate)
+    dbeta[0] = swish_dbeta_parts(grad_output, x, x, zh, scale, moderate)
+    return K.silu_bwd_parts(grad_output, x, zh, scale, moderate)
 
 
 cdef inline double swish0_fwd(double x) noexcept nogil:

@@ -110,6 +110,16 @@ AF_INLINE double af_exp_neg_parts(double x, double* scale) {
     return af_exp_parts_clamped(x < -760.0 ? -760.0 : x, x, scale);
 }
 
+/* e^x for x in [-400, 0] (the kernels' moderate range, activations.pxd), where it is a
+ * normal double: 2^n applied as one factor, no clamp. There it is the product of
+ * af_exp_neg_parts' two factors, to the bit (both products exact). */
+AF_INLINE double af_exp_neg_moderate(double x) {
+    double n = AF_FMA(x, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, x));
+    double p = af_expm1_reduced(r) + 1.0;
+    return p * af_exp2i(n);
+}
+
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than
  * double precision (an exact product x beta = hi + lo); lo enters the reduced argument */
 AF_INLINE double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
@@ -452,6 +462,17 @@ AF_INLINE float af_exp_partsf(float x, float* scale) {
      * but x e^x does not until x = -110: clamping at -120 keeps n within [-174, 128], where
      * both halves of 2^n are normal floats. NaN passes the clamps (comparisons are false). */
     return af_exp_parts_clampedf(x < -120.0f ? -120.0f : (x > 89.0f ? 89.0f : x), x, scale);
+}
+
+/* e^x for x in [-40, 0] (the kernels' moderate range, activations.pxd), where it is a normal
+ * float: 2^n applied as one factor, no clamp. There it is the product of af_exp_neg_partsf's
+ * two factors, to the bit (both products exact). */
+AF_INLINE float af_exp_neg_moderatef(float x) {
+    float k = AF_FMAF(x, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, x));
+    float p = af_expm1_reducedf(r) + 1.0f;
+    return p * af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 127) << 23);
 }
 
 /* af_exp_partsf for x <= 0 (or NaN) only: one clamp less */

@@ -31,6 +31,8 @@ cdef extern from "vecmath.h" nogil:
     float af_exp_partsf(float x, float* scale) noexcept
     float af_exp_parts_df(double x, float* scale) noexcept
     float af_exp_neg_partsf(float x, float* scale) noexcept
+    float af_exp_neg_moderatef(float x) noexcept
+    double af_exp_neg_moderate(double x) noexcept
     float af_exp_neg_parts_df(double x, float* scale) noexcept
     float af_expm1f(float x) noexcept
     float af_tanhf(float x) noexcept
@@ -67,6 +69,19 @@ cdef inline real exp_neg_parts(real x, real* scale) noexcept nogil:
         return af_exp_neg_partsf(x, scale)
     else:
         return af_exp_neg_parts(x, scale)
+
+cdef inline real exp_neg_parts_for(real x, real* scale, bint moderate) noexcept nogil:
+    # exp_neg_parts, or where the caller knows that x is moderate (>= -40 for float32, -400 for
+    # double: see activations.pxd) e^x whole with scale 1: a normal number there, computed
+    # without clamp in one factor 2^n, the product of exp_neg_parts' factors to the bit.
+    # `moderate` is a constant at each call, so the compiler keeps one branch.
+    if not moderate:
+        return exp_neg_parts(x, scale)
+    scale[0] = 1
+    if real is float:
+        return af_exp_neg_moderatef(x)
+    else:
+        return af_exp_neg_moderate(x)
 
 cdef inline real exp_neg_parts_of(double x, real* scale) noexcept nogil:
     # exp_parts_of for x <= 0 (or NaN) only
