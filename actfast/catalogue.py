@@ -27,7 +27,9 @@ class Kernel:
     ``<name>_fwd_single`` / ``<name>_bwd_single``, used for float32 arrays (accurate to float32
     and faster); ``cheap`` kernels (no transcendental function) need more elements before a
     second thread pays; ``moderate`` names the directions ("fwd", "bwd") whose kernel takes a
-    last argument ``moderate``, true for blocks of moderate inputs (see activations.pxd).
+    last argument ``moderate``, true for blocks of moderate inputs (see activations.pxd);
+    ``streamed`` the directions that stream their stores when the operands exceed the cache
+    (memory-bound there: every direction of a cheap kernel, and these).
     """
 
     name: str
@@ -36,6 +38,11 @@ class Kernel:
     single: bool = False
     cheap: bool = False
     moderate: tuple = ()
+    streamed: tuple = ()
+
+    def streams(self, direction):
+        """Does direction "fwd" or "bwd" stream its stores at large sizes?"""
+        return self.cheap or direction in self.streamed
 
 
 @dataclass(frozen=True)
@@ -129,11 +136,11 @@ class Entry:
 KERNELS = (
     Kernel("relu", from_output=True, cheap=True),
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
-    Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd")),
+    Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd"), streamed=("fwd",)),
     Kernel("tanh", from_output=True, moderate=("bwd",)),
     Kernel("gelu"),
     Kernel("gelu_tanh"),
-    Kernel("silu", moderate=("fwd", "bwd")),
+    Kernel("silu", moderate=("fwd", "bwd"), streamed=("fwd",)),
     Kernel("relu6", from_output=True, cheap=True),
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
     Kernel("elu", ("alpha",), from_output=True),

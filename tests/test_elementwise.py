@@ -284,19 +284,21 @@ def test_position_independent(case, direction, dtype, n_threads, rng):
 
 
 # ---- streamed stores: calls whose operands exceed the last-level cache ---------------------
-# From STREAM_FROM bytes (32 MiB) of operands on, the memory-bound kernels (the cheap ones, and
-# every backward from the output) compute blocks into a buffer and stream them to the
-# output: the same bits as any other call, with out= at an address off the vector boundary,
-# in rows with gaps between them and in place. One example per kernel (the first).
+# From STREAM_FROM bytes (32 MiB) of operands on, the memory-bound kernels (the cheap ones, the
+# directions a kernel lists as streamed, and every backward from the output) compute blocks
+# into a buffer and stream them to the output: the same bits as any other call, with out= at
+# an address off the vector boundary, in rows with gaps between them and in place. One example
+# per kernel (the first).
 
 STREAM_BYTES = _elementwise.STREAM_FROM_BYTES
-_CHEAP = {kernel.name for kernel in KERNELS if kernel.cheap}
+_KERNELS = {kernel.name: kernel for kernel in KERNELS}
 STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
                  for case in {c.name: c for c in reversed(CASES)}.values()
                  for direction in DIRECTIONS
                  if (direction == "backward-from-output" and case.allows_output)
                  or (direction != "backward-from-output"
-                     and case.entry.kernel_name(case.values) in _CHEAP)]
+                     and _KERNELS[case.entry.kernel_name(case.values)].streams(
+                         {"forward": "fwd", "backward": "bwd"}[direction]))]
 
 
 @THREADS
