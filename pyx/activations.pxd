@@ -27,9 +27,9 @@
 
 from libc.math cimport INFINITY
 from vecmath cimport (real, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
-                      exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, tanh, log1p_unit, fabs, copysign,
-                      gauss_parts, mills_ratio, mills_ratio_minus_a, exprel_small, exprel_quarter,
-                      at_most, at_least)
+                      exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
+                      log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
+                      exprel_small, exprel_quarter, at_most, at_least)
 
 cdef extern from *:
     """
@@ -564,7 +564,7 @@ cdef inline real relu6_bwd_from_output(real grad_output, real y) noexcept nogil:
 # PyTorch); the derivatives' exponentials as parts, so that grad * (a tiny exp) rounds once.
 
 cdef inline real elu_fwd(real x, double alpha) noexcept nogil:
-    return x if x > 0 else <real>alpha * expm1(x)
+    return x if x > 0 else <real>alpha * expm1_neg(x)
 
 cdef inline real elu_bwd(real grad_output, real x, double alpha) noexcept nogil:
     cdef real scale
@@ -579,6 +579,7 @@ cdef inline real elu_bwd_from_output(real grad_output, real y, double alpha) noe
 cdef inline real celu_fwd(real x, double alpha) noexcept nogil:
     # (x / alpha's rounding moves expm1 by at most 0.4 of its relative size: no need for
     # more precision here, unlike the derivative's exp)
+    # (expm1, not expm1_neg: x / alpha > 0 for a negative alpha, which is allowed)
     return x if x > 0 else <real>alpha * expm1(x / <real>alpha)
 
 cdef inline real celu_bwd(real grad_output, real x, double alpha) noexcept nogil:
@@ -592,7 +593,7 @@ cdef inline real celu_bwd_from_output(real grad_output, real y, double alpha) no
     return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
 
 cdef inline real selu_fwd(real x) noexcept nogil:
-    return <real>SELU_SCALE * x if x > 0 else <real>(SELU_SCALE * SELU_ALPHA) * expm1(x)
+    return <real>SELU_SCALE * x if x > 0 else <real>(SELU_SCALE * SELU_ALPHA) * expm1_neg(x)
 
 cdef inline real selu_bwd(real grad_output, real x) noexcept nogil:
     cdef real scale

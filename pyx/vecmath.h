@@ -152,14 +152,21 @@ AF_INLINE double af_exp(double x) {
 }
 
 /* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
+/* expm1's reduction of a clamped argument xc: n, r = xc - n ln 2, the tail t = e^r - 1 - r,
+ * and (returned) half = 2^(n-1), a normal double for n in [-72, 1024], where 2^n itself may
+ * overflow */
+AF_INLINE double af_expm1_reduction(double xc, double* n, double* r, double* t) {
+    *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    *r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
+    *t = af_expm1_tail(*r);
+    return af_exp2i(*n - 1.0);
+}
+
 AF_INLINE double af_expm1(double x) {
     /* below -50, e^x < 2^-72: the result is -1; above 710 it is inf */
-    double xc = x < -50.0 ? -50.0 : (x > 710.0 ? 710.0 : x);
-    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
-    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
-    double t = af_expm1_tail(r), q = r + t;
-    /* half = 2^(n-1): a normal double for n in [-72, 1024], where 2^n itself may overflow */
-    double half = af_exp2i(n - 1.0);
+    double n, r, t;
+    double half = af_expm1_reduction(x < -50.0 ? -50.0 : (x > 710.0 ? 710.0 : x), &n, &r, &t);
+    double q = r + t;
     /* for n > 0, 2^n r + (2^n - 1) in one rounding, then the small 2^n (e^r - 1 - r): 2 q + 1
      * would carry q's rounding twice into a result that can be as small as 1.4 q; for n <= 0
      * 2^n q + (2^n - 1) in one rounding */
@@ -170,6 +177,15 @@ AF_INLINE double af_expm1(double x) {
     double large = 2.0 * AF_FMA(half, q, half);
     /* (x itself at +-0: the sum above gives +0 for -0) */
     return n > 60.0 ? large : (x == 0.0 ? x : small);
+}
+
+/* af_expm1 for x <= 0 (or NaN) only, with its bits there: one clamp, one form (n <= 0).
+ * elu's and selu's forward take expm1 of non-positive arguments alone (celu's too when its
+ * alpha is positive, but a negative alpha is allowed). */
+AF_INLINE double af_expm1_neg(double x) {
+    double n, r, t;
+    double half = af_expm1_reduction(x < -50.0 ? -50.0 : x, &n, &r, &t);
+    return x == 0.0 ? x : AF_FMA(2.0 * half, r + t, 2.0 * half - 1.0);
 }
 
 /* log(2^k (1 + f)) for an integer-valued k and f in [sqrt(1/2) - 1, sqrt(2) - 1], f exact:
@@ -537,15 +553,21 @@ AF_INLINE float af_expf(float x) {
 }
 
 /* exp(x) - 1 without cancellation near 0: 2^n (e^r - 1) + (2^n - 1). */
+/* expm1's reduction of a clamped argument xc (as af_expm1_reduction): half = 2^(n-1) is a
+ * normal float for n in [-26, 128] */
+AF_INLINE float af_expm1_reductionf(float xc, float* n, float* r, float* t) {
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    *n = k - AF_SHIFTERF;
+    *r = AF_FMAF(-*n, AF_LN2_LOF, AF_FMAF(-*n, AF_LN2_HIF, xc));
+    *t = af_expm1_tailf(*r);
+    return af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 126) << 23);
+}
+
 AF_INLINE float af_expm1f(float x) {
     /* below -18, e^x < 2^-25: the result rounds to -1; above 89 it is inf */
-    float xc = x < -18.0f ? -18.0f : (x > 89.0f ? 89.0f : x);
-    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
-    float n = k - AF_SHIFTERF;
-    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
-    float t = af_expm1_tailf(r), q = r + t;
-    /* half = 2^(n-1): a normal float for n in [-26, 128], where 2^n itself may overflow */
-    float half = af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 126) << 23);
+    float n, r, t;
+    float half = af_expm1_reductionf(x < -18.0f ? -18.0f : (x > 89.0f ? 89.0f : x), &n, &r, &t);
+    float q = r + t;
     /* (the two forms of af_expm1) */
     float small = n > 0.0f ? AF_FMAF(2.0f * half, r, 2.0f * half - 1.0f) + 2.0f * half * t
                            : AF_FMAF(2.0f * half, q, 2.0f * half - 1.0f);
@@ -553,6 +575,13 @@ AF_INLINE float af_expm1f(float x) {
      * overflow before the result does (n = 128 for x in (88.38, 88.72]) */
     float large = 2.0f * AF_FMAF(half, q, half);
     return n > 24.0f ? large : (x == 0.0f ? x : small);   /* x at +-0, as af_expm1 */
+}
+
+/* af_expm1f for x <= 0 (or NaN) only, with its bits there (as af_expm1_neg) */
+AF_INLINE float af_expm1_negf(float x) {
+    float n, r, t;
+    float half = af_expm1_reductionf(x < -18.0f ? -18.0f : x, &n, &r, &t);
+    return x == 0.0f ? x : AF_FMAF(2.0f * half, r + t, 2.0f * half - 1.0f);
 }
 
 /* log(1 + z) for z in [0, 1] (z = exp(-|x|) in softplus and log_sigmoid), or NaN.

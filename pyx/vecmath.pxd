@@ -35,6 +35,8 @@ cdef extern from "vecmath.h" nogil:
     double af_exp_neg_moderate(double x) noexcept
     float af_exp_neg_parts_df(double x, float* scale) noexcept
     float af_expm1f(float x) noexcept
+    double af_expm1_neg(double x) noexcept
+    float af_expm1_negf(float x) noexcept
     float af_tanhf(float x) noexcept
     float af_log1p_unitf(float z) noexcept
     float af_gauss_partsf(float a, float* scale) noexcept
@@ -124,6 +126,14 @@ cdef inline real expm1(real x) noexcept nogil:
         return af_expm1f(x)
     else:
         return af_expm1(x)
+
+cdef inline real expm1_neg(real x) noexcept nogil:
+    # expm1 for x <= 0 (or NaN) only (fewer operations, the same bits there); other x give
+    # unspecified finite or non-finite values, for a select to discard
+    if real is float:
+        return af_expm1_negf(x)
+    else:
+        return af_expm1_neg(x)
 
 cdef inline real tanh(real x) noexcept nogil:
     if real is float:

@@ -220,14 +220,28 @@ def test_exp_times_rounds_once(dtype, rng):
     assert units[~subnormal].max() <= 2.5, units[~subnormal].max()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_expm1_neg_has_expm1s_bits_below_zero(dtype, rng):
+    # elu's and selu's forward take expm1_neg, expm1 without the clamp and the form for
+    # positive arguments: the same bits for every x <= 0 (and NaN)
+    info = np.finfo(dtype)
+    x = -np.concatenate([rng.uniform(0, 60, 20000), np.exp(rng.uniform(-100, 7, 20000)),
+                         [0.0, info.smallest_subnormal, info.tiny, 17.9, 18.0, 18.1, 49.9,
+                          50.0, 50.1, 88.0, 104.0, 745.0, 1e30, float(info.max), np.inf]])
+    x = np.concatenate([x, [0.0, np.nan, -np.nan]]).astype(dtype)   # +0.0 and -0.0 both
+    assert (apply("expm1_neg", x).view(f"u{x.itemsize}")
+            == apply("expm1", x).view(f"u{x.itemsize}")).all()
+
+
 # ---- the vector loop and the scalar code agree
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("name", ["exp", "expm1", "tanh", "log1p_unit", "gauss", "mills_ratio",
-                                  "mills_ratio_minus_a", "exprel_small"])
+@pytest.mark.parametrize("name", ["exp", "expm1", "expm1_neg", "tanh", "log1p_unit", "gauss",
+                                  "mills_ratio", "mills_ratio_minus_a", "exprel_small"])
 def test_same_bits_scalar_and_vector(name, dtype, rng):
     domains = {"log1p_unit": (0, 1), "gauss": (0, 15), "mills_ratio": (0, 15),
-               "mills_ratio_minus_a": (0, 15), "exprel_small": (-0.5, 0.5)}
+               "mills_ratio_minus_a": (0, 15), "exprel_small": (-0.5, 0.5),
+               "expm1_neg": (-30, 0)}
     x = rng.uniform(*domains.get(name, (-30, 30)), 203).astype(dtype)
     x[::17] = np.nan
     together = apply(name, x)
