@@ -24,6 +24,7 @@ cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
+from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
 
 cnp.import_array()
 
@@ -697,11 +698,12 @@ def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
 # ---- glu -----------------------------------------------------------------------------------
 
 cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const floating* x,
-                   const floating* g, floating* out) noexcept nogil:
+                   const floating* g, floating* out, bint stream) noexcept nogil:
     """Row o = item // n_chunks of x seen as (rows, 2, half) = (a, b), one chunk: forward
     out[o, m] = a sigmoid(b); backward out[o, 0, m] = g sigmoid(b), out[o, 1, m] =
     g a sigmoid'(b). In x's precision (float32 in float32, as the elementwise kernels), with
-    the *_times kernels: the product is rounded once where sigmoid(b) is subnormal."""
+    the *_times kernels: the product is rounded once where sigmoid(b) is subnormal. `stream`:
+    the forward streams its output (as the elementwise loops beyond the cache, stream.h)."""
     cdef Py_ssize_t o = item // n_chunks, mc = item % n_chunks, m
     cdef Py_ssize_t m0 = mc * BLOCK, m1 = min(m0 + BLOCK, half)
     cdef const floating* a = x + 2 * o * half
@@ -711,6 +713,9 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
     cdef floating* gb
     cdef floating av, bv, gv
     cdef Py_ssize_t start, stop
+    cdef floating buffer[CHUNK]
+    cdef floating* dest = out + o * half
+    cdef Py_ssize_t shift = 0    # dest[m - shift] is element m's output
     # At b = +-inf the gate is exactly 1 or 0 and its slope 0: plain products there, so that
     # an infinite a (or g) times the 0 gives NaN (inf * sigmoid(-inf) is undetermined, as in
     # PyTorch), which the *_times kernels (exp clamped) would not.
@@ -718,39 +723,60 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
         start = m0
         while start < m1:   # chunks of moderate a and b by the shorter kernel (activations.pxd)
             stop = min(start + CHUNK, m1)
+            if stream:
+                dest, shift = &buffer[0], start
             if K.moderate_inputs(b + start, stop - start) and \
                     K.moderate_multipliers(a + start, stop - start):
                 for m in range(start, stop):
-                    out[o * half + m] = K.logistic_times(a[m], b[m], True)
+                    dest[m - shift] = K.logistic_times(a[m], b[m], True)
             else:
                 for m in range(start, stop):
                     av, bv = a[m], b[m]
-                    out[o * half + m] = av * 0 if bv == -INFINITY else \
+                    dest[m - shift] = av * 0 if bv == -INFINITY else \
                         K.logistic_times(av, bv, False)
+            if stream:
+                af_stream_copy(<char*>(out + o * half + start), <char*>buffer,
+                               (stop - start) * sizeof(floating))
             start = stop
+        if stream:
+            af_stream_fence()
     else:
         go = g + o * half
         ga = out + 2 * o * half
         gb = ga + half
-        for m in range(m0, m1):
-            av, bv, gv = a[m], b[m], go[m]  # read before writing: out may be x
-            ga[m] = gv * 0 if bv == -INFINITY else K.logistic_times(gv, bv, False)
-            gb[m] = (gv * av) * 0 if (bv == INFINITY) | (bv == -INFINITY) else \
-                K.logistic_slope_times(gv * av, bv, False)
+        start = m0
+        while start < m1:   # the multipliers are g and g a
+            stop = min(start + CHUNK, m1)
+            if K.moderate_inputs(b + start, stop - start) and \
+                    K.moderate_multipliers(go + start, stop - start) and \
+                    K.moderate_products(go + start, a + start, stop - start):
+                for m in range(start, stop):
+                    av, bv, gv = a[m], b[m], go[m]  # read before writing: out may be x
+                    ga[m] = K.logistic_times(gv, bv, True)
+                    gb[m] = K.logistic_slope_times(gv * av, bv, True)
+            else:
+                for m in range(start, stop):
+                    av, bv, gv = a[m], b[m], go[m]
+                    ga[m] = gv * 0 if bv == -INFINITY else K.logistic_times(gv, bv, False)
+                    gb[m] = (gv * av) * 0 if (bv == INFINITY) | (bv == -INFINITY) else \
+                        K.logistic_slope_times(gv * av, bv, False)
+            start = stop
 
 
 cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
                   Py_ssize_t half, int n_threads, Py_ssize_t parallel_threshold) noexcept nogil:
     """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
     cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
+    # the forward is memory-bound beyond the cache (x and out: three halves)
+    cdef bint stream = pg == NULL and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
     if 2 * rows * half < parallel_threshold:
         n_threads = 1
     if n_threads <= 1 or n_items == 1:
         for item in range(n_items):
-            glu_item(item, n_chunks, half, px, pg, po)
+            glu_item(item, n_chunks, half, px, pg, po, stream)
     else:
         for item in prange(n_items, schedule='static', num_threads=n_threads):
-            glu_item(item, n_chunks, half, px, pg, po)
+            glu_item(item, n_chunks, half, px, pg, po, stream)
 
 
 def glu(const floating[:, ::1] x, const floating[:, ::1] grad_output, floating[::1] out,

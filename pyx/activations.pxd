@@ -112,7 +112,8 @@ cdef extern from *:
      * and largest |m|, found as bit patterns (for non-negative numbers their order is the
      * numbers' order, and NaN's patterns lie above inf's) by integer max/min reductions that
      * GCC vectorises: fewer operations than three comparisons and their masks per element. A
-     * zero m maps to the largest pattern in the minimum (|m| - 1, without the sign bit). */
+     * zero m maps to the largest pattern in the minimum (|m| - 1, without the sign bit). The
+     * multipliers are m[i], or the products m[i] w[i] (w not NULL: glu's backward). */
     #define ACTFAST_MODERATE(T, BITS, SUFFIX, X_BOUND, TINY, HUGE)                        \
         static inline int actfast_moderate_inputs_##SUFFIX(const T* x, Py_ssize_t n) {    \
             const BITS magnitude = ~((BITS)1 << (8 * sizeof(T) - 1));                    \
@@ -126,14 +127,16 @@ cdef extern from *:
             }                                                                             \
             return largest <= bound_bits;                                                 \
         }                                                                                 \
-        static inline int actfast_moderate_multipliers_##SUFFIX(const T* m, Py_ssize_t n) { \
+        static inline int actfast_moderate_multipliers_##SUFFIX(const T* m, const T* w,   \
+                                                                Py_ssize_t n) {           \
             const BITS magnitude = ~((BITS)1 << (8 * sizeof(T) - 1));                    \
             const T tiny = TINY, huge = HUGE;                                             \
             BITS smallest = magnitude, largest = 0, b, tiny_bits, huge_bits;              \
             memcpy(&tiny_bits, &tiny, sizeof tiny);                                       \
             memcpy(&huge_bits, &huge, sizeof huge);                                       \
             for (Py_ssize_t i = 0; i < n; i++) {                                          \
-                memcpy(&b, &m[i], sizeof b);                                              \
+                T v = w ? m[i] * w[i] : m[i];                                             \
+                memcpy(&b, &v, sizeof b);                                                 \
                 b &= magnitude;                                                           \
                 largest = b > largest ? b : largest;                                      \
                 b = (b - 1) & magnitude;                                                  \
@@ -146,8 +149,11 @@ cdef extern from *:
     """
     bint moderate_inputs_f "actfast_moderate_inputs_f"(const float* x, Py_ssize_t n) noexcept nogil
     bint moderate_inputs_d "actfast_moderate_inputs_d"(const double* x, Py_ssize_t n) noexcept nogil
-    bint moderate_multipliers_f "actfast_moderate_multipliers_f"(const float* m, Py_ssize_t n) noexcept nogil
-    bint moderate_multipliers_d "actfast_moderate_multipliers_d"(const double* m, Py_ssize_t n) noexcept nogil
+    bint moderate_multipliers_f "actfast_moderate_multipliers_f"(const float* m, const float* w,
+                                                                Py_ssize_t n) noexcept nogil
+    bint moderate_multipliers_d "actfast_moderate_multipliers_d"(const double* m,
+                                                                const double* w,
+                                                                Py_ssize_t n) noexcept nogil
 
 
 cdef inline bint moderate_inputs(const real* x, Py_ssize_t n) noexcept nogil:
@@ -160,9 +166,16 @@ cdef inline bint moderate_inputs(const real* x, Py_ssize_t n) noexcept nogil:
 cdef inline bint moderate_multipliers(const real* m, Py_ssize_t n) noexcept nogil:
     # every m[i] 0 or moderate
     if real is float:
-        return moderate_multipliers_f(m, n)
+        return moderate_multipliers_f(m, NULL, n)
     else:
-        return moderate_multipliers_d(m, n)
+        return moderate_multipliers_d(m, NULL, n)
+
+cdef inline bint moderate_products(const real* m, const real* w, Py_ssize_t n) noexcept nogil:
+    # every product m[i] w[i] (rounded) 0 or moderate
+    if real is float:
+        return moderate_multipliers_f(m, w, n)
+    else:
+        return moderate_multipliers_d(m, w, n)
 
 
 # ---- shared pieces -------------------------------------------------------------------------

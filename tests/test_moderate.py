@@ -192,3 +192,37 @@ def test_moderate_glu_forward_gives_the_general_bits(dtype, rng):
     general = af.glu(np.concatenate([with_general_between(a, TINY[dtype] / 2),
                                      with_general_between(b, 1.0)])[None, :], axis=-1)[0, ::2]
     assert_bitwise_equal(moderate, general, inputs, what="a not moderate")
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+def test_moderate_glu_backward_gives_the_general_bits(dtype, rng):
+    # the multipliers of glu's backward are grad_output and grad_output * a
+    b = moderate_x(rng, 20000 + int(rng.integers(0, 64)), dtype)
+    n = b.size
+    grad_output = moderate_multipliers(rng, n, dtype)
+    # a such that grad_output * a is moderate too, of every magnitude (a = p / grad_output)
+    log_tiny = np.log2(TINY[dtype])
+    product = np.exp2(rng.uniform(log_tiny + 2, -log_tiny - 2, n)) * rng.choice([-1, 1], n)
+    g64 = grad_output.astype(np.float64)
+    a = np.where(g64 == 0, rng.standard_normal(n), product / np.where(g64 == 0, 1, g64))
+    a = a.astype(dtype)
+    assert _elementwise.moderate_block(b, grad_output) and \
+        _elementwise.moderate_block(b, grad_output * a)
+    x = np.concatenate([a, b])[None, :]
+    moderate = af.glu.backward(grad_output[None, :], x, axis=-1)[0]
+    inputs = {"a": a, "b": b, "grad_output": grad_output}
+
+    def spread(a_between, b_between, g_between):
+        x = np.concatenate([with_general_between(a, a_between),
+                            with_general_between(b, b_between)])[None, :]
+        grad = af.glu.backward(with_general_between(grad_output, g_between)[None, :], x,
+                               axis=-1)[0]
+        return np.concatenate([grad[:2 * n:2], grad[2 * n::2]])
+    assert_bitwise_equal(moderate, spread(1.0, 2 * X_BOUND[dtype], 1.0), inputs,
+                         what="b not moderate")
+    assert_bitwise_equal(moderate, spread(1.0, 1.0, TINY[dtype] / 2), inputs,
+                         what="grad_output not moderate")
+    # a and grad_output moderate, their product not
+    big = float(np.sqrt(2 / TINY[dtype]))
+    assert_bitwise_equal(moderate, spread(big, 1.0, big), inputs,
+                         what="grad_output * a not moderate")

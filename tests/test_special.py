@@ -357,6 +357,23 @@ def test_glu_float32_sweep(rng):
                      BACKWARD_ULP)
 
 
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x and out on, glu's forward streams its output: the same bits
+    # as rows computed one call each (below it), with out= off the vector boundary; rows of
+    # an odd half, so that chunks end anywhere
+    rows = 3
+    half = 33554432 // (3 * rows * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 64))
+    x = (rng.standard_normal((rows, 2 * half)) * 4).astype(dtype)
+    x.ravel()[rng.integers(0, x.size, 50)] = np.inf   # some chunks by the general kernel
+    expected = np.concatenate([af.glu(x[r:r + 1]) for r in range(rows)])
+    assert_bitwise_equal(af.glu(x), expected, {"x": x})
+    out = np.empty(rows * half + 1, dtype)[1:].reshape(rows, half)
+    assert af.glu(x, out=out) is out
+    assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
+
+
 # ---- special values ------------------------------------------------------------------------
 
 INF, NAN = np.inf, np.nan
