@@ -745,13 +745,13 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
         ga = out + 2 * o * half
         gb = ga + half
         start = m0
-        while start < m1:   # the multipliers are g and g a
+        while start < m1:   # (the multipliers are g and g a; out may be x: read, then write)
             stop = min(start + CHUNK, m1)
             if K.moderate_inputs(b + start, stop - start) and \
                     K.moderate_multipliers(go + start, stop - start) and \
                     K.moderate_products(go + start, a + start, stop - start):
                 for m in range(start, stop):
-                    av, bv, gv = a[m], b[m], go[m]  # read before writing: out may be x
+                    av, bv, gv = a[m], b[m], go[m]
                     ga[m] = K.logistic_times(gv, bv, True)
                     gb[m] = K.logistic_slope_times(gv * av, bv, True)
             else:
@@ -768,7 +768,8 @@ cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize
     """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
     cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
     # the forward is memory-bound beyond the cache (x and out: three halves)
-    cdef bint stream = pg == NULL and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef bint stream = (pg == NULL
+                        and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     if 2 * rows * half < parallel_threshold:
         n_threads = 1
     if n_threads <= 1 or n_items == 1:

@@ -147,8 +147,10 @@ cdef extern from *:
     ACTFAST_MODERATE(float, int32_t, f, 20.0f, 0x1p-60f, 0x1p60f)
     ACTFAST_MODERATE(double, int64_t, d, 200.0, 0x1p-400, 0x1p400)
     """
-    bint moderate_inputs_f "actfast_moderate_inputs_f"(const float* x, Py_ssize_t n) noexcept nogil
-    bint moderate_inputs_d "actfast_moderate_inputs_d"(const double* x, Py_ssize_t n) noexcept nogil
+    bint moderate_inputs_f "actfast_moderate_inputs_f"(const float* x,
+                                                      Py_ssize_t n) noexcept nogil
+    bint moderate_inputs_d "actfast_moderate_inputs_d"(const double* x,
+                                                      Py_ssize_t n) noexcept nogil
     bint moderate_multipliers_f "actfast_moderate_multipliers_f"(const float* m, const float* w,
                                                                 Py_ssize_t n) noexcept nogil
     bint moderate_multipliers_d "actfast_moderate_multipliers_d"(const double* m,

@@ -26,8 +26,9 @@ def moderate_x(rng, n, dtype):
     from 1e-30 up, within 0.3 of silu's minimum (and of its negation), the bounds, +-0."""
     bound = X_BOUND[dtype]
     k = n // 5
+    magnitudes = np.exp(rng.uniform(-69, np.log(bound), k))
     x = np.concatenate([rng.standard_normal(k) * 3, rng.uniform(-bound, bound, k),
-                        np.copysign(np.exp(rng.uniform(-69, np.log(bound), k)), rng.random(k) - 0.5),
+                        np.copysign(magnitudes, rng.random(k) - 0.5),
                         SILU_X0 + rng.uniform(-0.3, 0.3, k), -SILU_X0 + rng.uniform(-0.3, 0.3, k),
                         [bound, -bound, 0.0, -0.0, 1e-45, -1e-45]])
     return rng.permutation(x.astype(dtype))
@@ -45,10 +46,10 @@ def moderate_multipliers(rng, n, dtype):
     return rng.permutation(m.astype(dtype))
 
 
-def with_general_between(a, general):
-    """a with the value `general` (not moderate) between every two elements: no block of the
-    result is moderate; the elements of a are at the even positions."""
-    spread = np.full(2 * a.size, general, a.dtype)
+def with_general_between(a, value):
+    """a's elements at the even positions, `value` at the odd ones: a value that is not
+    moderate leaves no block of the result moderate."""
+    spread = np.full(2 * a.size, value, a.dtype)
     spread[::2] = a
     return spread
 
