@@ -25,6 +25,7 @@ cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
 from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
+from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
 
 cnp.import_array()
 
@@ -194,6 +195,35 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     return total
 
 
+cdef double block_streamed(Op op, const floating* x, const floating* g, floating* out,
+                           Py_ssize_t start, Py_ssize_t n, const Params* p) noexcept nogil:
+    """block() of a memory-bound forward beyond the cache, as the elementwise loops' streamed
+    rows (_elementwise.pyx.tp): the elements before out's first 64-byte boundary directly,
+    then 512 bytes at a time into a buffer in the first-level cache, streamed from there."""
+    cdef double buffer[64]
+    cdef Py_ssize_t per = 512 // sizeof(floating), m
+    cdef Py_ssize_t c = min(n, <Py_ssize_t>((64 - <size_t>out % 64) % 64 // sizeof(floating)))
+    block(op, x, g, out, start, c, p)
+    while c < n:
+        m = min(per, n - c)
+        block(op, x + c, g + c, <floating*>buffer, start + c, m, p)
+        af_stream_copy(<char*>(out + c), <char*>buffer, m * sizeof(floating))
+        c += m
+    af_stream_fence()
+    return 0.0
+
+
+cdef inline double one_of(bint stream, Op op, const floating* px, const floating* pg,
+                          floating* po, Py_ssize_t k, Py_ssize_t n,
+                          const Params* p) noexcept nogil:
+    """Block k of run_elementwise's n elements."""
+    cdef Py_ssize_t m = min(<Py_ssize_t>BLOCK, n - k * BLOCK)
+    if stream:
+        return block_streamed(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
+                              m, p)
+    return block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK, m, p)
+
+
 cdef double run_elementwise(Op op, const floating* px, const floating* pg, floating* po,
                             Py_ssize_t n, double a, double b, uint64_t seed, int n_threads,
                             Py_ssize_t parallel_threshold) except? -1.0:
@@ -204,6 +234,10 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double one_block
     cdef double* sums = &one_block
     cdef double[::1] block_sums
+    # the memory-bound forwards (pact's clip, swish's with beta = 1: silu's kernel) stream
+    # their output beyond the cache, as the elementwise loops
+    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0))
+                        and 2 * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     p.a, p.b, p.seed = a, b, seed
     if n_blocks > 1:
         block_sums = np.empty(n_blocks)
@@ -213,12 +247,10 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     with nogil:
         if n_threads <= 1 or n_blocks == 1:
             for k in range(n_blocks):
-                sums[k] = block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
-                                min(<Py_ssize_t>BLOCK, n - k * BLOCK), &p)
+                sums[k] = one_of(stream, op, px, pg, po, k, n, &p)
         else:
             for k in prange(n_blocks, schedule='static', num_threads=n_threads):
-                sums[k] = block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
-                                min(<Py_ssize_t>BLOCK, n - k * BLOCK), &p)
+                sums[k] = one_of(stream, op, px, pg, po, k, n, &p)
         for k in range(n_blocks):  # in block order, whatever the thread count
             total += sums[k]
     return total

@@ -374,6 +374,32 @@ def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
 
 
+STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
+                     "swish": lambda x, **kw: af.swish(x, beta=1.0, **kw)}
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(STREAMED_FORWARDS))
+def test_streamed_elementwise_forward_gives_the_same_bits(name, dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x and out on, pact's and swish's (beta = 1) forward stream
+    # their output: the same bits as pieces computed one call each (below it), with out= off
+    # the vector boundary, and in place
+    forward = STREAMED_FORWARDS[name]
+    n = 33554432 // (2 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    x[rng.integers(0, n, 50)] = np.inf   # some chunks by swish's general kernel
+    pieces = np.array_split(np.arange(n), 7)
+    expected = np.concatenate([forward(x[p[0]:p[-1] + 1]) for p in pieces])
+    assert_bitwise_equal(forward(x), expected, {"x": x})
+    out = np.empty(n + 1, dtype)[1:]
+    assert forward(x, out=out) is out
+    assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
+    y = x.copy()
+    forward(y, out=y)
+    assert_bitwise_equal(y, expected, {"x": x}, what="in place")
+
+
 # ---- special values ------------------------------------------------------------------------
 
 INF, NAN = np.inf, np.nan
