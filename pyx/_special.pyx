@@ -24,8 +24,7 @@ cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
-from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
-from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
+from stream cimport STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy, af_stream_fence
 
 cnp.import_array()
 
@@ -198,11 +197,12 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
 cdef double block_streamed(Op op, const floating* x, const floating* g, floating* out,
                            Py_ssize_t start, Py_ssize_t n, const Params* p) noexcept nogil:
     """block() of a memory-bound forward beyond the cache, as the elementwise loops' streamed
-    rows (_elementwise.pyx.tp): the elements before out's first 64-byte boundary directly,
-    then 512 bytes at a time into a buffer in the first-level cache, streamed from there."""
-    cdef double buffer[64]
-    cdef Py_ssize_t per = 512 // sizeof(floating), m
-    cdef Py_ssize_t c = min(n, <Py_ssize_t>((64 - <size_t>out % 64) % 64 // sizeof(floating)))
+    rows (_elementwise.pyx.tp): the elements before out's first VECTOR boundary directly,
+    then STREAM_BYTES at a time into a buffer in the first-level cache, streamed from there."""
+    cdef double buffer[STREAM_BYTES >> 3]
+    cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
+    cdef Py_ssize_t c = min(n, <Py_ssize_t>((VECTOR - <size_t>out % VECTOR) % VECTOR
+                                            // sizeof(floating)))
     block(op, x, g, out, start, c, p)
     while c < n:
         m = min(per, n - c)

@@ -202,15 +202,9 @@ cdef inline real logistic_times(real m, real x, bint moderate) noexcept nogil:
     return (either(positive, m, m * zh) / (<real>1 + z)) * either(positive, <real>1, scale)
 
 
-cdef inline real logistic_slope(real x) noexcept nogil:
-    # sigmoid'(x) = s (1 - s) = z / (1 + z)^2 with z = exp(-|x|): no cancellation in 1 - s
-    # for large x, and exactly 0 at +-inf.
-    cdef real z = exp_neg(-fabs(x))
-    return z / ((<real>1 + z) * (<real>1 + z))
-
-
 cdef inline real logistic_slope_times(real m, real x, bint moderate) noexcept nogil:
-    # m * logistic_slope(x), rounded once (as logistic_times)
+    # m * sigmoid'(x), sigmoid'(x) = s (1 - s) = z / (1 + z)^2 with z = exp(-|x|) (no
+    # cancellation in 1 - s for large x, exactly 0 at +-inf), rounded once (as logistic_times)
     cdef real scale
     cdef real zh = exp_neg_parts_for(-fabs(x), &scale, moderate)
     return logistic_slope_times_parts(m, zh, scale)

@@ -10,3 +10,11 @@ cdef enum:
     # arithmetic, and the buffer's extra pass cost them 5-15 %; the few that are not say so
     # in actfast/catalogue.py (Kernel.streamed).
     STREAM_FROM = 32 << 20
+    # Bytes of an AVX-512 register (two AVX2 ones): a streamed output starts from such a
+    # boundary (the elements before it stored directly), so no vector store crosses a cache
+    # line
+    VECTOR = 64
+    # Output bytes computed into the buffer per step when streaming: with 2-4 KiB, loads and
+    # streamed stores alternated in longer phases, and the memory-bound kernels at 10^7 took
+    # 1.1-1.9x the time
+    STREAM_BYTES = 512

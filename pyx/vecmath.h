@@ -87,10 +87,16 @@ AF_INLINE double af_expm1_reduced(double r) {
  * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
  * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
  * subnormal range). */
+/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial */
+AF_INLINE double af_exp_reduced(double xc, double* n) {
+    *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
+    double r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
+    return af_expm1_reduced(r) + 1.0;
+}
+
 AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale) {
-    double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
-    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
-    double p = af_expm1_reduced(r) + 1.0;
+    double n;
+    double p = af_exp_reduced(xc, &n);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
     /* below the clamp, 0: grad * exp_parts(x) * scale is then grad * 0 (NaN for an infinite
@@ -114,9 +120,8 @@ AF_INLINE double af_exp_neg_parts(double x, double* scale) {
  * normal double: 2^n applied as one factor, no clamp. There it is the product of
  * af_exp_neg_parts' two factors, to the bit (both products exact). */
 AF_INLINE double af_exp_neg_moderate(double x) {
-    double n = AF_FMA(x, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
-    double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, x));
-    double p = af_expm1_reduced(r) + 1.0;
+    double n;
+    double p = af_exp_reduced(x, &n);
     return p * af_exp2i(n);
 }
 
@@ -462,12 +467,19 @@ AF_INLINE float af_expm1_reducedf(float r) {
  * were rounded to a subnormal first). For x >= -120 (see the clamp).
  * Method: n = round(x / ln 2), r = x - n ln 2 (exact to ~2^-35 with the split), e^r by the
  * polynomial, and 2^n applied as 2^(n>>1) * 2^(n - n>>1). */
-AF_INLINE float af_exp_parts_clampedf(float xc, float x, float* scale) {
+/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *i (as an integer): exp's reduction and
+ * polynomial */
+AF_INLINE float af_exp_reducedf(float xc, int32_t* i) {
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
-    float p = af_expm1_reducedf(r) + 1.0f;
-    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);   /* n as an integer */
+    *i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    return af_expm1_reducedf(r) + 1.0f;
+}
+
+AF_INLINE float af_exp_parts_clampedf(float xc, float x, float* scale) {
+    int32_t i;
+    float p = af_exp_reducedf(xc, &i);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
     return x < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);   /* 0: see af_exp_parts */
@@ -484,11 +496,9 @@ AF_INLINE float af_exp_partsf(float x, float* scale) {
  * float: 2^n applied as one factor, no clamp. There it is the product of af_exp_neg_partsf's
  * two factors, to the bit (both products exact). */
 AF_INLINE float af_exp_neg_moderatef(float x) {
-    float k = AF_FMAF(x, AF_LOG2EF, AF_SHIFTERF);
-    float n = k - AF_SHIFTERF;
-    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, x));
-    float p = af_expm1_reducedf(r) + 1.0f;
-    return p * af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 127) << 23);
+    int32_t i;
+    float p = af_exp_reducedf(x, &i);
+    return p * af_from_bitsf((i + 127) << 23);
 }
 
 /* af_exp_partsf for x <= 0 (or NaN) only: one clamp less */
