@@ -876,13 +876,14 @@ def test_prelu_0d_weight_gives_scalar_gradient(rng):
 
 # ---- random functions: draws, distributions, seeds -----------------------------------------
 
-@pytest.mark.parametrize("first, pairs", [(0, 1), (0, 7), (0, 8), (0, 9), (5, 64), (3, 1001),
-                                         (2**32 - 5, 20), (2**63 + 3, 17)],
+@pytest.mark.parametrize("first, pairs", [(0, 1), (0, 7), (0, 8), (0, 9), (0, 31), (0, 32),
+                                         (0, 33), (5, 64), (3, 1001), (2**32 - 5, 20),
+                                         (2**32 - 37, 100), (2**63 + 3, 17), (2**63 + 3, 97)],
                          ids=lambda v: str(v))
 @pytest.mark.parametrize("seed", [0, 0xDEADBEEF12345678], ids=["seed0", "seed-high"])
 def test_philox_uniform_runs_are_bitwise(first, pairs, seed):
-    # runs of consecutive counters (eight at a time with AVX2, the rest one by one), across
-    # the counter's 32-bit word boundary, against the NumPy Philox: every bit
+    # runs of consecutive counters (32 at a time with AVX-512, 8 with AVX2, the rest one by
+    # one), across the counter's 32-bit word boundary, against the NumPy Philox: every bit
     expected = _uniforms(seed, 1, first, pairs)
     assert_bitwise_equal(_special.philox_uniforms(seed, 1, first, pairs), expected)
 
