@@ -145,6 +145,7 @@ KERNELS = (
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
     Kernel("elu", ("alpha",), from_output=True, streamed=("fwd",)),
     Kernel("celu", ("alpha",), from_output=True),
+    Kernel("celu_positive", ("alpha",), from_output=True, streamed=("fwd",)),
     Kernel("selu", from_output=True, streamed=("fwd",)),
     Kernel("softplus", ("beta", "threshold")),
     Kernel("softplus_beta1", ("threshold",), moderate=("bwd",)),
@@ -250,10 +251,12 @@ ENTRIES = (
         formula="x if x > 0 else alpha * (exp(x / alpha) - 1)",
         derivative="1 for x > 0, else exp(x / alpha) (1 at 0, as in PyTorch)",
         summary="Continuously differentiable exponential linear unit.",
-        kernel="celu",
+        # alpha > 0 (the default) has its own kernel: the same results, with the exponential
+        # of x / alpha <= 0 only
+        kernel=lambda alpha: "celu_positive" if alpha > 0 else "celu",
         params=(Param("alpha", 1.0, check=_finite_nonzero),),
         backward_from_output=lambda alpha: alpha >= 0,
-        examples=({}, {"alpha": 2.0}),
+        examples=({}, {"alpha": 2.0}, {"alpha": -1.5}),
     ),
     Entry(
         "selu",

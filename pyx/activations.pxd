@@ -26,7 +26,7 @@
 # where the plain formula would give inf * 0 = NaN; NaN in gives NaN out.
 
 from libc.math cimport INFINITY
-from vecmath cimport (real, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
+from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
                       log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
                       exprel_small, exprel_quarter, at_most, at_least)
@@ -586,20 +586,38 @@ cdef inline real elu_bwd_from_output(real grad_output, real y, double alpha) noe
     return grad_output if y > 0 else grad_output * (y + <real>alpha)
 
 cdef inline real celu_fwd(real x, double alpha) noexcept nogil:
-    # (x / alpha's rounding moves expm1 by at most 0.4 of its relative size: no need for
-    # more precision here, unlike the derivative's exp)
-    # (expm1, not expm1_neg: x / alpha > 0 for a negative alpha, which is allowed)
-    return x if x > 0 else <real>alpha * expm1(x / <real>alpha)
+    # any alpha != 0; the API takes it for alpha < 0 (celu_positive below for the rest). Then
+    # x / alpha > 0 where expm1 is used, which grows with it: a float32 quotient's rounding
+    # would be multiplied by x / alpha (up to 88; 36 ulp at x = -100, alpha = -1.5), so the
+    # quotient, expm1 and the product are double, rounded once
+    return x if x > 0 else <real>(alpha * expm1(<double>x / alpha))
 
 cdef inline real celu_bwd(real grad_output, real x, double alpha) noexcept nogil:
-    # exp(x / alpha) with the quotient in double: for float32, its rounding would be
-    # multiplied by |x / alpha| (up to 100) in the exponential
+    # alpha < 0 (the API's choice): exp(x / alpha) >= 1 where it is used, the quotient, the
+    # exponential and the product in double, rounded once (for float32, the quotient's rounding
+    # would be multiplied by x / alpha in the exponential; and a small grad times an
+    # exponential beyond float32's range can be finite). Beyond double's range, inf (as the
+    # reference's and PyTorch's exp).
+    return grad_output if x > 0 else <real>(grad_output * exp(<double>x / alpha))
+
+cdef inline real celu_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
+    return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
+
+# celu for alpha > 0 (the API's choice): x / alpha <= 0 wherever expm1 is used, so expm1_neg
+# (elu's), in the arrays' precision: there x / alpha's rounding moves expm1 by at most 0.4 of
+# its relative size. The derivative from the output is celu's.
+cdef inline real celu_positive_fwd(real x, double alpha) noexcept nogil:
+    return x if x > 0 else <real>alpha * expm1_neg(x / <real>alpha)
+
+cdef inline real celu_positive_bwd(real grad_output, real x, double alpha) noexcept nogil:
+    # exp(x / alpha) <= 1 where it is used, with the quotient in double: for float32, its
+    # rounding would be multiplied by |x / alpha| (up to 100) in the exponential
     cdef real scale
     cdef real eh = exp_parts_of(x / alpha, &scale)
     return grad_output if x > 0 else (grad_output * eh) * scale
 
-cdef inline real celu_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
-    return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
+cdef inline real celu_positive_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
+    return celu_bwd_from_output(grad_output, y, alpha)
 
 cdef inline real selu_fwd(real x) noexcept nogil:
     return <real>SELU_SCALE * x if x > 0 else <real>(SELU_SCALE * SELU_ALPHA) * expm1_neg(x)
