@@ -670,6 +670,13 @@ cdef void maxout_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t rows,
             out[offset + p * piece + j * lane] = g[first + j] if where[j] == p else 0
 
 
+cdef inline void pair_maxima(const floating* pair, floating* dest, Py_ssize_t m) noexcept nogil:
+    """dest[j] = the maximum of pair[2 j] and pair[2 j + 1] (replaces' rule), j < m."""
+    cdef Py_ssize_t j
+    for j in range(m):
+        dest[j] = pair[2 * j + 1] if replaces(pair[2 * j + 1], pair[2 * j]) else pair[2 * j]
+
+
 cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, const floating* g,
                        floating* out) noexcept nogil:
     """maxout_item for pieces == 2 and inner == 1 (pairs of neighbours along the last axis,
@@ -682,14 +689,31 @@ cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, cons
     cdef floating gv
     cdef bint second
     if g == NULL:
-        for j in range(m):
-            out[first + j] = pair[2 * j + 1] if replaces(pair[2 * j + 1], pair[2 * j]) else pair[2 * j]
+        pair_maxima(pair, out + first, m)
         return
     for j in range(m):
         second = replaces(pair[2 * j + 1], pair[2 * j])
         gv = g[first + j]
         grad_pair[2 * j] = 0 if second else gv
         grad_pair[2 * j + 1] = gv if second else 0
+
+
+cdef void maxout_pairs_streamed(Py_ssize_t start, Py_ssize_t stop, const floating* x,
+                                floating* out) noexcept nogil:
+    """The pairs' forward for rows start..stop-1 beyond the cache, as block_streamed: the rows
+    before out's first VECTOR boundary directly, then STREAM_BYTES of output at a time into a
+    buffer in the first-level cache, streamed from there; fenced at the end."""
+    cdef double buffer[STREAM_BYTES >> 3]
+    cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
+    cdef Py_ssize_t c = start + min(stop - start, <Py_ssize_t>(
+        (VECTOR - <size_t>(out + start) % VECTOR) % VECTOR // sizeof(floating)))
+    pair_maxima(x + 2 * start, out + start, c - start)
+    while c < stop:
+        m = min(per, stop - c)
+        pair_maxima(x + 2 * c, <floating*>buffer, m)
+        af_stream_copy(<char*>(out + c), <char*>buffer, m * sizeof(floating))
+        c += m
+    af_stream_fence()
 
 
 cdef void run_maxout(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
@@ -700,9 +724,18 @@ cdef void run_maxout(const floating* px, const floating* pg, floating* po, Py_ss
     # work items of CHUNK groups: CHUNK rows when inner == 1, else CHUNK inner positions
     cdef Py_ssize_t n_items = (rows + CHUNK - 1) // CHUNK if inner == 1 else rows * n_chunks
     cdef bint pairs = pieces == 2 and inner == 1
+    # the pairs' forward is memory-bound beyond the cache (x and out: three times out's bytes)
+    # and streams its output, each thread from a contiguous range of rows
+    cdef bint stream = (pairs and pg == NULL
+                        and 3 * rows * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
+    cdef Py_ssize_t per, t
     if rows * pieces * inner < parallel_threshold:
         n_threads = 1
-    if n_threads <= 1 or n_items == 1:
+    if stream:
+        per = (rows + n_threads - 1) // n_threads
+        for t in prange(n_threads, schedule='static', num_threads=n_threads):
+            maxout_pairs_streamed(min(t * per, rows), min((t + 1) * per, rows), px, po)
+    elif n_threads <= 1 or n_items == 1:
         for item in range(n_items):
             if pairs:
                 maxout_pairs(item, rows, px, pg, po)

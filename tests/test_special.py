@@ -374,6 +374,24 @@ def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
 
 
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_maxout_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x and out on, maxout's forward over pairs streams its output:
+    # the same bits as pieces computed one call each (below it), with out= off the vector
+    # boundary; NaNs and signed zeros in some pairs
+    groups = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
+    x = rng.standard_normal(2 * groups).astype(dtype)
+    x[rng.integers(0, x.size, 50)] = np.nan
+    x[rng.integers(0, x.size, 50)] = -0.0
+    pieces = np.array_split(np.arange(groups), 7)
+    expected = np.concatenate([af.maxout(x[2 * p[0]:2 * p[-1] + 2], 2) for p in pieces])
+    assert_bitwise_equal(af.maxout(x, 2), expected, {"x": x})
+    out = np.empty(groups + 1, dtype)[1:]
+    assert af.maxout(x, 2, out=out) is out
+    assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
+
+
 STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
                      "swish": lambda x, **kw: af.swish(x, beta=1.0, **kw)}
 
