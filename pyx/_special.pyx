@@ -762,13 +762,29 @@ def maxout(const floating[:, :, ::1] x, const floating[:, ::1] grad_output,
 
 # ---- glu -----------------------------------------------------------------------------------
 
+cdef inline void glu_forward_run(const floating* a, const floating* b, floating* dest,
+                                 Py_ssize_t n) noexcept nogil:
+    """dest[m] = a[m] sigmoid(b[m]), m < n: by the shorter kernel where a and b are moderate
+    (activations.pxd). In x's precision (float32 in float32, as the elementwise kernels), with
+    logistic_times: the product is rounded once where sigmoid(b) is subnormal; a plain product
+    at b = -inf (see glu_item)."""
+    cdef Py_ssize_t m
+    cdef floating av, bv
+    if K.moderate_inputs(b, n) and K.moderate_multipliers(a, n):
+        for m in range(n):
+            dest[m] = K.logistic_times(a[m], b[m], True)
+    else:
+        for m in range(n):
+            av, bv = a[m], b[m]
+            dest[m] = av * 0 if bv == -INFINITY else K.logistic_times(av, bv, False)
+
+
 cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const floating* x,
-                   const floating* g, floating* out, bint stream) noexcept nogil:
+                   const floating* g, floating* out) noexcept nogil:
     """Row o = item // n_chunks of x seen as (rows, 2, half) = (a, b), one chunk: forward
-    out[o, m] = a sigmoid(b); backward out[o, 0, m] = g sigmoid(b), out[o, 1, m] =
-    g a sigmoid'(b). In x's precision (float32 in float32, as the elementwise kernels), with
-    the *_times kernels: the product is rounded once where sigmoid(b) is subnormal. `stream`:
-    the forward streams its output (as the elementwise loops beyond the cache, stream.h)."""
+    out[o, m] = a sigmoid(b) (glu_forward_run, CHUNK elements at a time); backward
+    out[o, 0, m] = g sigmoid(b), out[o, 1, m] = g a sigmoid'(b), with the *_times kernels (the
+    products rounded once where sigmoid(b) is subnormal)."""
     cdef Py_ssize_t o = item // n_chunks, mc = item % n_chunks, m
     cdef Py_ssize_t m0 = mc * BLOCK, m1 = min(m0 + BLOCK, half)
     cdef const floating* a = x + 2 * o * half
@@ -778,33 +794,15 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
     cdef floating* gb
     cdef floating av, bv, gv
     cdef Py_ssize_t start, stop
-    cdef floating buffer[CHUNK]
-    cdef floating* dest = out + o * half
-    cdef Py_ssize_t shift = 0    # dest[m - shift] is element m's output
     # At b = +-inf the gate is exactly 1 or 0 and its slope 0: plain products there, so that
     # an infinite a (or g) times the 0 gives NaN (inf * sigmoid(-inf) is undetermined, as in
     # PyTorch), which the *_times kernels (exp clamped) would not.
     if g == NULL:
         start = m0
-        while start < m1:   # chunks of moderate a and b by the shorter kernel (activations.pxd)
+        while start < m1:
             stop = min(start + CHUNK, m1)
-            if stream:
-                dest, shift = &buffer[0], start
-            if K.moderate_inputs(b + start, stop - start) and \
-                    K.moderate_multipliers(a + start, stop - start):
-                for m in range(start, stop):
-                    dest[m - shift] = K.logistic_times(a[m], b[m], True)
-            else:
-                for m in range(start, stop):
-                    av, bv = a[m], b[m]
-                    dest[m - shift] = av * 0 if bv == -INFINITY else \
-                        K.logistic_times(av, bv, False)
-            if stream:
-                af_stream_copy(<char*>(out + o * half + start), <char*>buffer,
-                               (stop - start) * sizeof(floating))
+            glu_forward_run(a + start, b + start, out + o * half + start, stop - start)
             start = stop
-        if stream:
-            af_stream_fence()
     else:
         go = g + o * half
         ga = out + 2 * o * half
@@ -828,21 +826,56 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
             start = stop
 
 
+cdef void glu_forward_streamed(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t half,
+                               const floating* x, floating* out) noexcept nogil:
+    """glu's forward for the elements start..stop-1 of out (flat, rows of `half`) beyond the
+    cache, as block_streamed: the elements before out's first VECTOR boundary directly, then
+    STREAM_BYTES of output at a time into a buffer in the first-level cache (a block split
+    where it crosses a row's end), streamed from there; fenced at the end."""
+    cdef double buffer[STREAM_BYTES >> 3]
+    cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m, i, o, k, run
+    cdef Py_ssize_t c = start + min(stop - start, <Py_ssize_t>(
+        (VECTOR - <size_t>(out + start) % VECTOR) % VECTOR // sizeof(floating)))
+    cdef floating* dest
+    cdef const floating* a
+    i = start
+    while i < stop:
+        m = c - i if i < c else min(per, stop - i)
+        dest = out + i if i < c else <floating*>buffer
+        k = 0
+        while k < m:    # the block's runs within one row each
+            o = (i + k) // half
+            a = x + 2 * o * half + (i + k - o * half)
+            run = min(m - k, (o + 1) * half - (i + k))
+            glu_forward_run(a, a + half, dest + k, run)
+            k += run
+        if i >= c:
+            af_stream_copy(<char*>(out + i), <char*>buffer, m * sizeof(floating))
+        i += m
+    af_stream_fence()
+
+
 cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
                   Py_ssize_t half, int n_threads, Py_ssize_t parallel_threshold) noexcept nogil:
     """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
     cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
-    # the forward is memory-bound beyond the cache (x and out: three halves)
+    # the forward is memory-bound beyond the cache (x and out: three halves) and streams its
+    # output, each thread from a contiguous range of out
     cdef bint stream = (pg == NULL
                         and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
-    if 2 * rows * half < parallel_threshold:
+    cdef Py_ssize_t size = rows * half, per, t
+    if 2 * size < parallel_threshold:
         n_threads = 1
-    if n_threads <= 1 or n_items == 1:
+    if stream:
+        per = (size + n_threads - 1) // n_threads
+        for t in prange(n_threads, schedule='static', num_threads=n_threads):
+            glu_forward_streamed(min(t * per, size), min((t + 1) * per, size), half, px, po)
+    elif n_threads <= 1 or n_items == 1:
         for item in range(n_items):
-            glu_item(item, n_chunks, half, px, pg, po, stream)
+            glu_item(item, n_chunks, half, px, pg, po)
     else:
         for item in prange(n_items, schedule='static', num_threads=n_threads):
-            glu_item(item, n_chunks, half, px, pg, po, stream)
+            glu_item(item, n_chunks, half, px, pg, po)
 
 
 def glu(const floating[:, ::1] x, const floating[:, ::1] grad_output, floating[::1] out,
