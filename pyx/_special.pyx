@@ -213,22 +213,25 @@ cdef double block_streamed(Op op, const floating* x, const floating* g, floating
     return 0.0
 
 
-cdef inline double one_of(bint stream, Op op, const floating* px, const floating* pg,
-                          floating* po, Py_ssize_t k, Py_ssize_t n,
-                          const Params* p) noexcept nogil:
+cdef inline double one_of(Op op, const floating* px, const floating* pg, floating* po,
+                          Py_ssize_t k, Py_ssize_t n, const Params* p) noexcept nogil:
     """Block k of run_elementwise's n elements."""
     cdef Py_ssize_t m = min(<Py_ssize_t>BLOCK, n - k * BLOCK)
-    if stream:
-        return block_streamed(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK,
-                              m, p)
     return block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK, m, p)
+
+
+cdef inline void streamed_range(Op op, const floating* px, floating* po, Py_ssize_t start,
+                                Py_ssize_t stop, const Params* p) noexcept nogil:
+    """A thread's elements start..stop-1 of a streamed forward (block_streamed)."""
+    if stop > start:
+        block_streamed(op, px + start, px + start, po + start, start, stop - start, p)
 
 
 cdef double run_elementwise(Op op, const floating* px, const floating* pg, floating* po,
                             Py_ssize_t n, double a, double b, uint64_t seed, int n_threads,
                             Py_ssize_t parallel_threshold) except? -1.0:
     """`elementwise` on n elements at these addresses (n > 0)."""
-    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, k
+    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, k, per, t
     cdef Params p
     cdef double total = 0.0
     cdef double one_block
@@ -245,12 +248,17 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     if n < parallel_threshold:
         n_threads = 1
     with nogil:
+        if stream:   # (forwards: no sums) each thread a contiguous range, fenced once
+            per = (n + n_threads - 1) // n_threads
+            for t in prange(n_threads, schedule='static', num_threads=n_threads):
+                streamed_range(op, px, po, min(t * per, n), min((t + 1) * per, n), &p)
+            return 0.0
         if n_threads <= 1 or n_blocks == 1:
             for k in range(n_blocks):
-                sums[k] = one_of(stream, op, px, pg, po, k, n, &p)
+                sums[k] = one_of(op, px, pg, po, k, n, &p)
         else:
             for k in prange(n_blocks, schedule='static', num_threads=n_threads):
-                sums[k] = one_of(stream, op, px, pg, po, k, n, &p)
+                sums[k] = one_of(op, px, pg, po, k, n, &p)
         for k in range(n_blocks):  # in block order, whatever the thread count
             total += sums[k]
     return total
