@@ -29,7 +29,7 @@ from libc.math cimport INFINITY
 from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
                       log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
-                      exprel_small, exprel_quarter, at_most, at_least)
+                      exprel_small, exprel_quarter, at_most, at_least, af_x_minus_tanhf)
 
 cdef extern from *:
     """
@@ -873,9 +873,11 @@ cdef inline double tanhshrink_fwd_double(double x) noexcept nogil:
     return x - tanh(x)
 
 cdef inline real tanhshrink_fwd(real x) noexcept nogil:
-    # in double for float32 too: float32's x - tanh(x) would lose ~log2(3 / x^2) bits up to |x| = 2
-    # (+ 0: a float32 result that rounds to zero is +0, as in PyTorch)
-    return <real>tanhshrink_fwd_double(x) + <real>0
+    # float32: vecmath.h's x^3 f(x^2) near 0 (float32's x - tanh(x) would lose ~log2(3 / x^2)
+    # bits up to |x| = 1.4), in float32 arithmetic
+    if real is float:
+        return af_x_minus_tanhf(x)
+    return tanhshrink_fwd_double(x)
 
 cdef inline real tanhshrink_bwd(real grad_output, real x) noexcept nogil:
     # 1 - (1 - tanh^2) = tanh(x)^2
