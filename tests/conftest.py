@@ -66,6 +66,12 @@ class Case:
             return getattr(reference, self.name + "_grad")(np.asarray(x, dtype=np.float64),
                                                            **self.params)
 
+    def reference_vjp(self, grad_output, x):
+        """grad_output * f'(x) in float64 (inf where the product overflows: celu with
+        alpha < 0, whose derivative grows as exp(x / alpha))."""
+        with np.errstate(over="ignore"):
+            return np.asarray(grad_output, dtype=np.float64) * self.reference_grad(x)
+
     def reference_slack(self, x):
         """Absolute error the float64 reference itself may have at x (forward), beyond a few
         rounding errors relative to its result, where its formula cancels (documented in
