@@ -84,7 +84,7 @@ def x_minus_tanh64(x):
 def test_float32_tanhshrink_accuracy():
     # tanhshrink's float32 kernel (vecmath.h's af_x_minus_tanhf: x^3 times a polynomial in
     # x^2 below |x| = 1.4, x - tanh(x) above) over a sweep of every binade, densely around
-    # the switch, at 2.5 ulp (1.83 measured over every float32)
+    # the switch, at 2.5 ulp (measured over every float32: 1.83, 2.47 without FMA)
     switch = np.float32(1.4).view(np.int32)
     near = np.arange(switch - 20000, switch + 20000, dtype=np.int32).view(np.float32)
     x = np.concatenate([float32_sweep(-20.0, 20.0), near, -near])
