@@ -647,8 +647,9 @@ AF_INLINE float af_tanhf(float x) {
  * x^3 f(x^2), f(w) = (x - tanh x) / x^3 as a polynomial in w - 0.98 (degree 10, fitted for
  * relative error on [0, 1.96]: 1.1e-8 with these float coefficients, Horner's rule within
  * 8e-8), and x^3 as the pair c + c_lo (exact products), so that the result is rounded once:
- * within 2.5 ulp (over every float32: 1.83 with FMA, 2.47 in the portable build). From 1.4 on x - tanh(x) >= 1/2 as tanh(x) is: tanh's 1.5 ulp stay 1.5
- * (the subtraction exact or rounded once). A zero result is +0 (-0 - -0, as in PyTorch). */
+ * within 2.5 ulp (over every float32: 1.83 with FMA, 2.47 in the portable build). From 1.4
+ * on x - tanh(x) >= 1/2 as tanh(x) is: tanh's 1.5 ulp stay 1.5 (the subtraction exact or
+ * rounded once). A zero result is +0 (-0 - -0, as in PyTorch). */
 AF_INLINE float af_x_minus_tanhf(float x) {
     float w_lo, c_lo;
     float w = af_two_productf(x, x, &w_lo);
