@@ -616,7 +616,8 @@ cdef inline real celu_positive_bwd(real grad_output, real x, double alpha) noexc
     cdef real eh = exp_parts_of(x / alpha, &scale)
     return grad_output if x > 0 else (grad_output * eh) * scale
 
-cdef inline real celu_positive_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
+cdef inline real celu_positive_bwd_from_output(real grad_output, real y,
+                                               double alpha) noexcept nogil:
     return celu_bwd_from_output(grad_output, y, alpha)
 
 cdef inline real selu_fwd(real x) noexcept nogil:
