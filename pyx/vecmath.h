@@ -519,21 +519,6 @@ AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
     return hi < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
 }
 
-/* x * c = hi + lo for a float x and a double c, to about 2^-48 relative: c = ch + cl in two
- * floats, x ch = hi + (exact error) by FMA, plus x cl */
-AF_INLINE float af_two_product_df(float x, double c, float* lo) {
-    float ch = (float)c, cl = (float)(c - (double)ch);
-    float hi = x * ch;
-#ifdef __FMA__
-    *lo = __builtin_fmaf(x, ch, -hi) + x * cl;
-#else
-    float a = 4097.0f * x, xh = a - (a - x), xl = x - xh;
-    float b = 4097.0f * ch, yh = b - (b - ch), yl = ch - yh;
-    *lo = (((xh * yh - hi) + xh * yl + xl * yh) + xl * yl) + x * cl;
-#endif
-    return hi;
-}
-
 /* x * y = hi + lo exactly (hi = x * y rounded, returned), in float32 */
 AF_INLINE float af_two_productf(float x, float y, float* lo) {
     float hi = x * y;
@@ -544,6 +529,15 @@ AF_INLINE float af_two_productf(float x, float y, float* lo) {
     float b = 4097.0f * y, yh = b - (b - y), yl = y - yh;
     *lo = ((xh * yh - hi) + xh * yl + xl * yh) + xl * yl;
 #endif
+    return hi;
+}
+
+/* x * c = hi + lo for a float x and a double c, to about 2^-48 relative: c = ch + cl in two
+ * floats, x ch = hi + (exact error) by FMA, plus x cl */
+AF_INLINE float af_two_product_df(float x, double c, float* lo) {
+    float ch = (float)c, cl = (float)(c - (double)ch), exact;
+    float hi = af_two_productf(x, ch, &exact);
+    *lo = exact + x * cl;
     return hi;
 }
 
