@@ -12,6 +12,9 @@ ctypedef fused real:
     double
 
 cdef extern from "vecmath.h" nogil:
+    # a b + c rounded once (the FMA instruction; two roundings in the portable build)
+    double af_fma "AF_FMA"(double a, double b, double c) noexcept
+    float af_fmaf "AF_FMAF"(float a, float b, float c) noexcept
     double af_exp(double x) noexcept
     double af_exp_parts(double x, double* scale) noexcept
     double af_exp_neg_parts(double x, double* scale) noexcept
@@ -183,6 +186,12 @@ cdef inline real exprel_quarter(real d) noexcept nogil:
         return af_exprel_quarterf(d)
     else:
         return af_exprel_quarter(d)
+
+cdef inline real fma(real a, real b, real c) noexcept nogil:
+    if real is float:
+        return af_fmaf(a, b, c)
+    else:
+        return af_fma(a, b, c)
 
 cdef inline real fabs(real x) noexcept nogil:
     if real is float:
