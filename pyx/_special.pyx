@@ -24,7 +24,8 @@ cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
-from stream cimport STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy, af_stream_fence
+from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy, af_stream_fence,
+                    to_vector_boundary)
 
 cnp.import_array()
 
@@ -201,8 +202,7 @@ cdef double block_streamed(Op op, const floating* x, const floating* g, floating
     then STREAM_BYTES at a time into a buffer in the first-level cache, streamed from there."""
     cdef double buffer[STREAM_BYTES >> 3]
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
-    cdef Py_ssize_t c = min(n, <Py_ssize_t>((VECTOR - <size_t>out % VECTOR) % VECTOR
-                                            // sizeof(floating)))
+    cdef Py_ssize_t c = min(n, to_vector_boundary(out, sizeof(floating)))
     block(op, x, g, out, start, c, p)
     while c < n:
         m = min(per, n - c)
@@ -713,8 +713,8 @@ cdef void maxout_pairs_streamed(Py_ssize_t start, Py_ssize_t stop, const floatin
     buffer in the first-level cache, streamed from there; fenced at the end."""
     cdef double buffer[STREAM_BYTES >> 3]
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
-    cdef Py_ssize_t c = start + min(stop - start, <Py_ssize_t>(
-        (VECTOR - <size_t>(out + start) % VECTOR) % VECTOR // sizeof(floating)))
+    cdef Py_ssize_t c = start + min(stop - start,
+                                    to_vector_boundary(out + start, sizeof(floating)))
     pair_maxima(x + 2 * start, out + start, c - start)
     while c < stop:
         m = min(per, stop - c)
@@ -842,8 +842,8 @@ cdef void glu_forward_streamed(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t hal
     where it crosses a row's end), streamed from there; fenced at the end."""
     cdef double buffer[STREAM_BYTES >> 3]
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m, i, o, k, run
-    cdef Py_ssize_t c = start + min(stop - start, <Py_ssize_t>(
-        (VECTOR - <size_t>(out + start) % VECTOR) % VECTOR // sizeof(floating)))
+    cdef Py_ssize_t c = start + min(stop - start,
+                                    to_vector_boundary(out + start, sizeof(floating)))
     cdef floating* dest
     cdef const floating* a
     i = start

@@ -891,7 +891,8 @@ cdef inline real tanhshrink_fwd(real x) noexcept nogil:
     # bits up to |x| = 1.4), in float32 arithmetic
     if real is float:
         return af_x_minus_tanhf(x)
-    return tanhshrink_fwd_double(x)
+    else:
+        return tanhshrink_fwd_double(x)
 
 cdef inline real tanhshrink_bwd(real grad_output, real x) noexcept nogil:
     # 1 - (1 - tanh^2) = tanh(x)^2

@@ -18,3 +18,8 @@ cdef enum:
     # streamed stores alternated in longer phases, and the memory-bound kernels at 10^7 took
     # 1.1-1.9x the time
     STREAM_BYTES = 512
+
+
+cdef inline Py_ssize_t to_vector_boundary(const void* p, size_t itemsize) noexcept nogil:
+    """Elements of `itemsize` bytes from p to its next VECTOR boundary (0 on one)."""
+    return <Py_ssize_t>(((VECTOR - <size_t>p % VECTOR) % VECTOR) // itemsize)
