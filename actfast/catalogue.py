@@ -144,7 +144,7 @@ KERNELS = (
     Kernel("relu6", from_output=True, cheap=True),
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
     Kernel("elu", ("alpha",), from_output=True, streamed=("fwd",)),
-    Kernel("celu", ("alpha",), from_output=True),
+    Kernel("celu", ("alpha",)),   # (alpha < 0 only: no backward from the output there)
     Kernel("celu_positive", ("alpha",), from_output=True, streamed=("fwd",)),
     Kernel("selu", from_output=True, streamed=("fwd",)),
     Kernel("softplus", ("beta", "threshold")),

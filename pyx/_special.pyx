@@ -156,7 +156,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     out[c + i] = <floating>S.swish0_bwd(gv, xv)
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
-                if K.moderate_inputs(x + c, m) and K.moderate_multipliers(g + c, m):
+                if K.moderate_inputs_and_multipliers(x + c, g + c, m):
                     for i in range(m):
                         out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i], True)
                 else:
@@ -195,22 +195,23 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     return total
 
 
-cdef double block_streamed(Op op, const floating* x, const floating* g, floating* out,
-                           Py_ssize_t start, Py_ssize_t n, const Params* p) noexcept nogil:
-    """block() of a memory-bound forward beyond the cache, as the elementwise loops' streamed
-    rows (_elementwise.pyx.tp): the elements before out's first VECTOR boundary directly,
-    then STREAM_BYTES at a time into a buffer in the first-level cache, streamed from there."""
+cdef void block_streamed(Op op, const floating* px, floating* po, Py_ssize_t start,
+                         Py_ssize_t stop, const Params* p) noexcept nogil:
+    """One thread's elements start..stop-1 of a memory-bound forward beyond the cache, as the
+    elementwise loops' streamed rows (_elementwise.pyx.tp): block() of the elements before
+    the output's first VECTOR boundary directly, then of STREAM_BYTES at a time into a buffer
+    in the first-level cache, streamed from there; fenced once at the end."""
     cdef double buffer[STREAM_BYTES >> 3]
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
-    cdef Py_ssize_t c = min(n, to_vector_boundary(out, sizeof(floating)))
-    block(op, x, g, out, start, c, p)
-    while c < n:
-        m = min(per, n - c)
-        block(op, x + c, g + c, <floating*>buffer, start + c, m, p)
-        af_stream_copy(<char*>(out + c), <char*>buffer, m * sizeof(floating))
+    cdef Py_ssize_t c = start + min(stop - start, to_vector_boundary(po + start,
+                                                                     sizeof(floating)))
+    block(op, px + start, px + start, po + start, start, c - start, p)
+    while c < stop:
+        m = min(per, stop - c)
+        block(op, px + c, px + c, <floating*>buffer, c, m, p)
+        af_stream_copy(<char*>(po + c), <char*>buffer, m * sizeof(floating))
         c += m
     af_stream_fence()
-    return 0.0
 
 
 cdef inline double one_of(Op op, const floating* px, const floating* pg, floating* po,
@@ -218,13 +219,6 @@ cdef inline double one_of(Op op, const floating* px, const floating* pg, floatin
     """Block k of run_elementwise's n elements."""
     cdef Py_ssize_t m = min(<Py_ssize_t>BLOCK, n - k * BLOCK)
     return block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK, m, p)
-
-
-cdef inline void streamed_range(Op op, const floating* px, floating* po, Py_ssize_t start,
-                                Py_ssize_t stop, const Params* p) noexcept nogil:
-    """A thread's elements start..stop-1 of a streamed forward (block_streamed)."""
-    if stop > start:
-        block_streamed(op, px + start, px + start, po + start, start, stop - start, p)
 
 
 cdef double run_elementwise(Op op, const floating* px, const floating* pg, floating* po,
@@ -251,7 +245,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
         if stream:   # (forwards: no sums) each thread a contiguous range, fenced once
             per = (n + n_threads - 1) // n_threads
             for t in prange(n_threads, schedule='static', num_threads=n_threads):
-                streamed_range(op, px, po, min(t * per, n), min((t + 1) * per, n), &p)
+                block_streamed(op, px, po, min(t * per, n), min((t + 1) * per, n), &p)
             return 0.0
         if n_threads <= 1 or n_blocks == 1:
             for k in range(n_blocks):
@@ -778,7 +772,7 @@ cdef inline void glu_forward_run(const floating* a, const floating* b, floating*
     at b = -inf (see glu_item)."""
     cdef Py_ssize_t m
     cdef floating av, bv
-    if K.moderate_inputs(b, n) and K.moderate_multipliers(a, n):
+    if K.moderate_inputs_and_multipliers(b, a, n):
         for m in range(n):
             dest[m] = K.logistic_times(a[m], b[m], True)
     else:
@@ -818,8 +812,7 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
         start = m0
         while start < m1:   # (the multipliers are g and g a; out may be x: read, then write)
             stop = min(start + CHUNK, m1)
-            if K.moderate_inputs(b + start, stop - start) and \
-                    K.moderate_multipliers(go + start, stop - start) and \
+            if K.moderate_inputs_and_multipliers(b + start, go + start, stop - start) and \
                     K.moderate_products(go + start, a + start, stop - start):
                 for m in range(start, stop):
                     av, bv, gv = a[m], b[m], go[m]

@@ -172,6 +172,11 @@ cdef inline bint moderate_multipliers(const real* m, Py_ssize_t n) noexcept nogi
     else:
         return moderate_multipliers_d(m, NULL, n)
 
+cdef inline bint moderate_inputs_and_multipliers(const real* x, const real* m,
+                                                 Py_ssize_t n) noexcept nogil:
+    # a backward's block: every x[i] moderate and every m[i] (grad_output) 0 or moderate
+    return moderate_inputs(x, n) and moderate_multipliers(m, n)
+
 cdef inline bint moderate_products(const real* m, const real* w, Py_ssize_t n) noexcept nogil:
     # every product m[i] w[i] (rounded) 0 or moderate
     if real is float:
@@ -613,12 +618,10 @@ cdef inline real celu_bwd(real grad_output, real x, double alpha) noexcept nogil
     # reference's and PyTorch's exp).
     return grad_output if x > 0 else <real>(grad_output * exp(<double>x / alpha))
 
-cdef inline real celu_bwd_from_output(real grad_output, real y, double alpha) noexcept nogil:
-    return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
-
 # celu for alpha > 0 (the API's choice): x / alpha <= 0 wherever expm1 is used, so expm1_neg
 # (elu's), in the arrays' precision: there x / alpha's rounding moves expm1 by at most 0.4 of
-# its relative size. The derivative from the output is celu's.
+# its relative size. Only here the derivative follows from the output (y > 0 exactly when
+# x > 0; the API refuses the output for alpha < 0, as PyTorch).
 cdef inline real celu_positive_fwd(real x, double alpha) noexcept nogil:
     return x if x > 0 else <real>alpha * expm1_neg(x / <real>alpha)
 
@@ -631,7 +634,7 @@ cdef inline real celu_positive_bwd(real grad_output, real x, double alpha) noexc
 
 cdef inline real celu_positive_bwd_from_output(real grad_output, real y,
                                                double alpha) noexcept nogil:
-    return celu_bwd_from_output(grad_output, y, alpha)
+    return grad_output if y > 0 else grad_output * ((y + <real>alpha) / <real>alpha)
 
 cdef inline real selu_fwd(real x) noexcept nogil:
     return <real>SELU_SCALE * x if x > 0 else <real>(SELU_SCALE * SELU_ALPHA) * expm1_neg(x)

@@ -348,20 +348,10 @@ AF_INLINE double af_exprel_small(double d) {
  * [0, 39] (gelu is 0 in double below -38.6) and [0, 15] (float32). tests/test_vecmath.py
  * checks them against scipy. */
 
-/* a * a - hi, exactly, for hi = a * a rounded */
-AF_INLINE double af_square_error(double a, double hi) {
-#ifdef __FMA__
-    return __builtin_fma(a, a, -hi);
-#else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
-    double c = 134217729.0 * a, ah = c - (c - a), al = a - ah;
-    return ((ah * ah - hi) + 2.0 * ah * al) + al * al;
-#endif
-}
-
 /* exp(-a^2/2) as parts (see af_exp_parts), for a in [0, 39] (or NaN) */
 AF_INLINE double af_gauss_parts(double a, double* scale) {
-    double hi = a * a;
-    double lo = af_square_error(a, hi);
+    double lo;
+    double hi = af_two_product(a, a, &lo);
     /* exp(-hi/2 - lo/2): af_exp_parts' reduction with lo added to r */
     double xc = -0.5 * hi;
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
@@ -712,20 +702,10 @@ AF_INLINE float af_float_at_least(double c) {
 /* ---- pieces of gelu (float32): the double ones' method (see above), with rational fits
  * of lower degree on [0, 15] (float32's gelu is -0 below -15). */
 
-/* a * a - hi, exactly, for hi = a * a rounded */
-AF_INLINE float af_square_errorf(float a, float hi) {
-#ifdef __FMA__
-    return __builtin_fmaf(a, a, -hi);
-#else   /* Veltkamp's split and Dekker's product (no FMA: the portable build) */
-    float c = 4097.0f * a, ah = c - (c - a), al = a - ah;
-    return ((ah * ah - hi) + 2.0f * ah * al) + al * al;
-#endif
-}
-
 /* exp(-a^2/2) as parts (see af_exp_partsf), for a in [0, 15] (or NaN) */
 AF_INLINE float af_gauss_partsf(float a, float* scale) {
-    float hi = a * a;
-    float lo = af_square_errorf(a, hi);
+    float lo;
+    float hi = af_two_productf(a, a, &lo);
     /* exp(-hi/2 - lo/2): the reduction of af_exp_partsf with lo added to r */
     float xc = -0.5f * hi;
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
