@@ -62,19 +62,21 @@ AF_INLINE double af_exp2i(double n) {
 
 /* e^r - 1 for |r| <= ln2/2 (a little more after rounding): r + r^2 P(r), P a minimax fit of
  * degree 9 (relative error of the result 4e-17), with no constant term so that it keeps full
- * relative precision near 0. */
+ * relative precision near 0. P by Estrin's scheme (pairs in r, then r^2, r^4, r^8): four
+ * dependent FMAs where Horner's rule chains nine. The kernels built on exp wait on that chain
+ * (the out-of-order window fills before the arithmetic units do): in double, sigmoid, silu,
+ * elu, softplus, tanh and the others took 5-15 % less time; in float32 (degree 5) 0-6 %, and
+ * its exp's largest error rose from 0.96 to 0.99 ulp, so float32 keeps Horner's rule. */
 AF_INLINE double af_expm1_tail(double r) {   /* e^r - 1 - r */
-    double p = 2.50678261473602614e-08;
-    p = AF_FMA(p, r, 2.76200460458385987e-07);
-    p = AF_FMA(p, r, 2.75573564319807183e-06);
-    p = AF_FMA(p, r, 2.48015213978005029e-05);
-    p = AF_FMA(p, r, 1.98412697838348844e-04);
-    p = AF_FMA(p, r, 1.38888889171372761e-03);
-    p = AF_FMA(p, r, 8.33333333335647616e-03);
-    p = AF_FMA(p, r, 4.16666666666243093e-02);
-    p = AF_FMA(p, r, 1.66666666666666435e-01);
-    p = AF_FMA(p, r, 5.00000000000000111e-01);
-    return p * (r * r);
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double q0 = AF_FMA(1.66666666666666435e-01, r, 5.00000000000000111e-01);
+    double q1 = AF_FMA(8.33333333335647616e-03, r, 4.16666666666243093e-02);
+    double q2 = AF_FMA(1.98412697838348844e-04, r, 1.38888889171372761e-03);
+    double q3 = AF_FMA(2.75573564319807183e-06, r, 2.48015213978005029e-05);
+    double q4 = AF_FMA(2.50678261473602614e-08, r, 2.76200460458385987e-07);
+    double p = AF_FMA(AF_FMA(q3, r2, q2), r4, AF_FMA(q1, r2, q0));
+    p = AF_FMA(q4, r8, p);
+    return p * r2;
 }
 
 AF_INLINE double af_expm1_reduced(double r) {
