@@ -29,7 +29,8 @@ from libc.math cimport INFINITY
 from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
                       log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
-                      exprel_small, exprel_quarter, at_most, at_least, af_x_minus_tanhf, fma)
+                      exp_neg_parts_m1_for, exprel_small, at_most, at_least, af_x_minus_tanhf,
+                      fma)
 
 cdef extern from *:
     """
@@ -493,44 +494,51 @@ cdef inline real silu_fwd(real x, bint moderate) noexcept nogil:
     return y
 
 cdef inline real silu_bwd(real grad_output, real x, bint moderate) noexcept nogil:
-    cdef real scale
-    cdef real zh = exp_neg_parts_for(-fabs(x), &scale, moderate)
-    return silu_bwd_parts(grad_output, x, zh, scale, moderate)
+    cdef real scale, G
+    cdef real zh = silu_exp_parts(x, &scale, &G, moderate)
+    return silu_bwd_parts(grad_output, x, zh, scale, G, moderate)
 
-cdef inline real silu_expansion(real d) noexcept nogil:
-    # 1 + e^x0 exprel(d) for |d| <= 1/4 (silu_bwd_parts' G / d near x0). float32: one
-    # polynomial fitted for relative error (1.0e-8 with these float coefficients; Horner's
-    # rule within 5.8e-8, as the sum it replaces: its last operation's rounding), 5 FMAs
-    # instead of exprel's 6, a product and a sum
+cdef inline real silu_exp_parts(real x, real* scale, real* G, bint moderate) noexcept nogil:
+    # exp(-|x|) as parts zh * scale (exp_neg_parts), and into *G silu_bwd_parts' G = 1 + x + z
+    # (for x < 0, z = e^x), which crosses 0 at x0 = -1.2785 (silu's minimum), where
+    # e^x0 = -(1 + x0). With d = x - x0, G = d + e^x0 (e^d - 1), two terms of d's sign, used
+    # near x0 (|d| < 1/4; beyond, 1 + x is exact and z's rounding at most about an ulp of G):
+    # - float32: G = d (1 + e^x0 exprel(d)), that factor one polynomial fitted for relative
+    #   error (1.0e-8 with these float coefficients; Horner's rule within 5.8e-8)
+    # - double: the exponential is taken of d rather than of -|x| (no reduction there: its
+    #   polynomial gives e^d - 1 to full relative precision), and z = e^x0 + e^x0 (e^d - 1):
+    #   one polynomial for both (in float32, the fitted one took less time than the selects)
+    cdef real d = from_zero(x, SILU_X0_HI, SILU_X0_LO, SILU_X0_HIF, SILU_X0_LOF)
+    cdef bint near = fabs(d) < <real>0.25
+    cdef real zh, em
     if real is float:
-        return fma(fma(fma(fma(fma(<real>3.929607337e-04, d, <real>2.352081938e-03), d,
-                                   <real>1.160224713e-02), d, <real>4.640899971e-02), d,
-                           <real>1.392322779e-01), d, <real>1.278464556e+00)
+        zh = exp_neg_parts_for(-fabs(x), scale, moderate)
+        if near:
+            G[0] = d * fma(fma(fma(fma(fma(<real>3.929607337e-04, d, <real>2.352081938e-03), d,
+                                           <real>1.160224713e-02), d, <real>4.640899971e-02), d,
+                                   <real>1.392322779e-01), d, <real>1.278464556e+00)
+        else:
+            G[0] = (<real>1 + x) + zh * scale[0]
+        return zh
     else:
-        return 1 + SILU_E0 * exprel_quarter(d)
+        zh = exp_neg_parts_m1_for(d if near else -fabs(x), scale, &em, moderate)
+        if near:   # n = 0: scale is 1
+            G[0] = fma(SILU_E0, em, d)
+            return fma(SILU_E0, em, SILU_E0)
+        G[0] = (<real>1 + x) + zh * scale[0]
+        return zh
 
 
-cdef inline real silu_bwd_parts(real grad_output, real x, real zh, real scale,
+cdef inline real silu_bwd_parts(real grad_output, real x, real zh, real scale, real G,
                                 bint moderate) noexcept nogil:
-    # silu_bwd with exp(-|x|) given as its parts zh * scale (exp_neg_parts): swish's kernels
-    # need the exponential for more than silu'.
+    # silu_bwd with exp(-|x|) given as its parts zh * scale and G (silu_exp_parts): swish's
+    # kernels need the exponential for more than silu'.
     # silu' = s (1 + x (1 - s)), s = sigmoid(x). With z = exp(-|x|): for x >= 0, s = 1/(1+z),
     # 1 - s = z/(1+z): (1 + z + x z) / (1+z)^2, all positive. For x < 0, s = z/(1+z),
-    # 1 - s = 1/(1+z): z G / (1+z)^2 with G = 1 + x + z, which crosses 0 at x0 = -1.2785
-    # (silu's minimum), where e^x0 = -(1 + x0). With d = x - x0: G = d + e^x0 (e^d - 1) =
-    # d (1 + e^x0 exprel(d)), a sum of positive terms, used for |d| < 1/4 (beyond, 1 + x is
-    # exact and z's rounding is at most about 1 ulp of G). One division; rounded once at the
-    # end (exp_parts); beyond silu_cut the derivative is 0 or 1 (and the formula inf * 0 at
-    # +-inf).
-    # (G selected, then one product with zh; the cut-offs selected last: GCC's vector code
-    # for this order has ~10% fewer operations, same bits)
+    # 1 - s = 1/(1+z): z G / (1+z)^2. One division; rounded once at the end (exp_parts);
+    # beyond silu_cut the derivative is 0 or 1 (and the formula inf * 0 at +-inf).
     cdef real z = zh * scale
-    cdef real d = from_zero(x, SILU_X0_HI, SILU_X0_LO, SILU_X0_HIF, SILU_X0_LOF)
-    cdef real G, numerator, result
-    if fabs(d) < <real>0.25:
-        G = d * silu_expansion(d)
-    else:
-        G = (<real>1 + x) + z
+    cdef real numerator, result
     numerator = zh * G
     if moderate:   # scale is 1
         numerator = (<real>1 + z) + x * z if x >= 0 else numerator

@@ -21,7 +21,7 @@ from libc.math cimport sqrt, fabs, copysign
 from libc.stdint cimport uint32_t, uint64_t
 
 cimport activations as K
-from vecmath cimport exp_neg_parts, exp_neg_parts_for, af_log_normal_positive, af_cos_sin_circle
+from vecmath cimport af_log_normal_positive, af_cos_sin_circle
 
 
 # ---- Philox4x32-10 -------------------------------------------------------------------------
@@ -99,10 +99,10 @@ cdef inline double swish_bwd_and_dbeta(double grad_output, double x, double beta
     # d/dx [x s(beta x)] = s(t) + t s'(t) with t = beta x: silu'(t), whose kernel handles the
     # tails (beta != 0); and the d/dbeta term into *dbeta, from the same exponential of t
     cdef double t = beta * x
-    cdef double scale
-    cdef double zh = exp_neg_parts(-fabs(t), &scale)
+    cdef double scale, G
+    cdef double zh = K.silu_exp_parts(t, &scale, &G, False)
     dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, False)
-    return K.silu_bwd_parts(grad_output, t, zh, scale, False)
+    return K.silu_bwd_parts(grad_output, t, zh, scale, G, False)
 
 
 cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double* dbeta,
@@ -112,10 +112,10 @@ cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double
     # carries that exponential's error (within an ulp, 6e-8 relative: the sum of the terms
     # stays within ~1e-7 of the sum of their magnitudes, before its rounding to float32), and
     # is 0 below t = -120, where silu's float32 gradient is 0 too (silu_cut).
-    cdef floating scale
-    cdef floating zh = exp_neg_parts_for(-fabs(x), &scale, moderate)
+    cdef floating scale, G
+    cdef floating zh = K.silu_exp_parts(x, &scale, &G, moderate)
     dbeta[0] = swish_dbeta_parts(grad_output, x, x, zh, scale, moderate)
-    return K.silu_bwd_parts(grad_output, x, zh, scale, moderate)
+    return K.silu_bwd_parts(grad_output, x, zh, scale, G, moderate)
 
 
 cdef inline double swish0_fwd(double x) noexcept nogil:

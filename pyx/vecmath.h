@@ -89,21 +89,35 @@ AF_INLINE double af_expm1_reduced(double r) {
  * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
  * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
  * subnormal range). */
-/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial */
-AF_INLINE double af_exp_reduced(double xc, double* n) {
+/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial.
+ * The functions named _m1 also give *em = e^r - 1, before the 1 is added: where |xc| < ln2/2,
+ * n = 0 and r = xc, so that *em is e^xc - 1 to full relative precision (silu's derivative
+ * near its zero takes e^d - 1 from the same polynomial as its exponential, activations.pxd). */
+AF_INLINE double af_exp_reduced_m1(double xc, double* n, double* em) {
     *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
-    return af_expm1_reduced(r) + 1.0;
+    *em = af_expm1_reduced(r);
+    return *em + 1.0;
 }
 
-AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale) {
+AF_INLINE double af_exp_reduced(double xc, double* n) {
+    double em;
+    return af_exp_reduced_m1(xc, n, &em);
+}
+
+AF_INLINE double af_exp_parts_clamped_m1(double xc, double x, double* scale, double* em) {
     double n;
-    double p = af_exp_reduced(xc, &n);
+    double p = af_exp_reduced_m1(xc, &n, em);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
     /* below the clamp, 0: grad * exp_parts(x) * scale is then grad * 0 (NaN for an infinite
      * grad, as where the product of grad and an underflowed derivative is formed) */
     return x < -760.0 ? 0.0 : p * af_exp2i(n1);
+}
+
+AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale) {
+    double em;
+    return af_exp_parts_clamped_m1(xc, x, scale, &em);
 }
 
 AF_INLINE double af_exp_parts(double x, double* scale) {
@@ -113,18 +127,30 @@ AF_INLINE double af_exp_parts(double x, double* scale) {
     return af_exp_parts_clamped(x < -760.0 ? -760.0 : (x > 710.0 ? 710.0 : x), x, scale);
 }
 
-/* af_exp_parts for x <= 0 (or NaN) only: one clamp less (most kernels take exp(-|x|)) */
+/* af_exp_parts for x <= 0 (or NaN) only: one clamp less (most kernels take exp(-|x|)); the
+ * _m1 form for x <= ln2/2 */
+AF_INLINE double af_exp_neg_parts_m1(double x, double* scale, double* em) {
+    return af_exp_parts_clamped_m1(x < -760.0 ? -760.0 : x, x, scale, em);
+}
+
 AF_INLINE double af_exp_neg_parts(double x, double* scale) {
-    return af_exp_parts_clamped(x < -760.0 ? -760.0 : x, x, scale);
+    double em;
+    return af_exp_neg_parts_m1(x, scale, &em);
 }
 
 /* e^x for x in [-400, 0] (the kernels' moderate range, activations.pxd), where it is a
  * normal double: 2^n applied as one factor, no clamp. There it is the product of
- * af_exp_neg_parts' two factors, to the bit (both products exact). */
-AF_INLINE double af_exp_neg_moderate(double x) {
+ * af_exp_neg_parts' two factors, to the bit (both products exact). The _m1 form for x up to
+ * ln2/2. */
+AF_INLINE double af_exp_neg_moderate_m1(double x, double* em) {
     double n;
-    double p = af_exp_reduced(x, &n);
+    double p = af_exp_reduced_m1(x, &n, em);
     return p * af_exp2i(n);
+}
+
+AF_INLINE double af_exp_neg_moderate(double x) {
+    double em;
+    return af_exp_neg_moderate_m1(x, &em);
 }
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than
@@ -297,23 +323,6 @@ AF_INLINE double af_tanh(double x) {
     int small = a < 0.625;
     double th = (small ? -em : 1.0 - e) / (small ? em + 2.0 : 1.0 + e);
     return __builtin_copysign(th, x);
-}
-
-/* (e^d - 1) / d for |d| <= 1/4: its Taylor series to degree 12 (remainder below 2e-19) */
-AF_INLINE double af_exprel_quarter(double d) {
-    double p = 1.0 / 6227020800.0;                   /* 1/13! */
-    p = AF_FMA(p, d, 1.0 / 479001600.0);
-    p = AF_FMA(p, d, 1.0 / 39916800.0);
-    p = AF_FMA(p, d, 1.0 / 3628800.0);
-    p = AF_FMA(p, d, 1.0 / 362880.0);
-    p = AF_FMA(p, d, 1.0 / 40320.0);
-    p = AF_FMA(p, d, 1.0 / 5040.0);
-    p = AF_FMA(p, d, 1.0 / 720.0);
-    p = AF_FMA(p, d, 1.0 / 120.0);
-    p = AF_FMA(p, d, 1.0 / 24.0);
-    p = AF_FMA(p, d, 1.0 / 6.0);
-    p = AF_FMA(p, d, 0.5);
-    return AF_FMA(p, d, 1.0);
 }
 
 /* (e^d - 1) / d for |d| <= 1/2: its Taylor series to degree 15 (remainder below 1e-19); for
@@ -655,17 +664,6 @@ AF_INLINE float af_x_minus_tanhf(float x) {
     float small = AF_FMAF(p, c, p * (c_lo + x * w_lo));
     float big = x - af_tanhf(x);
     return (__builtin_fabsf(x) < 1.4f ? small : big) + 0.0f;
-}
-
-/* (e^d - 1) / d for |d| <= 1/4: Taylor series to degree 6 (remainder below 2e-9) */
-AF_INLINE float af_exprel_quarterf(float d) {
-    float p = 1.0f / 5040.0f;                        /* 1/7! */
-    p = AF_FMAF(p, d, 1.0f / 720.0f);
-    p = AF_FMAF(p, d, 1.0f / 120.0f);
-    p = AF_FMAF(p, d, 1.0f / 24.0f);
-    p = AF_FMAF(p, d, 1.0f / 6.0f);
-    p = AF_FMAF(p, d, 0.5f);
-    return AF_FMAF(p, d, 1.0f);
 }
 
 /* (e^d - 1) / d for |d| <= 1: Taylor series to degree 11 (remainder below 3e-9) */

@@ -36,6 +36,8 @@ cdef extern from "vecmath.h" nogil:
     float af_exp_neg_partsf(float x, float* scale) noexcept
     float af_exp_neg_moderatef(float x) noexcept
     double af_exp_neg_moderate(double x) noexcept
+    double af_exp_neg_parts_m1(double x, double* scale, double* em) noexcept
+    double af_exp_neg_moderate_m1(double x, double* em) noexcept
     float af_exp_neg_parts_df(double x, float* scale) noexcept
     float af_expm1f(float x) noexcept
     double af_expm1_neg(double x) noexcept
@@ -47,8 +49,6 @@ cdef extern from "vecmath.h" nogil:
     double af_mills_ratiof(float a) noexcept
     float af_mills_ratio_minus_af(float a) noexcept
     double af_exprel_small(double d) noexcept
-    double af_exprel_quarter(double d) noexcept
-    float af_exprel_quarterf(float d) noexcept
     float af_exprel_smallf(float d) noexcept
     float af_float_at_most(double c) noexcept
     float af_float_at_least(double c) noexcept
@@ -88,6 +88,16 @@ cdef inline real exp_neg_parts_for(real x, real* scale, bint moderate) noexcept 
         return af_exp_neg_moderatef(x)
     else:
         return af_exp_neg_moderate(x)
+
+cdef inline double exp_neg_parts_m1_for(double x, double* scale, double* em,
+                                        bint moderate) noexcept nogil:
+    # (double) exp_neg_parts_for for x up to ln2/2, and into *em the exponential of the
+    # reduced argument minus 1: where |x| < ln2/2 (no reduction), e^x - 1 to full relative
+    # precision
+    if not moderate:
+        return af_exp_neg_parts_m1(x, scale, em)
+    scale[0] = 1
+    return af_exp_neg_moderate_m1(x, em)
 
 cdef inline real exp_neg_parts_of(double x, real* scale) noexcept nogil:
     # exp_parts_of for x <= 0 (or NaN) only
@@ -179,13 +189,6 @@ cdef inline real exprel_small(real d) noexcept nogil:
         return af_exprel_smallf(d)
     else:
         return af_exprel_small(d)
-
-cdef inline real exprel_quarter(real d) noexcept nogil:
-    # (e^d - 1) / d for |d| <= 1/4 (fewer terms than exprel_small)
-    if real is float:
-        return af_exprel_quarterf(d)
-    else:
-        return af_exprel_quarter(d)
 
 cdef inline real fma(real a, real b, real c) noexcept nogil:
     if real is float:

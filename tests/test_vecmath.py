@@ -312,6 +312,10 @@ def _gelu_tanh(x):
 # function, params, exact derivative, zero of the derivative
 DERIVATIVE_ZEROS = [
     ("silu", {}, lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), -1.2784645427610738),
+    # swish's general kernel (beta != 1) takes silu's derivative at t = beta x: beta = 2 keeps
+    # t exact, so that t - x0 is as small as x - x0 / 2
+    ("swish", {"beta": 2.0}, lambda x: _sigmoid(2 * x) * (1 + 2 * x * (1 - _sigmoid(2 * x))),
+     -1.2784645427610738 / 2),
     ("mish", {}, lambda x: mpmath.diff(_mish, x), -1.1924312145154952),
     ("gelu", {}, lambda x: mpmath.ncdf(x) + x * mpmath.npdf(x), -0.7517915246935645),
     ("gelu", {"approximate": "tanh"}, lambda x: mpmath.diff(_gelu_tanh, x), -0.7524614220710163),
@@ -319,13 +323,15 @@ DERIVATIVE_ZEROS = [
 
 
 @pytest.mark.parametrize("name, params, derivative, zero", DERIVATIVE_ZEROS,
-                         ids=["silu", "mish", "gelu", "gelu-tanh"])
+                         ids=["silu", "swish", "mish", "gelu", "gelu-tanh"])
 def test_float64_derivative_near_its_zero(name, params, derivative, zero, rng):
     # relative accuracy where the derivative crosses 0: the kernels expand around the zero
     # (Phi(x) + x phi(x), s + x s (1 - s), ... would lose every bit there)
     x = np.concatenate([zero + rng.uniform(-1, 1, 60) * 10.0 ** rng.uniform(-15, 0, 60),
                         np.nextafter(zero, [-np.inf, np.inf])])
     result = getattr(af, name).backward(np.ones_like(x), x, **params)
+    if name == "swish":
+        result = result[0]   # (grad_input, grad_beta)
     with mpmath.workdps(50):
         for value, got in zip(x, result):
             exact = derivative(mpmath.mpf(float(value)))
