@@ -18,7 +18,7 @@
 # Derivatives that cross 0 away from x = 0 (silu', mish', gelu', gelu_tanh': near their zeros
 # any rounding of their terms is a large relative error of the result) are written as the
 # distance to the zero times a sum of positive terms there. Where float32 arithmetic cannot
-# reach float32 accuracy, a kernel says so and computes in double (tanhshrink's x - tanh(x)).
+# reach float32 accuracy, a kernel says so and computes in double (gelu's Mills ratio, mish).
 # In the tails, exp_parts (e^x as two factors, the second applied last) keeps results in the
 # subnormal range rounded once (x e^x at x = -100 would otherwise lose 50 units).
 #
