@@ -65,8 +65,9 @@ AF_INLINE double af_exp2i(double n) {
  * relative precision near 0. P by Estrin's scheme (pairs in r, then r^2, r^4, r^8): four
  * dependent FMAs where Horner's rule chains nine. The kernels built on exp wait on that chain
  * (the out-of-order window fills before the arithmetic units do): in double, sigmoid, silu,
- * elu, softplus, tanh and the others took 5-15 % less time; in float32 (degree 5) 0-6 %, and
- * its exp's largest error rose from 0.96 to 0.99 ulp, so float32 keeps Horner's rule. */
+ * elu, softplus, tanh and the others took up to 15 % less time (most 5-15 %); in float32
+ * (degree 5) 0-6 %, and its exp's largest error over every float32 rose from 0.98 to 1.01
+ * ulp, above the test's bound of 1: float32 keeps Horner's rule. */
 AF_INLINE double af_expm1_tail(double r) {   /* e^r - 1 - r */
     double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
     double q0 = AF_FMA(1.66666666666666435e-01, r, 5.00000000000000111e-01);
@@ -89,25 +90,21 @@ AF_INLINE double af_expm1_reduced(double r) {
  * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
  * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
  * subnormal range). */
-/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial.
- * The functions named _m1 also give *em = e^r - 1, before the 1 is added: where |xc| < ln2/2,
- * n = 0 and r = xc, so that *em is e^xc - 1 to full relative precision (silu's derivative
- * near its zero takes e^d - 1 from the same polynomial as its exponential, activations.pxd). */
-AF_INLINE double af_exp_reduced_m1(double xc, double* n, double* em) {
+/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial;
+ * and *em = e^r - 1, before the 1 is added: where |xc| < ln2/2, n = 0 and r = xc, so that *em
+ * is e^xc - 1 to full relative precision (silu's derivative near its zero takes e^d - 1 from
+ * the same polynomial as its exponential, activations.pxd; the functions named _m1 pass it
+ * on, the others drop it). */
+AF_INLINE double af_exp_reduced(double xc, double* n, double* em) {
     *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
     *em = af_expm1_reduced(r);
     return *em + 1.0;
 }
 
-AF_INLINE double af_exp_reduced(double xc, double* n) {
-    double em;
-    return af_exp_reduced_m1(xc, n, &em);
-}
-
-AF_INLINE double af_exp_parts_clamped_m1(double xc, double x, double* scale, double* em) {
+AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale, double* em) {
     double n;
-    double p = af_exp_reduced_m1(xc, &n, em);
+    double p = af_exp_reduced(xc, &n, em);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
     /* below the clamp, 0: grad * exp_parts(x) * scale is then grad * 0 (NaN for an infinite
@@ -115,22 +112,18 @@ AF_INLINE double af_exp_parts_clamped_m1(double xc, double x, double* scale, dou
     return x < -760.0 ? 0.0 : p * af_exp2i(n1);
 }
 
-AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale) {
-    double em;
-    return af_exp_parts_clamped_m1(xc, x, scale, &em);
-}
-
 AF_INLINE double af_exp_parts(double x, double* scale) {
     /* Above 710 the result is inf; below -746 it is 0, but x e^x is not until x = -751:
      * clamping at -760 keeps n within [-1097, 1025], where both halves of 2^n are normal
      * doubles. NaN passes the clamps (comparisons are false) and propagates. */
-    return af_exp_parts_clamped(x < -760.0 ? -760.0 : (x > 710.0 ? 710.0 : x), x, scale);
+    double em;
+    return af_exp_parts_clamped(x < -760.0 ? -760.0 : (x > 710.0 ? 710.0 : x), x, scale, &em);
 }
 
 /* af_exp_parts for x <= 0 (or NaN) only: one clamp less (most kernels take exp(-|x|)); the
  * _m1 form for x <= ln2/2 */
 AF_INLINE double af_exp_neg_parts_m1(double x, double* scale, double* em) {
-    return af_exp_parts_clamped_m1(x < -760.0 ? -760.0 : x, x, scale, em);
+    return af_exp_parts_clamped(x < -760.0 ? -760.0 : x, x, scale, em);
 }
 
 AF_INLINE double af_exp_neg_parts(double x, double* scale) {
@@ -138,19 +131,14 @@ AF_INLINE double af_exp_neg_parts(double x, double* scale) {
     return af_exp_neg_parts_m1(x, scale, &em);
 }
 
-/* e^x for x in [-400, 0] (the kernels' moderate range, activations.pxd), where it is a
- * normal double: 2^n applied as one factor, no clamp. There it is the product of
- * af_exp_neg_parts' two factors, to the bit (both products exact). The _m1 form for x up to
- * ln2/2. */
+/* e^x for x in [-400, ln2/2] (the kernels' moderate range, activations.pxd, and silu's
+ * argument near its derivative's zero), where it is a normal double: 2^n applied as one
+ * factor, no clamp. There it is the product of af_exp_neg_parts' two factors, to the bit
+ * (both products exact). */
 AF_INLINE double af_exp_neg_moderate_m1(double x, double* em) {
     double n;
-    double p = af_exp_reduced_m1(x, &n, em);
+    double p = af_exp_reduced(x, &n, em);
     return p * af_exp2i(n);
-}
-
-AF_INLINE double af_exp_neg_moderate(double x) {
-    double em;
-    return af_exp_neg_moderate_m1(x, &em);
 }
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than

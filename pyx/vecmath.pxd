@@ -35,7 +35,6 @@ cdef extern from "vecmath.h" nogil:
     float af_exp_parts_df(double x, float* scale) noexcept
     float af_exp_neg_partsf(float x, float* scale) noexcept
     float af_exp_neg_moderatef(float x) noexcept
-    double af_exp_neg_moderate(double x) noexcept
     double af_exp_neg_parts_m1(double x, double* scale, double* em) noexcept
     double af_exp_neg_moderate_m1(double x, double* em) noexcept
     float af_exp_neg_parts_df(double x, float* scale) noexcept
@@ -81,17 +80,18 @@ cdef inline real exp_neg_parts_for(real x, real* scale, bint moderate) noexcept 
     # double: see activations.pxd) e^x whole with scale 1: a normal number there, computed
     # without clamp in one factor 2^n, the product of exp_neg_parts' factors to the bit.
     # `moderate` is a constant at each call, so the compiler keeps one branch.
-    if not moderate:
-        return exp_neg_parts(x, scale)
-    scale[0] = 1
-    if real is float:
-        return af_exp_neg_moderatef(x)
+    cdef double em
+    if real is double:
+        return exp_neg_parts_m1_for(x, scale, &em, moderate)
+    elif not moderate:
+        return af_exp_neg_partsf(x, scale)
     else:
-        return af_exp_neg_moderate(x)
+        scale[0] = 1
+        return af_exp_neg_moderatef(x)
 
 cdef inline double exp_neg_parts_m1_for(double x, double* scale, double* em,
                                         bint moderate) noexcept nogil:
-    # (double) exp_neg_parts_for for x up to ln2/2, and into *em the exponential of the
+    # (double) exp_neg_parts_for, also for x up to ln2/2, and into *em the exponential of the
     # reduced argument minus 1: where |x| < ln2/2 (no reduction), e^x - 1 to full relative
     # precision
     if not moderate:
