@@ -93,8 +93,8 @@ AF_INLINE double af_expm1_reduced(double r) {
 /* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial;
  * and *em = e^r - 1, before the 1 is added: where |xc| < ln2/2, n = 0 and r = xc, so that *em
  * is e^xc - 1 to full relative precision (silu's derivative near its zero takes e^d - 1 from
- * the same polynomial as its exponential, activations.pxd; the functions named _m1 pass it
- * on, the others drop it). */
+ * the same polynomial as its exponential, activations.pxd; af_exp_parts_clamped and the
+ * functions named _m1 pass it on, af_exp_parts and af_exp_neg_parts drop it). */
 AF_INLINE double af_exp_reduced(double xc, double* n, double* em) {
     *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
