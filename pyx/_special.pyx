@@ -112,7 +112,8 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
 
     Returns the block's sum for SWISH_BWD and PACT_BWD (chunk sums added in order), else 0.
     In the backward loops each element's x and g are read before its out is written: out may
-    be x or g.
+    be x or g. swish's results go through K.nan_passing, as the elementwise loops' (a NaN x
+    comes out as itself, the same bits wherever it sits; swish with beta = 1 as silu).
     """
     cdef Py_ssize_t i, c, m
     cdef double total = 0.0, xv, gv
@@ -128,17 +129,17 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                 m = min(<Py_ssize_t>CHUNK, n - c)
                 if K.moderate_inputs(x + c, m):
                     for i in range(c, c + m):
-                        out[i] = <floating>K.silu_fwd(x[i], True)
+                        out[i] = K.nan_passing(x[i], K.silu_fwd(x[i], True))
                 else:
                     for i in range(c, c + m):
-                        out[i] = <floating>K.silu_fwd(x[i], False)
+                        out[i] = K.nan_passing(x[i], K.silu_fwd(x[i], False))
                 c += m
         elif a == 0.0:
             for i in range(n):
                 out[i] = <floating>S.swish0_fwd(x[i])
         else:
             for i in range(n):
-                out[i] = <floating>S.swish_fwd(x[i], a)
+                out[i] = K.nan_passing(x[i], <floating>S.swish_fwd(x[i], a))
     elif op == PACT_FWD:
         for i in range(n):
             out[i] = S.pact_fwd(x[i], <floating>a)
@@ -158,15 +159,17 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
             elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
                 if K.moderate_inputs_and_multipliers(x + c, g + c, m):
                     for i in range(m):
-                        out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i], True)
+                        out[c + i] = K.nan_passing(x[c + i], S.silu_bwd_and_dbeta(
+                            g[c + i], x[c + i], &buffer[i], True))
                 else:
                     for i in range(m):
-                        out[c + i] = S.silu_bwd_and_dbeta(g[c + i], x[c + i], &buffer[i], False)
+                        out[c + i] = K.nan_passing(x[c + i], S.silu_bwd_and_dbeta(
+                            g[c + i], x[c + i], &buffer[i], False))
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
                 for i in range(m):
-                    out[c + i] = <floating>S.swish_bwd_and_dbeta(g[c + i], x[c + i], a,
-                                                                 &buffer[i])
+                    out[c + i] = K.nan_passing(x[c + i], <floating>S.swish_bwd_and_dbeta(
+                        g[c + i], x[c + i], a, &buffer[i]))
                 total += sum_terms(buffer, m)
             elif op == PACT_BWD:
                 for i in range(m):
