@@ -335,7 +335,9 @@ class PReLU(_Function):
         grad_weight = _special.prelu(x.reshape(layout), grad_output.reshape(layout),
                                      weight.reshape(-1), target.reshape(layout), True,
                                      _api._num_threads, _CHEAP)
-        grad_weight = grad_weight.astype(result).reshape(weight_shape)
+        with np.errstate(over="ignore"):   # a sum beyond float32 is inf, silently, as in the
+            grad_weight = grad_weight.astype(result)   # compiled path (prelu_fast)
+        grad_weight = grad_weight.reshape(weight_shape)
         return (_finish(target, out, result),
                 grad_weight[()] if grad_weight.ndim == 0 else grad_weight)
 
