@@ -55,7 +55,7 @@ AVX512 = AVX2 + ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
 
 
 def render_templates():
-    """Render pyx/*.pyx.tp with the kernel list of actfast/catalogue.py."""
+    """Render pyx/*.pyx.tp with the kernel list and parallel thresholds of actfast/catalogue.py."""
     catalogue = runpy.run_path(os.path.join(HERE, "actfast", "catalogue.py"))
     for name in os.listdir(PYX):
         if not name.endswith(".pyx.tp"):
@@ -63,7 +63,8 @@ def render_templates():
         source = os.path.join(PYX, name)
         target = source[: -len(".tp")]
         with open(source) as f:
-            text = Template(f.read(), name=source).substitute(kernels=catalogue["KERNELS"])
+            text = Template(f.read(), name=source).substitute(
+                kernels=catalogue["KERNELS"], parallel_from=catalogue["PARALLEL_FROM"])
         old = open(target).read() if os.path.exists(target) else None
         if text != old:  # keep the timestamp when nothing changed (no needless rebuild)
             with open(target, "w") as f:

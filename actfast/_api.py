@@ -9,14 +9,6 @@ from .catalogue import ENTRIES, KERNELS, REQUIRED
 
 FORWARD, BACKWARD, BACKWARD_FROM_OUTPUT = 0, 1, 2
 
-# Elements below which a second thread costs more than it saves, measured on 2 vCPUs with the
-# vectorised kernels: break-even ~8K float32 / 2-4K float64 elements for a transcendental
-# kernel (sigmoid, silu), ~32-64K / 8-16K for a cheap one (relu); entering a parallel region
-# costs ~1-2 us (shared/PERFORMANCE-NOTES.md). One threshold per class, in float32 elements;
-# the elementwise loops count a float64 element as FLOAT64_COST float32 ones (2K / 16K).
-PARALLEL_THRESHOLD_TRANSCENDENTAL = 8192
-PARALLEL_THRESHOLD_CHEAP = 65536
-
 _KERNEL_INDEX = {name: i for i, name in enumerate(_elementwise.KERNEL_NAMES)}
 _KERNELS = {kernel.name: kernel for kernel in KERNELS}
 
@@ -102,10 +94,6 @@ def _same_view(a, b):
             and a.strides == b.strides and a.dtype == b.dtype)
 
 
-def _threshold(kernel):
-    return PARALLEL_THRESHOLD_CHEAP if kernel.cheap else PARALLEL_THRESHOLD_TRANSCENDENTAL
-
-
 def apply(direction, kernel, numeric, inputs, names, out):
     """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors): the
     general path, after _elementwise.run_fast declined the call."""
@@ -129,7 +117,7 @@ def apply(direction, kernel, numeric, inputs, names, out):
     else:
         target = np.empty_like(arrays[0], dtype=compute_dtype)
     _elementwise.run(direction, _KERNEL_INDEX[kernel.name], (*arrays, target), numeric,
-                     _num_threads, _threshold(kernel))
+                     _num_threads)
     if out is not None:
         if target is not out:
             np.copyto(out, target, casting="unsafe")
@@ -163,7 +151,7 @@ class Activation:
 
     def _resolve(self, params):
         """Validate keyword parameters: (kernel, numeric args, normalised params, the
-        kernel's index in _elementwise, its parallel threshold)."""
+        kernel's index in _elementwise)."""
         name = self.entry.name
         values = dict(self._defaults)
         for key, value in params.items():
@@ -176,7 +164,7 @@ class Activation:
         self.entry.validate(values)
         kernel = _KERNELS[self.entry.kernel_name(values)]
         numeric = tuple(values[p] for p in kernel.params)
-        return kernel, numeric, values, _KERNEL_INDEX[kernel.name], _threshold(kernel)
+        return kernel, numeric, values, _KERNEL_INDEX[kernel.name]
 
     def _resolution(self, params):
         if not params and self._default_resolution is not None:
@@ -203,22 +191,21 @@ class Activation:
     # compiled code (_elementwise.run_fast): it then costs about what a ufunc call does.
 
     def __call__(self, x, /, *, out=None, **params):
-        kernel, numeric, _, index, threshold = self._resolution(params)
-        result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads,
-                                       threshold)
+        kernel, numeric, _, index = self._resolution(params)
+        result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads)
         if result is not None:
             return result
         return apply(FORWARD, kernel, numeric, (x,), ("x",), out)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, **params):
         """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
-        kernel, numeric, values, index, threshold = self._resolution(params)
+        kernel, numeric, values, index = self._resolution(params)
         name = self.entry.name
         if (x is None) == (output is None):
             raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
         if x is not None:
             result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out, numeric,
-                                           _num_threads, threshold)
+                                           _num_threads)
             if result is not None:
                 return result
             return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out)
@@ -229,7 +216,7 @@ class Activation:
             raise ValueError(f"{name}.backward(): 'output' cannot determine the derivative for "
                              f"these parameters ({values}); pass 'x'")
         result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output, output, out,
-                                       numeric, _num_threads, threshold)
+                                       numeric, _num_threads)
         if result is not None:
             return result
         return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),

@@ -25,9 +25,10 @@ class Kernel:
     after ``grad_output, x``); ``from_output`` says the kernel file also defines
     ``<name>_bwd_from_output(grad_output, output, ...)``; ``single`` says it defines
     ``<name>_fwd_single`` / ``<name>_bwd_single``, used for float32 arrays (accurate to float32
-    and faster); ``cheap`` kernels (no transcendental function) need more elements before a
-    second thread pays; ``moderate`` names the directions ("fwd", "bwd") whose kernel takes a
-    last argument ``moderate``, true for blocks of moderate inputs (see activations.pxd);
+    and faster); ``cheap`` kernels (no transcendental function) need the most elements before
+    a second thread pays, ``heavy`` names the directions ("fwd", "bwd") that need the fewest
+    (see :data:`PARALLEL_FROM`); ``moderate`` names the directions whose kernel takes a last
+    argument ``moderate``, true for blocks of moderate inputs (see activations.pxd);
     ``streamed`` the directions that stream their stores when the operands exceed the cache
     (memory-bound there: every direction of a cheap kernel, and these).
     """
@@ -39,10 +40,32 @@ class Kernel:
     cheap: bool = False
     moderate: tuple = ()
     streamed: tuple = ()
+    heavy: tuple = ()
 
     def streams(self, direction):
         """Does direction "fwd" or "bwd" stream its stores at large sizes?"""
         return self.cheap or direction in self.streamed
+
+    def cost(self, direction):
+        """The :data:`PARALLEL_FROM` class of direction "fwd", "bwd" or "from_output" (a
+        backward from the output is a product or two, as cheap as the cheap kernels)."""
+        if self.cheap or direction == "from_output":
+            return "cheap"
+        return "heavy" if direction in self.heavy else "light"
+
+
+# The elements (float32, float64) from which an elementwise call runs on all its threads, by
+# the cost class of the kernel's direction (Kernel.cost): a second thread pays once the half
+# of the work it takes exceeds the ~1-2 us of entering a parallel region, so the cheaper the
+# work per element, the more elements it needs. Measured with benchmarks/threads.py (one
+# thread against two, thresholds off, every kernel, direction and dtype; 2 vCPUs, Zen 5), where
+# the two threads break even: cheap 33-98K float32 / 16-49K float64 elements (the forwards at
+# the top: they move the fewest bytes per element), light 8-16K / 4-6K, heavy 2-8K / 2-4K.
+PARALLEL_FROM = {
+    "cheap": (65536, 32768),
+    "light": (12288, 4096),    # about one exponential and one division per element
+    "heavy": (4096, 2048),     # more: gelu, mish, softplus' and log_sigmoid's forward, ...
+}
 
 
 @dataclass(frozen=True)
@@ -138,20 +161,22 @@ KERNELS = (
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
     Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd"), streamed=("fwd",)),
     Kernel("tanh", from_output=True, moderate=("bwd",)),
-    Kernel("gelu"),
-    Kernel("gelu_tanh"),
+    Kernel("gelu", heavy=("fwd", "bwd")),
+    Kernel("gelu_tanh", heavy=("fwd", "bwd")),
     Kernel("silu", moderate=("fwd", "bwd"), streamed=("fwd", "bwd")),
     Kernel("relu6", from_output=True, cheap=True),
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
     Kernel("elu", ("alpha",), from_output=True, streamed=("fwd", "bwd")),
-    Kernel("celu", ("alpha",)),   # (alpha < 0 only: no backward from the output there)
-    Kernel("celu_positive", ("alpha",), from_output=True, streamed=("fwd",)),
+    # (alpha < 0 only: no backward from the output there)
+    Kernel("celu", ("alpha",), heavy=("fwd", "bwd")),
+    Kernel("celu_positive", ("alpha",), from_output=True, streamed=("fwd",), heavy=("bwd",)),
     Kernel("selu", from_output=True, streamed=("fwd", "bwd")),
-    Kernel("softplus", ("beta", "threshold")),
-    Kernel("softplus_beta1", ("threshold",), moderate=("bwd",), streamed=("bwd",)),
-    Kernel("log_sigmoid", moderate=("bwd",), streamed=("bwd",)),
+    Kernel("softplus", ("beta", "threshold"), heavy=("fwd", "bwd")),
+    Kernel("softplus_beta1", ("threshold",), moderate=("bwd",), streamed=("bwd",),
+           heavy=("fwd",)),
+    Kernel("log_sigmoid", moderate=("bwd",), streamed=("bwd",), heavy=("fwd",)),
     Kernel("softsign", cheap=True),
-    Kernel("mish"),
+    Kernel("mish", heavy=("fwd", "bwd")),
     Kernel("hardsigmoid", ("slope", "offset"), cheap=True),
     Kernel("hardswish", cheap=True),
     Kernel("hardshrink", ("lambd",), cheap=True),

@@ -35,11 +35,14 @@ from .catalogue import Param
 
 Op = _special.Op
 
-# Elements below which one thread does the work: the kernels with exp, log or a Philox draw
-# per element pay for a second thread from a few thousand elements, compares and products only
-# from ~64K (shared/PERFORMANCE-NOTES.md, measured for actfast._elementwise).
-_COSTLY = _api.PARALLEL_THRESHOLD_TRANSCENDENTAL
-_CHEAP = _api.PARALLEL_THRESHOLD_CHEAP
+# Elements below which one thread does the work, for either dtype (the loops split the work
+# in blocks of 4096 elements: below 8192 there is one block anyway). One thread against two
+# (benchmarks/threads.py's method, 2 vCPUs): swish, rrelu and noisy_relu (an exponential or a
+# Philox draw per element) 1.2-1.6x faster on two at 8192 elements, glu 0.94x (float32) and
+# 1.10x (float64) there; compares and products only from ~64K (prelu's forward 1.01x, pact's
+# 0.89x and maxout's 1.25x at 65536 float32 elements).
+_COSTLY = 8192
+_CHEAP = 65536
 
 _UINT64_RANGE = 2 ** 64
 

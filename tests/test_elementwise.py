@@ -13,7 +13,7 @@ import pytest
 
 import actfast as af
 from actfast import _elementwise
-from actfast.catalogue import KERNELS
+from actfast.catalogue import KERNELS, PARALLEL_FROM
 from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
                       assert_rel_close, assert_ulp_close, bits, case_params, draw,
                       draw_grad_output, dtype_params, seeded_rng, single_thread)
@@ -328,6 +328,48 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
         x = x.copy()
         case.forward(x, out=x)
         assert_bitwise_equal(x, expected, inputs, what="forward in place")
+
+
+# ---- the parallel thresholds -----------------------------------------------------------------
+# A call runs on all its threads from PARALLEL_FROM's size for its kernel's direction and
+# dtype (actfast/catalogue.py; the compiled table is generated from it). At the thresholds the
+# two threads get the smallest chunks any call gives them: the bits must be those of each
+# value alone, as everywhere.
+
+_DIRECTION_INDEX = {"forward": 0, "backward": 1, "backward-from-output": 2}
+_COST_DIRECTION = {"forward": "fwd", "backward": "bwd", "backward-from-output": "from_output"}
+_KERNEL_INDEX = {name: index for index, name in enumerate(_elementwise.KERNEL_NAMES)}
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_parallel_thresholds_are_the_catalogues(kernel, direction):
+    for dtype_index in (0, 1):
+        expected = PARALLEL_FROM[kernel.cost(_COST_DIRECTION[direction])][dtype_index]
+        assert _elementwise.parallel_from(_DIRECTION_INDEX[direction], dtype_index,
+                                          _KERNEL_INDEX[kernel.name]) == expected
+
+
+def test_parallel_threshold_table_rejects_bad_entries():
+    with pytest.raises(IndexError):
+        _elementwise.parallel_from(3, 0, 0)
+    with pytest.raises(IndexError):
+        _elementwise.set_parallel_from(0, 2, 0, 10)
+    with pytest.raises(ValueError, match="elements"):
+        _elementwise.set_parallel_from(0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("n_threads", [2], indirect=True, ids=["2threads"])
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case, direction", POSITION_PARAMS)
+def test_calls_at_the_parallel_threshold_give_the_same_bits(case, direction, dtype, n_threads,
+                                                            rng):
+    kernel = _KERNELS[case.entry.kernel_name(case.values)]
+    threshold = PARALLEL_FROM[kernel.cost(_COST_DIRECTION[direction])][dtype.itemsize // 8]
+    for n in (threshold - 1, threshold, threshold + 17):
+        x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
+        assert_bitwise_equal(_compute(case, direction, grad_output, x), expected,
+                             {"x": x, "grad_output": grad_output}, what=f"{direction}, n={n}")
 
 
 # ---- values against the reference ---------------------------------------------------------
