@@ -35,10 +35,14 @@ except ImportError:                             # NumPy 1.x
 _FWD = _softmax.FORWARD_OPS
 _BWD = _softmax.BACKWARD_OPS
 
-# Elements below which one thread does everything: a softmax costs about three passes with an
-# exp per element (~1 ns / element on one core here), a parallel region ~2 us to enter and
-# leave (shared/PERFORMANCE-NOTES.md); measured break-even on 2 threads: ~8-16K elements.
-PARALLEL_THRESHOLD = 16384
+# Elements from which a call runs on all threads, by the item size of its dtype (float32 4,
+# float64 8): a parallel region costs ~1-2 us to enter and leave, so the less work per
+# element, the more elements a second thread needs. One thread against two (2 vCPUs, rows of
+# 64 and of 1000 elements, the thresholds off): the forwards (an exp per element, two or three
+# passes) break even at 2-8K float32 / 2-4K float64 elements, the backward (a dot product and
+# a product per element) at 8-32K / 8-16K.
+PARALLEL_FROM_FORWARD = {4: 8192, 8: 4096}
+PARALLEL_FROM_BACKWARD = {4: 32768, 8: 16384}
 
 
 # ---- argument handling ---------------------------------------------------------------------
@@ -237,7 +241,7 @@ class SoftmaxFunction:
         if loops is not None:    # the common call, without the general machinery below
             x3, target, result = loops
             _softmax.forward(self._op, x3, target, None, None, self._sign, _api._num_threads,
-                             PARALLEL_THRESHOLD)
+                             PARALLEL_FROM_FORWARD[x3.itemsize])
             return result
         name = self.__name__
         array, compute = _as_input(x, "x")
@@ -252,7 +256,7 @@ class SoftmaxFunction:
         target, view, (x3,), direct = _target(layout, out, compute, rows.shape,
                                               (layout.to_loop(rows),), True)
         _softmax.forward(self._op, x3, target, mask3, None, self._sign, _api._num_threads,
-                         PARALLEL_THRESHOLD)
+                         PARALLEL_FROM_FORWARD[x3.itemsize])
         return _deliver(view, array.shape, out, result_dtype, direct)
 
     def backward(self, grad_output, x=None, *, output=None, axis=-1, where=None, out=None):
@@ -263,7 +267,8 @@ class SoftmaxFunction:
             if loops is not None:
                 y3, target, result, g3 = loops
                 _softmax.backward(self._backward_op, g3, y3, target, None, self._sign,
-                                  _api._num_threads, PARALLEL_THRESHOLD)
+                                  _api._num_threads,
+                                  PARALLEL_FROM_BACKWARD[y3.itemsize])
                 return result
         name = self.__name__
         if (x is None) == (output is None):
@@ -293,7 +298,7 @@ class SoftmaxFunction:
                                                      False)
             _softmax.forward(_FWD["softmax"], x3, target, mask3, None,
                              1.0 if self._log else self._sign, _api._num_threads,
-                             PARALLEL_THRESHOLD)
+                             PARALLEL_FROM_FORWARD[x3.itemsize])
             op = _BWD["log_softmax_prob"] if self._log else self._backward_op
             y3 = target
         else:
@@ -301,7 +306,7 @@ class SoftmaxFunction:
                                                      True)
             op = self._backward_op
         _softmax.backward(op, g3, y3, target, mask3, self._sign, _api._num_threads,
-                          PARALLEL_THRESHOLD)
+                          PARALLEL_FROM_BACKWARD[y3.itemsize])
         return _deliver(view, shape, out, result_dtype, direct)
 
 
@@ -341,7 +346,7 @@ class LogSumExp:
         mask3 = layout.mask(None if mask is None else mask.reshape(rows.shape))
         rowvals = np.empty((layout.dims[0], layout.dims[2]), dtype=compute)
         _softmax.forward(_FWD["logsumexp"], layout.to_loop(rows), None, mask3, rowvals, 1.0,
-                         _api._num_threads, PARALLEL_THRESHOLD)
+                         _api._num_threads, PARALLEL_FROM_FORWARD[rowvals.itemsize])
         # rowvals is C-ordered over the loops' axes without the reduced one: back to logical
         kept = [d for d in (layout.perm or range(rows.ndim)) if d != axis]
         result = rowvals.reshape([rows.shape[d] for d in kept])
@@ -375,7 +380,7 @@ class LogSumExp:
         target, view, (x3, rowvals), direct = _target(layout, out, compute, v.shape,
                                                       (layout.to_loop(v), rowvals), False)
         _softmax.forward(_FWD["softmax_scaled"], x3, target, mask3, rowvals, 1.0,
-                         _api._num_threads, PARALLEL_THRESHOLD)
+                         _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
         return _deliver(view, shape, out, result_dtype, direct)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 import actfast as af
 from actfast import _softmax
+from actfast.softmax import PARALLEL_FROM_BACKWARD, PARALLEL_FROM_FORWARD
 from conftest import (REPRESENTATIONS, assert_bitwise_equal, assert_other_threads_run,
                       single_thread, ulp_error)
 
@@ -695,6 +696,29 @@ def test_bitwise_identical_for_any_thread_count(name, masked, shape, axis, rng, 
         assert_bitwise_equal(f(x, axis=axis, where=mask), forward, what=f"{count} threads")
         assert_bitwise_equal(f.backward(g, x, axis=axis, where=mask), backward,
                              what=f"backward, {count} threads")
+
+
+# the smallest calls that run on two threads: each thread gets a few rows (or columns)
+THRESHOLD_CASES = [pytest.param(dtype, size, axis, id=f"{np.dtype(dtype).name}-{size}-axis{axis}")
+                   for dtype in (np.float32, np.float64)
+                   for size in sorted({PARALLEL_FROM_FORWARD[np.dtype(dtype).itemsize],
+                                       PARALLEL_FROM_BACKWARD[np.dtype(dtype).itemsize]})
+                   for axis in (-1, 0)]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype, size, axis", THRESHOLD_CASES)
+def test_calls_at_the_parallel_thresholds_give_one_threads_bits(name, dtype, size, axis, rng,
+                                                                threads):
+    shape = (size // 64, 64)
+    x = logits(rng, shape, dtype)
+    f = function(name)
+    g = grad_output_like(rng, f(x, axis=axis).shape, dtype)
+    af.set_num_threads(1)
+    forward, backward = f(x, axis=axis), f.backward(g, x, axis=axis)
+    af.set_num_threads(2)
+    assert_bitwise_equal(f(x, axis=axis), forward, what="forward, 2 threads")
+    assert_bitwise_equal(f.backward(g, x, axis=axis), backward, what="backward, 2 threads")
 
 
 LAYOUTS = {
