@@ -84,32 +84,39 @@ AF_INLINE double af_expm1_reduced(double r) {
     return r + af_expm1_tail(r);
 }
 
+/* (1 + em) 2^k from em = e^r - 1 and two_k = 2^k, rounded once: the bits of 1 + em rounded
+ * and then scaled wherever the result is a normal number (scaling by a power of two commutes
+ * with the rounding there), which every caller below ensures; one FMA instead of an addition
+ * and a product on the kernels' dependency chain */
+AF_INLINE double af_exp_from_m1(double em, double two_k) {
+    return AF_FMA(two_k, em, two_k);
+}
+
 /* exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], returned as two
  * factors: exp(x) = af_exp_parts(x, &scale) * scale. 2^n is applied as 2^n1 * 2^n2, each a
  * normal double: the first product is exact and the second rounds once, so subnormal results
  * are correctly graded and 2^1024 is inf. A caller that multiplies the first factor by the
  * other factors of its result before applying `scale` keeps that single rounding (x e^x in the
  * subnormal range). */
-/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial;
- * and *em = e^r - 1, before the 1 is added: where |xc| < ln2/2, n = 0 and r = xc, so that *em
- * is e^xc - 1 to full relative precision (silu's derivative near its zero takes e^d - 1 from
- * the same polynomial as its exponential, activations.pxd; af_exp_parts_clamped and the
- * functions named _m1 pass it on, af_exp_parts and af_exp_neg_parts drop it). */
-AF_INLINE double af_exp_reduced(double xc, double* n, double* em) {
+/* e^r - 1 for r = xc - n ln 2, n = round(xc / ln 2) into *n: exp's reduction and polynomial,
+ * before the 1 is added: where |xc| < ln2/2, n = 0 and r = xc, so that it is e^xc - 1 to full
+ * relative precision (silu's derivative near its zero takes e^d - 1 from the same polynomial
+ * as its exponential, activations.pxd; af_exp_parts_clamped and the functions named _m1 pass
+ * it on, af_exp_parts and af_exp_neg_parts drop it). */
+AF_INLINE double af_exp_reduced_m1(double xc, double* n) {
     *n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-*n, AF_LN2_LO, AF_FMA(-*n, AF_LN2_HI, xc));
-    *em = af_expm1_reduced(r);
-    return *em + 1.0;
+    return af_expm1_reduced(r);
 }
 
 AF_INLINE double af_exp_parts_clamped(double xc, double x, double* scale, double* em) {
     double n;
-    double p = af_exp_reduced(xc, &n, em);
+    *em = af_exp_reduced_m1(xc, &n);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
     /* below the clamp, 0: grad * exp_parts(x) * scale is then grad * 0 (NaN for an infinite
      * grad, as where the product of grad and an underflowed derivative is formed) */
-    return x < -760.0 ? 0.0 : p * af_exp2i(n1);
+    return x < -760.0 ? 0.0 : af_exp_from_m1(*em, af_exp2i(n1));
 }
 
 AF_INLINE double af_exp_parts(double x, double* scale) {
@@ -137,8 +144,8 @@ AF_INLINE double af_exp_neg_parts(double x, double* scale) {
  * (both products exact). */
 AF_INLINE double af_exp_neg_moderate_m1(double x, double* em) {
     double n;
-    double p = af_exp_reduced(x, &n, em);
-    return p * af_exp2i(n);
+    *em = af_exp_reduced_m1(x, &n);
+    return af_exp_from_m1(*em, af_exp2i(n));
 }
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi): an argument known to more than
@@ -147,10 +154,10 @@ AF_INLINE double af_exp_neg_dd_parts(double hi, double lo, double* scale) {
     double xc = hi < -760.0 ? -760.0 : hi;
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc) + lo);
-    double p = af_expm1_reduced(r) + 1.0;
+    double em = af_expm1_reduced(r);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
-    return hi < -760.0 ? 0.0 : p * af_exp2i(n1);
+    return hi < -760.0 ? 0.0 : af_exp_from_m1(em, af_exp2i(n1));
 }
 
 /* x * y = hi + lo exactly, hi = x * y rounded (returned) */
@@ -355,10 +362,10 @@ AF_INLINE double af_gauss_parts(double a, double* scale) {
     double xc = -0.5 * hi;
     double n = AF_FMA(xc, AF_LOG2E, AF_SHIFTER) - AF_SHIFTER;
     double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc) - 0.5 * lo);
-    double p = af_expm1_reduced(r) + 1.0;
+    double em = af_expm1_reduced(r);
     double n1 = (n * 0.5 + AF_SHIFTER) - AF_SHIFTER;
     *scale = af_exp2i(n - n1);
-    return p * af_exp2i(n1);
+    return af_exp_from_m1(em, af_exp2i(n1));
 }
 
 /* A polynomial with coefficients c[0] (highest degree) .. c[n-1] (constant), by Horner's rule
@@ -449,6 +456,11 @@ AF_INLINE float af_expm1_reducedf(float r) {
     return r + af_expm1_tailf(r);
 }
 
+/* (1 + em) 2^k from em = e^r - 1 and two_k = 2^k, as af_exp_from_m1 */
+AF_INLINE float af_exp_from_m1f(float em, float two_k) {
+    return AF_FMAF(two_k, em, two_k);
+}
+
 /* exp(x) as two factors, exp(x) = af_exp_partsf(x, &scale) * scale, each a normal float (for
  * x >= -104; 0 and inf at the ends). A caller that multiplies the first factor by other terms
  * before applying `scale` rounds once, at the end: a result in the subnormal range keeps all
@@ -456,22 +468,23 @@ AF_INLINE float af_expm1_reducedf(float r) {
  * were rounded to a subnormal first). For x >= -120 (see the clamp).
  * Method: n = round(x / ln 2), r = x - n ln 2 (exact to ~2^-35 with the split), e^r by the
  * polynomial, and 2^n applied as 2^(n>>1) * 2^(n - n>>1). */
-/* e^r for r = xc - n ln 2, n = round(xc / ln 2) into *i (as an integer): exp's reduction and
- * polynomial */
-AF_INLINE float af_exp_reducedf(float xc, int32_t* i) {
+/* e^r - 1 for r = xc - n ln 2, n = round(xc / ln 2) into *i (as an integer): exp's reduction
+ * and polynomial */
+AF_INLINE float af_exp_reduced_m1f(float xc, int32_t* i) {
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc));
     *i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
-    return af_expm1_reducedf(r) + 1.0f;
+    return af_expm1_reducedf(r);
 }
 
 AF_INLINE float af_exp_parts_clampedf(float xc, float x, float* scale) {
     int32_t i;
-    float p = af_exp_reducedf(xc, &i);
+    float em = af_exp_reduced_m1f(xc, &i);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
-    return x < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);   /* 0: see af_exp_parts */
+    /* 0: see af_exp_parts */
+    return x < -120.0f ? 0.0f : af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
 }
 
 AF_INLINE float af_exp_partsf(float x, float* scale) {
@@ -486,8 +499,8 @@ AF_INLINE float af_exp_partsf(float x, float* scale) {
  * two factors, to the bit (both products exact). */
 AF_INLINE float af_exp_neg_moderatef(float x) {
     int32_t i;
-    float p = af_exp_reducedf(x, &i);
-    return p * af_from_bitsf((i + 127) << 23);
+    float em = af_exp_reduced_m1f(x, &i);
+    return af_exp_from_m1f(em, af_from_bitsf((i + 127) << 23));
 }
 
 /* af_exp_partsf for x <= 0 (or NaN) only: one clamp less */
@@ -501,11 +514,11 @@ AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) + lo);
-    float p = af_expm1_reducedf(r) + 1.0f;
+    float em = af_expm1_reducedf(r);
     int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
-    return hi < -120.0f ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
+    return hi < -120.0f ? 0.0f : af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
 }
 
 /* x * y = hi + lo exactly (hi = x * y rounded, returned), in float32 */
@@ -537,11 +550,11 @@ AF_INLINE float af_exp_parts_clamped_df(double xc, double x, float* scale) {
     double k = AF_FMA(xc, AF_LOG2E, AF_SHIFTER);
     double n = k - AF_SHIFTER;
     float r = (float)AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, xc));
-    float p = af_expm1_reducedf(r) + 1.0f;
+    float em = af_expm1_reducedf(r);
     int32_t i = (int32_t)n;
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
-    return x < -120.0 ? 0.0f : p * af_from_bitsf((i1 + 127) << 23);
+    return x < -120.0 ? 0.0f : af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
 }
 
 AF_INLINE float af_exp_parts_df(double x, float* scale) {
@@ -699,11 +712,11 @@ AF_INLINE float af_gauss_partsf(float a, float* scale) {
     float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
     float n = k - AF_SHIFTERF;
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) - 0.5f * lo);
-    float p = af_expm1_reducedf(r) + 1.0f;
+    float em = af_expm1_reducedf(r);
     int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
-    return p * af_from_bitsf((i1 + 127) << 23);
+    return af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
 }
 
 /* R(a) = Phi(-a) / phi(a), a in [0, 15]: rational 4/5, relative error 1.8e-8. Evaluated in
