@@ -38,9 +38,10 @@ Op = _special.Op
 # Elements below which one thread does the work, for either dtype (the loops split the work
 # in blocks of 4096 elements: below 8192 there is one block anyway). One thread against two
 # (benchmarks/threads.py's method, 2 vCPUs): swish, rrelu and noisy_relu (an exponential or a
-# Philox draw per element) 1.2-1.6x faster on two at 8192 elements, glu 0.94x (float32) and
-# 1.10x (float64) there; compares and products only from ~64K (prelu's forward 1.01x, pact's
-# 0.89x and maxout's 1.25x at 65536 float32 elements).
+# Philox draw per element) 1.2-1.6x faster on two at 8192 elements, but swish's forward with
+# beta = 1 (silu's kernel) 0.88x in float32, and glu 0.94x (float32) and 1.10x (float64)
+# there; compares and products only from ~64K (prelu's forward 1.01x, pact's 0.89x and
+# maxout's 1.25x at 65536 float32 elements).
 _COSTLY = 8192
 _CHEAP = 65536
 
