@@ -60,7 +60,8 @@ class Kernel:
 # work per element, the more elements it needs. Measured with benchmarks/threads.py (one
 # thread against two, thresholds off, every kernel, direction and dtype; 2 vCPUs, Zen 5), where
 # the two threads break even: cheap 33-98K float32 / 16-49K float64 elements (the forwards at
-# the top: they move the fewest bytes per element), light 8-16K / 4-6K, heavy 2-8K / 2-4K.
+# the top: they move the fewest bytes per element), light 8-16K / 4-6K, heavy 2-8K / 2-4K;
+# 1.5-2x later while the VM makes a parallel region cost twice as much (its state varies).
 PARALLEL_FROM = {
     "cheap": (65536, 32768),
     "light": (12288, 4096),    # about one exponential and one division per element
