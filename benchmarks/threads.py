@@ -92,7 +92,9 @@ def _call(function, params, direction, n, dtype):
 
 
 def _ratio(call, n, threads, samples):
-    """Median time on one thread / median time on `threads`, sampled in turn."""
+    """Median time on one thread / median time on `threads`, sampled in turn. (Not
+    timing.compare: the thread count changes between the batches of one callable, and
+    setting it inside the timed calls would add its cost to calls of ~1 us.)"""
     calls = max(1, int(2e6 // n))   # about 1-10 ms per sample
     times = {1: [], threads: []}
     for _ in range(samples):

@@ -241,7 +241,9 @@ def test_backward_from_output_layout(case, dtype, layout, n_threads):
 
 # ---- the same value gives the same bits wherever it sits -----------------------------------
 
-DIRECTIONS = ["forward", "backward", "backward-from-output"]
+DIRECTIONS = ["forward", "backward", "backward-from-output"]   # in _elementwise's order
+# the catalogue's name of each direction (Kernel.streams, Kernel.cost)
+KERNEL_DIRECTION = {"forward": "fwd", "backward": "bwd", "backward-from-output": "from_output"}
 POSITION_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
                    for case in CASES for direction in DIRECTIONS
                    if direction != "backward-from-output" or case.allows_output]
@@ -298,7 +300,7 @@ STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
                  if (direction == "backward-from-output" and case.allows_output)
                  or (direction != "backward-from-output"
                      and _KERNELS[case.entry.kernel_name(case.values)].streams(
-                         {"forward": "fwd", "backward": "bwd"}[direction]))]
+                         KERNEL_DIRECTION[direction]))]
 
 
 @THREADS
@@ -336,18 +338,14 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
 # two threads get the smallest chunks any call gives them: the bits must be those of each
 # value alone, as everywhere.
 
-_DIRECTION_INDEX = {"forward": 0, "backward": 1, "backward-from-output": 2}
-_COST_DIRECTION = {"forward": "fwd", "backward": "bwd", "backward-from-output": "from_output"}
-_KERNEL_INDEX = {name: index for index, name in enumerate(_elementwise.KERNEL_NAMES)}
-
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
 def test_parallel_thresholds_are_the_catalogues(kernel, direction):
     for dtype_index in (0, 1):
-        expected = PARALLEL_FROM[kernel.cost(_COST_DIRECTION[direction])][dtype_index]
-        assert _elementwise.parallel_from(_DIRECTION_INDEX[direction], dtype_index,
-                                          _KERNEL_INDEX[kernel.name]) == expected
+        expected = PARALLEL_FROM[kernel.cost(KERNEL_DIRECTION[direction])][dtype_index]
+        assert _elementwise.parallel_from(DIRECTIONS.index(direction), dtype_index,
+                                          _elementwise.KERNEL_NAMES.index(kernel.name)) == expected
 
 
 def test_parallel_threshold_table_rejects_bad_entries():
@@ -365,7 +363,7 @@ def test_parallel_threshold_table_rejects_bad_entries():
 def test_calls_at_the_parallel_threshold_give_the_same_bits(case, direction, dtype, n_threads,
                                                             rng):
     kernel = _KERNELS[case.entry.kernel_name(case.values)]
-    threshold = PARALLEL_FROM[kernel.cost(_COST_DIRECTION[direction])][dtype.itemsize // 8]
+    threshold = PARALLEL_FROM[kernel.cost(KERNEL_DIRECTION[direction])][dtype.itemsize // 8]
     for n in (threshold - 1, threshold, threshold + 17):
         x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
         assert_bitwise_equal(_compute(case, direction, grad_output, x), expected,
