@@ -137,9 +137,17 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
         elif a == 0.0:
             for i in range(n):
                 out[i] = <floating>S.swish0_fwd(x[i])
-        else:
-            for i in range(n):
-                out[i] = K.nan_passing(x[i], <floating>S.swish_fwd(x[i], a))
+        else:  # by chunks, each by the kernel's moderate variant where it can (the same bits)
+            c = 0
+            while c < n:
+                m = min(<Py_ssize_t>CHUNK, n - c)
+                if S.swish_moderate(x + c, <const floating*>NULL, m, a):
+                    for i in range(c, c + m):
+                        out[i] = <floating>S.swish_fwd(x[i], a, True)
+                else:
+                    for i in range(c, c + m):
+                        out[i] = K.nan_passing(x[i], <floating>S.swish_fwd(x[i], a, False))
+                c += m
     elif op == PACT_FWD:
         for i in range(n):
             out[i] = S.pact_fwd(x[i], <floating>a)
@@ -167,9 +175,14 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                             g[c + i], x[c + i], &buffer[i], False))
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
-                for i in range(m):
-                    out[c + i] = K.nan_passing(x[c + i], <floating>S.swish_bwd_and_dbeta(
-                        g[c + i], x[c + i], a, &buffer[i]))
+                if S.swish_moderate(x + c, g + c, m, a):
+                    for i in range(m):
+                        out[c + i] = <floating>S.swish_bwd_and_dbeta(g[c + i], x[c + i], a,
+                                                                     &buffer[i], True)
+                else:
+                    for i in range(m):
+                        out[c + i] = K.nan_passing(x[c + i], <floating>S.swish_bwd_and_dbeta(
+                            g[c + i], x[c + i], a, &buffer[i], False))
                 total += sum_terms(buffer, m)
             elif op == PACT_BWD:
                 for i in range(m):
@@ -321,6 +334,15 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
         total32 = <float>total
         return target, cnp.PyArray_ToScalar(&total32, target)
     return target, cnp.PyArray_ToScalar(&total, target)
+
+
+def swish_moderate_block(double beta, const floating[::1] x,
+                         const floating[::1] grad_output=None):
+    """For the tests: does swish's loop (beta not 0 or 1) pass `moderate` for a chunk of these
+    x (and grad_output, in the backward)?"""
+    if grad_output is None:
+        return S.swish_moderate(&x[0], <const floating*>NULL, x.shape[0], beta)
+    return S.swish_moderate(&x[0], &grad_output[0], x.shape[0], beta)
 
 
 def philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs):

@@ -109,24 +109,28 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    /* The tests of the moderate range over a block: the largest |x|, and the smallest nonzero
+    /* The tests of the moderate range over a block: the largest |x| (NaN if an x is NaN, which
+     * fails the comparison with the bound), and the smallest nonzero
      * and largest |m|, found as bit patterns (for non-negative numbers their order is the
      * numbers' order, and NaN's patterns lie above inf's) by integer max/min reductions that
      * GCC vectorises: fewer operations than three comparisons and their masks per element. A
      * zero m maps to the largest pattern in the minimum (|m| - 1, without the sign bit). The
      * multipliers are m[i], or the products m[i] w[i] (w not NULL: glu's backward). */
     #define ACTFAST_MODERATE(T, BITS, SUFFIX, X_BOUND, TINY, HUGE)                        \
-        static inline int actfast_moderate_inputs_##SUFFIX(const T* x, Py_ssize_t n) {    \
+        static inline T actfast_largest_magnitude_##SUFFIX(const T* x, Py_ssize_t n) {    \
             const BITS magnitude = ~((BITS)1 << (8 * sizeof(T) - 1));                    \
-            const T bound = X_BOUND;                                                      \
-            BITS largest = 0, b, bound_bits;                                              \
-            memcpy(&bound_bits, &bound, sizeof bound);                                    \
+            BITS largest = 0, b;                                                          \
+            T v;                                                                          \
             for (Py_ssize_t i = 0; i < n; i++) {                                          \
                 memcpy(&b, &x[i], sizeof b);                                              \
                 b &= magnitude;                                                           \
                 largest = b > largest ? b : largest;                                      \
             }                                                                             \
-            return largest <= bound_bits;                                                 \
+            memcpy(&v, &largest, sizeof v);                                               \
+            return v;                                                                     \
+        }                                                                                 \
+        static inline int actfast_moderate_inputs_##SUFFIX(const T* x, Py_ssize_t n) {    \
+            return actfast_largest_magnitude_##SUFFIX(x, n) <= X_BOUND;                   \
         }                                                                                 \
         static inline int actfast_moderate_multipliers_##SUFFIX(const T* m, const T* w,   \
                                                                 Py_ssize_t n) {           \
@@ -145,9 +149,15 @@ cdef extern from *:
             }                                                                             \
             return smallest >= tiny_bits - 1 && largest <= huge_bits;                     \
         }
+    #define ACTFAST_MODERATE_X_BOUND_D 200.0
     ACTFAST_MODERATE(float, int32_t, f, 20.0f, 0x1p-60f, 0x1p60f)
-    ACTFAST_MODERATE(double, int64_t, d, 200.0, 0x1p-400, 0x1p400)
+    ACTFAST_MODERATE(double, int64_t, d, ACTFAST_MODERATE_X_BOUND_D, 0x1p-400, 0x1p400)
     """
+    const double MODERATE_X_BOUND_DOUBLE "ACTFAST_MODERATE_X_BOUND_D"
+    float largest_magnitude_f "actfast_largest_magnitude_f"(const float* x,
+                                                          Py_ssize_t n) noexcept nogil
+    double largest_magnitude_d "actfast_largest_magnitude_d"(const double* x,
+                                                           Py_ssize_t n) noexcept nogil
     bint moderate_inputs_f "actfast_moderate_inputs_f"(const float* x,
                                                       Py_ssize_t n) noexcept nogil
     bint moderate_inputs_d "actfast_moderate_inputs_d"(const double* x,
@@ -158,6 +168,13 @@ cdef extern from *:
                                                                 const double* w,
                                                                 Py_ssize_t n) noexcept nogil
 
+
+cdef inline real largest_magnitude(const real* x, Py_ssize_t n) noexcept nogil:
+    # max |x[i]|, NaN if an x[i] is NaN
+    if real is float:
+        return largest_magnitude_f(x, n)
+    else:
+        return largest_magnitude_d(x, n)
 
 cdef inline bint moderate_inputs(const real* x, Py_ssize_t n) noexcept nogil:
     # every x[i] moderate (not NaN or inf)

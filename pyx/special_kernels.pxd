@@ -72,12 +72,28 @@ cdef inline Pair box_muller(double u1, double u2) noexcept nogil:
 # pick, once per call, silu's kernels for beta = 1 (the same bits as silu) and the swish0_*
 # kernels for beta = 0 (where t = 0 * inf would be NaN at infinite x).
 
-cdef inline double swish_fwd(double x, double beta) noexcept nogil:
+cdef inline bint swish_moderate(const floating* x, const floating* g, Py_ssize_t n,
+                                double beta) noexcept nogil:
+    # The kernels below compute in double: their moderate variant (activations.pxd) needs
+    # every t = beta x moderate in double (the rounded product grows with |x|: the largest
+    # |x| decides) and every multiplier 0 or moderate: x (x sigmoid(t), x s'(t)) and g (NULL
+    # in the forward). Those are tested in the arrays' dtype (float32's range lies inside
+    # double's).
+    if not fabs(beta) * K.largest_magnitude(x, n) <= K.MODERATE_X_BOUND_DOUBLE:
+        return False
+    if g != NULL and not K.moderate_multipliers(g, n):
+        return False
+    return K.moderate_multipliers(x, n)
+
+
+cdef inline double swish_fwd(double x, double beta, bint moderate) noexcept nogil:
     # x sigmoid(t), t = beta x, beta != 0, rounded once where the gate is subnormal
     # (logistic_times). Below t = -800 the gate is 0 in double and the value a zero of x's
     # sign: written so, because at infinite x, x * 0 would be NaN (for finite x the two are
     # the same). t = +inf gives x * 1; NaN x gives NaN.
     cdef double t = beta * x
+    if moderate:
+        return K.logistic_times(x, t, True)
     return copysign(0.0, x) if t < -800.0 else K.logistic_times(x, t, False)
 
 
@@ -95,14 +111,14 @@ cdef inline double swish_dbeta_parts(double grad_output, double x, double t, dou
 
 
 cdef inline double swish_bwd_and_dbeta(double grad_output, double x, double beta,
-                                       double* dbeta) noexcept nogil:
+                                       double* dbeta, bint moderate) noexcept nogil:
     # d/dx [x s(beta x)] = s(t) + t s'(t) with t = beta x: silu'(t), whose kernel handles the
     # tails (beta != 0); and the d/dbeta term into *dbeta, from the same exponential of t
     cdef double t = beta * x
     cdef double scale, G
-    cdef double zh = K.silu_exp_parts(t, &scale, &G, False)
-    dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, False)
-    return K.silu_bwd_parts(grad_output, t, zh, scale, G, False)
+    cdef double zh = K.silu_exp_parts(t, &scale, &G, moderate)
+    dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, moderate)
+    return K.silu_bwd_parts(grad_output, t, zh, scale, G, moderate)
 
 
 cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double* dbeta,

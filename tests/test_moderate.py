@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import actfast as af
-from actfast import _elementwise
+from actfast import _elementwise, _special
 from actfast.catalogue import KERNELS
 from conftest import CASES, assert_bitwise_equal, dtype_params
 
@@ -178,6 +178,68 @@ def test_moderate_swish_backward_gives_the_general_bits(dtype, rng):
                                              beta=1.0)
     assert np.isfinite(grad_beta)
     np.testing.assert_allclose(grad_beta, spread_beta, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+# swish with any other beta (not 0) computes in double from t = beta x, whatever the dtype: a
+# chunk is moderate where every |t| <= 200 (double's bound) and every x and grad_output is 0
+# or moderate in the arrays' dtype (x multiplies sigmoid(t) and s'(t))
+SWISH_BETAS = [pytest.param(beta, id=f"beta={beta}") for beta in (1.7, -0.6, 0.05)]
+T_BOUND = 200.0
+
+
+def swish_moderate_x(rng, n, beta, dtype):
+    """x whose t = beta x is moderate, of every kind: t normal around 0, uniform over the
+    whole range and within 0.3 of silu's minimum (silu'(t) = 0) and of its negation; x
+    log-uniform over the multipliers' range up to where t leaves it; +-0."""
+    largest = 0.999 * T_BOUND / abs(beta)
+    k = n // 5
+    t = np.concatenate([rng.standard_normal(k) * 3, rng.uniform(-T_BOUND, T_BOUND, k),
+                        SILU_X0 + rng.uniform(-0.3, 0.3, k), -SILU_X0 + rng.uniform(-0.3, 0.3, k)])
+    magnitudes = np.exp(rng.uniform(np.log(TINY[dtype]), np.log(largest), n - 4 * k - 4))
+    x = np.concatenate([0.999 * t / beta, np.copysign(magnitudes, rng.random(magnitudes.size) - 0.5),
+                        [largest, -largest, 0.0, -0.0]])
+    x = x.astype(dtype)
+    x[(x != 0) & (np.abs(x) < TINY[dtype])] = TINY[dtype]
+    return rng.permutation(x)
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("beta", SWISH_BETAS)
+def test_moderate_swish_other_beta_forward_gives_the_general_bits(beta, dtype, rng):
+    x = swish_moderate_x(rng, 20000 + int(rng.integers(0, 64)), beta, dtype)
+    assert _special.swish_moderate_block(beta, x)
+    beyond = 4 * T_BOUND / abs(beta)
+    for value in (beyond, TINY[dtype] / 2):  # t not moderate; x not a moderate multiplier
+        spread = with_general_between(x, value)
+        assert not _special.swish_moderate_block(beta, spread)
+        assert_bitwise_equal(af.swish(x, beta=beta), af.swish(spread, beta=beta)[::2],
+                             {"x": x}, what=f"forward, {value} between")
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("beta", SWISH_BETAS)
+def test_moderate_swish_other_beta_backward_gives_the_general_bits(beta, dtype, rng):
+    x = swish_moderate_x(rng, 20000 + int(rng.integers(0, 64)), beta, dtype)
+    grad_output = moderate_multipliers(rng, x.size, dtype)
+    assert _special.swish_moderate_block(beta, x, grad_output)
+    grad_input, grad_beta = af.swish.backward(grad_output, x, beta=beta)
+    inputs = {"x": x, "grad_output": grad_output}
+    beyond = 4 * T_BOUND / abs(beta)
+    # general through t, through x as a multiplier, through grad_output; the extra elements'
+    # grad_output is 0 in the first, so that their d/dbeta terms add 0 to the sum
+    for g_value, x_value, what in ((0.0, beyond, "t not moderate"),
+                                   (0.0, TINY[dtype] / 2, "x not a moderate multiplier"),
+                                   (TINY[dtype] / 2, 1.0, "grad_output not moderate")):
+        spread_g = with_general_between(grad_output, g_value)
+        spread_x = with_general_between(x, x_value)
+        assert not _special.swish_moderate_block(beta, spread_x, spread_g)
+        general, spread_beta = af.swish.backward(spread_g, spread_x, beta=beta)
+        assert_bitwise_equal(grad_input, general[::2], inputs, what=f"grad_input, {what}")
+        if g_value == 0.0:
+            # the same terms summed in other chunks: equal up to the sums' rounding
+            assert np.isfinite(grad_beta)
+            np.testing.assert_allclose(grad_beta, spread_beta,
+                                       rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("dtype", dtype_params())
