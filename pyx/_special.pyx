@@ -106,6 +106,19 @@ cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
             draws[2 * k + 1] = p.second
 
 
+cdef inline float swish32_bwd_or_general(float g, float x, double beta,
+                                         double* dbeta) noexcept nogil:
+    """swish's float32 backward and d/dbeta term of one element of a chunk that is not
+    moderate throughout: the float32 kernel's where the element is moderate, else the double
+    kernel's (both computed: selects, no branch)."""
+    cdef double term32, term
+    cdef float y32 = S.swish32_bwd_and_dbeta(g, x, beta, &term32)
+    cdef float y = K.nan_passing(x, <float>S.swish_bwd_and_dbeta(g, x, beta, &term, False))
+    cdef bint moderate = S.swish32_moderate_element(x, g, beta)
+    dbeta[0] = term32 if moderate else term
+    return y32 if moderate else y
+
+
 cdef double block(Op op, const floating* x, const floating* g, floating* out, Py_ssize_t start,
                   Py_ssize_t n, const Params* p) noexcept nogil:
     """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output).
@@ -137,6 +150,19 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
         elif a == 0.0:
             for i in range(n):
                 out[i] = <floating>S.swish0_fwd(x[i])
+        elif floating is float:  # float32 kernels by chunks, per element where not moderate
+            c = 0
+            while c < n:
+                m = min(<Py_ssize_t>CHUNK, n - c)
+                if S.swish32_moderate_chunk(x + c, NULL, m, a):
+                    for i in range(c, c + m):
+                        out[i] = S.swish32_fwd(x[i], a)
+                else:
+                    for i in range(c, c + m):
+                        out[i] = S.swish32_fwd(x[i], a) if S.swish32_moderate_element(
+                            x[i], 1.0, a) else K.nan_passing(x[i], <float>S.swish_fwd(x[i], a,
+                                                                                    False))
+                c += m
         else:  # by chunks, each by the kernel's moderate variant where it can (the same bits)
             c = 0
             while c < n:
@@ -175,7 +201,16 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                             g[c + i], x[c + i], &buffer[i], False))
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
-                if S.swish_moderate(x + c, g + c, m, a):
+                if floating is float:  # float32 kernels, per element where not moderate
+                    if S.swish32_moderate_chunk(x + c, g + c, m, a):
+                        for i in range(m):
+                            out[c + i] = S.swish32_bwd_and_dbeta(g[c + i], x[c + i], a,
+                                                                 &buffer[i])
+                    else:
+                        for i in range(m):
+                            out[c + i] = swish32_bwd_or_general(g[c + i], x[c + i], a,
+                                                                &buffer[i])
+                elif S.swish_moderate(x + c, g + c, m, a):
                     for i in range(m):
                         out[c + i] = <floating>S.swish_bwd_and_dbeta(g[c + i], x[c + i], a,
                                                                      &buffer[i], True)
@@ -338,11 +373,13 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
 
 def swish_moderate_block(double beta, const floating[::1] x,
                          const floating[::1] grad_output=None):
-    """For the tests: does swish's loop (beta not 0 or 1) pass `moderate` for a chunk of these
-    x (and grad_output, in the backward)?"""
-    if grad_output is None:
-        return S.swish_moderate(&x[0], <const floating*>NULL, x.shape[0], beta)
-    return S.swish_moderate(&x[0], &grad_output[0], x.shape[0], beta)
+    """For the tests: does swish's loop (beta not 0 or 1) take its moderate kernels alone for
+    a chunk of these x (and grad_output, in the backward): for float32 the float32 kernels,
+    for double the double kernels' moderate variant?"""
+    cdef const floating* g = NULL if grad_output is None else &grad_output[0]
+    if floating is float:
+        return S.swish32_moderate_chunk(&x[0], g, x.shape[0], beta)
+    return S.swish_moderate(&x[0], g, x.shape[0], beta)
 
 
 def philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs):

@@ -148,6 +148,16 @@ cdef extern from *:
                 smallest = b < smallest ? b : smallest;                                   \
             }                                                                             \
             return smallest >= tiny_bits - 1 && largest <= huge_bits;                     \
+        }                                                                                 \
+        static inline int actfast_moderate_multiplier_##SUFFIX(T m) {                     \
+            const BITS magnitude = ~((BITS)1 << (8 * sizeof(T) - 1));                    \
+            const T tiny = TINY, huge = HUGE;                                             \
+            BITS b, tiny_bits, huge_bits;                                                 \
+            memcpy(&tiny_bits, &tiny, sizeof tiny);                                       \
+            memcpy(&huge_bits, &huge, sizeof huge);                                       \
+            memcpy(&b, &m, sizeof b);                                                     \
+            b &= magnitude;                                                               \
+            return ((b - 1) & magnitude) >= tiny_bits - 1 && b <= huge_bits;              \
         }
     #define ACTFAST_MODERATE_X_BOUND_D 200.0
     ACTFAST_MODERATE(float, int32_t, f, 20.0f, 0x1p-60f, 0x1p60f)
@@ -158,6 +168,7 @@ cdef extern from *:
                                                           Py_ssize_t n) noexcept nogil
     double largest_magnitude_d "actfast_largest_magnitude_d"(const double* x,
                                                            Py_ssize_t n) noexcept nogil
+    bint moderate_multiplier_f "actfast_moderate_multiplier_f"(float m) noexcept nogil
     bint moderate_inputs_f "actfast_moderate_inputs_f"(const float* x,
                                                       Py_ssize_t n) noexcept nogil
     bint moderate_inputs_d "actfast_moderate_inputs_d"(const double* x,
@@ -515,6 +526,12 @@ cdef inline real silu_bwd(real grad_output, real x, bint moderate) noexcept nogi
     cdef real zh = silu_exp_parts(x, &scale, &G, moderate)
     return silu_bwd_parts(grad_output, x, zh, scale, G, moderate)
 
+cdef inline float silu_G_near(float d) noexcept nogil:
+    # float32 G = d (1 + e^x0 exprel(d)) for d = x - x0 near silu's minimum (silu_exp_parts)
+    return d * fma(fma(fma(fma(fma(<float>3.929607337e-04, d, <float>2.352081938e-03), d,
+                                   <float>1.160224713e-02), d, <float>4.640899971e-02), d,
+                           <float>1.392322779e-01), d, <float>1.278464556e+00)
+
 cdef inline real silu_exp_parts(real x, real* scale, real* G, bint moderate) noexcept nogil:
     # exp(-|x|) as parts zh * scale (exp_neg_parts), and into *G silu_bwd_parts' G = 1 + x + z
     # (for x < 0, z = e^x), which crosses 0 at x0 = -1.2785 (silu's minimum), where
@@ -531,9 +548,7 @@ cdef inline real silu_exp_parts(real x, real* scale, real* G, bint moderate) noe
     if real is float:
         zh = exp_neg_parts_for(-fabs(x), scale, moderate)
         if near:
-            G[0] = d * fma(fma(fma(fma(fma(<real>3.929607337e-04, d, <real>2.352081938e-03), d,
-                                           <real>1.160224713e-02), d, <real>4.640899971e-02), d,
-                                   <real>1.392322779e-01), d, <real>1.278464556e+00)
+            G[0] = silu_G_near(d)
         else:
             G[0] = (<real>1 + x) + zh * scale[0]
         return zh

@@ -3,9 +3,10 @@
 # silu) come from activations.pxd; only what is new is written here.
 #
 # These compute in double whatever the arrays' dtype (the loops convert; pact's forward, a
-# clip, in the arrays' own precision with the same bits): the parameters' gradients are sums
-# of double terms, swish's derivative crosses 0 (float32 arithmetic would
-# lose its relative accuracy there, as silu's), and a random draw must not depend on the
+# clip, in the arrays' own precision with the same bits; swish's float32 kernels below for
+# its moderate float32 elements): the parameters' gradients are sums of double terms,
+# swish's derivative crosses 0 (float32 arithmetic must take t - x0 there from more than t
+# rounded to float32, as silu's takes it from x), and a random draw must not depend on the
 # dtype (the float32 result is the float64 one rounded). The grouped loops (maxout, glu) use
 # activations.pxd's kernels in the arrays' own precision.
 #
@@ -21,7 +22,11 @@ from libc.math cimport sqrt, fabs, copysign
 from libc.stdint cimport uint32_t, uint64_t
 
 cimport activations as K
-from vecmath cimport af_log_normal_positive, af_cos_sin_circle
+from vecmath cimport (af_log_normal_positive, af_cos_sin_circle, af_exp_neg_dd_moderatef,
+                      two_product)
+
+cdef enum:
+    SWISH32_T_BOUND = 20    # float32's moderate bound on the argument of e^-|t| (activations.pxd)
 
 
 # ---- Philox4x32-10 -------------------------------------------------------------------------
@@ -132,6 +137,56 @@ cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double
     cdef floating zh = K.silu_exp_parts(x, &scale, &G, moderate)
     dbeta[0] = swish_dbeta_parts(grad_output, x, x, zh, scale, moderate)
     return K.silu_bwd_parts(grad_output, x, zh, scale, G, moderate)
+
+
+# ---- swish in float32 arithmetic (float32 arrays, beta not 0 or 1) --------------------------
+# An element whose th = x beta (rounded to float32) is within float32's moderate bound
+# (|th| <= 20) and whose x and grad_output are 0 or moderate float32 multipliers takes these
+# float32 kernels; every other element the double kernels above. The loops run the float32
+# kernels alone over a chunk that is moderate throughout and both, with a select per element,
+# elsewhere: an element's bits depend on it alone, not on its neighbours. In a moderate
+# element every exponential, product and quotient below is a normal float32 number.
+# t = beta x is carried as th + tl (two_product, to 2^-48), so that e^-|t| does not amplify a
+# rounding of t |t| times; d = t - x0 (silu's minimum, where the derivative crosses 0) is
+# taken in double from x beta, as the reference's, since near x0 it is t's error over |d|.
+
+cdef inline bint swish32_moderate_chunk(const float* x, const float* g, Py_ssize_t n,
+                                        double beta) noexcept nogil:
+    # every element of the chunk moderate for the float32 kernels (g NULL in the forward):
+    # |th| grows with |x|, so the largest |x| decides
+    if not <float>(fabs(<float>beta) * K.largest_magnitude(x, n)) <= <float>SWISH32_T_BOUND:
+        return False
+    if g != NULL and not K.moderate_multipliers(g, n):
+        return False
+    return K.moderate_multipliers(x, n)
+
+cdef inline bint swish32_moderate_element(float x, float g, double beta) noexcept nogil:
+    # the test of swish32_moderate_chunk for one element (g = 1 in the forward)
+    return (fabs(x * <float>beta) <= <float>SWISH32_T_BOUND and K.moderate_multiplier_f(x)
+            and K.moderate_multiplier_f(g))
+
+cdef inline float swish32_exp(float x, double beta, float* th, float* tl) noexcept nogil:
+    # e^-|t|, t = beta x = th + tl
+    th[0] = two_product(x, beta, tl)
+    return af_exp_neg_dd_moderatef(<float>-fabs(th[0]), tl[0] if th[0] < 0 else -tl[0])
+
+cdef inline float swish32_fwd(float x, double beta) noexcept nogil:
+    # x sigmoid(t) (logistic_times, moderate)
+    cdef float th, tl
+    cdef float z = swish32_exp(x, beta, &th, &tl)
+    return (x if th >= 0 else x * z) / (<float>1 + z)
+
+cdef inline float swish32_bwd_and_dbeta(float grad_output, float x, double beta,
+                                        double* dbeta) noexcept nogil:
+    # silu'(t) as silu_bwd_parts (moderate) with G = 1 + t + z as silu_exp_parts' float32
+    # one; the d/dbeta term in double from the same exponential (as silu_bwd_and_dbeta)
+    cdef float th, tl
+    cdef float z = swish32_exp(x, beta, &th, &tl)
+    cdef float d = <float>((<double>x * beta - K.SILU_X0_HI) - K.SILU_X0_LO)
+    cdef float G = K.silu_G_near(d) if fabs(d) < 0.25 else ((<float>1 + th) + tl) + z
+    cdef float numerator = (<float>1 + z) + th * z if th >= 0 else z * G
+    dbeta[0] = swish_dbeta_parts(grad_output, x, th, z, 1.0, True)
+    return grad_output * (numerator / ((<float>1 + z) * (<float>1 + z)))
 
 
 cdef inline double swish0_fwd(double x) noexcept nogil:

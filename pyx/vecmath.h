@@ -521,6 +521,16 @@ AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
     return hi < -120.0f ? 0.0f : af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
 }
 
+/* exp(hi + lo) whole where hi >= -40 (a moderate argument, see pyx/activations.pxd): the
+ * reduction of af_exp_neg_dd_partsf, no clamp, 2^n as one factor (as af_exp_neg_moderatef) */
+AF_INLINE float af_exp_neg_dd_moderatef(float hi, float lo) {
+    float k = AF_FMAF(hi, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, hi) + lo);
+    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    return af_exp_from_m1f(af_expm1_reducedf(r), af_from_bitsf((i + 127) << 23));
+}
+
 /* x * y = hi + lo exactly (hi = x * y rounded, returned), in float32 */
 AF_INLINE float af_two_productf(float x, float y, float* lo) {
     float hi = x * y;

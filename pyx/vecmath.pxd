@@ -21,6 +21,7 @@ cdef extern from "vecmath.h" nogil:
     double af_exp_neg_dd_parts(double hi, double lo, double* scale) noexcept
     double af_two_product(double x, double y, double* lo) noexcept
     float af_exp_neg_dd_partsf(float hi, float lo, float* scale) noexcept
+    float af_exp_neg_dd_moderatef(float hi, float lo) noexcept
     float af_two_product_df(float x, double c, float* lo) noexcept
     double af_expm1(double x) noexcept
     double af_tanh(double x) noexcept

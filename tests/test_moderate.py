@@ -180,20 +180,24 @@ def test_moderate_swish_backward_gives_the_general_bits(dtype, rng):
     np.testing.assert_allclose(grad_beta, spread_beta, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-# swish with any other beta (not 0) computes in double from t = beta x, whatever the dtype: a
-# chunk is moderate where every |t| <= 200 (double's bound) and every x and grad_output is 0
-# or moderate in the arrays' dtype (x multiplies sigmoid(t) and s'(t))
+# swish with any other beta (not 0): a chunk is moderate where every t = beta x is moderate
+# (|t| <= 200 in double, computed in double for float64 arrays; |beta x| <= 20 rounded to
+# float32 for float32 arrays, whose moderate elements take float32 kernels) and every x and
+# grad_output is 0 or moderate in the arrays' dtype (x multiplies sigmoid(t) and s'(t)). In
+# float32, a chunk that is not moderate throughout takes the float32 kernels' results for its
+# moderate elements and the double kernels' for the others.
 SWISH_BETAS = [pytest.param(beta, id=f"beta={beta}") for beta in (1.7, -0.6, 0.05)]
-T_BOUND = 200.0
+T_BOUND = {np.dtype(np.float32): 20.0, np.dtype(np.float64): 200.0}
 
 
 def swish_moderate_x(rng, n, beta, dtype):
     """x whose t = beta x is moderate, of every kind: t normal around 0, uniform over the
     whole range and within 0.3 of silu's minimum (silu'(t) = 0) and of its negation; x
     log-uniform over the multipliers' range up to where t leaves it; +-0."""
-    largest = 0.999 * T_BOUND / abs(beta)
+    bound = T_BOUND[np.dtype(dtype)]
+    largest = 0.999 * bound / abs(beta)
     k = n // 5
-    t = np.concatenate([rng.standard_normal(k) * 3, rng.uniform(-T_BOUND, T_BOUND, k),
+    t = np.concatenate([rng.standard_normal(k) * 3, rng.uniform(-bound, bound, k),
                         SILU_X0 + rng.uniform(-0.3, 0.3, k), -SILU_X0 + rng.uniform(-0.3, 0.3, k)])
     magnitudes = np.exp(rng.uniform(np.log(TINY[dtype]), np.log(largest), n - 4 * k - 4))
     x = np.concatenate([0.999 * t / beta, np.copysign(magnitudes, rng.random(magnitudes.size) - 0.5),
@@ -208,7 +212,7 @@ def swish_moderate_x(rng, n, beta, dtype):
 def test_moderate_swish_other_beta_forward_gives_the_general_bits(beta, dtype, rng):
     x = swish_moderate_x(rng, 20000 + int(rng.integers(0, 64)), beta, dtype)
     assert _special.swish_moderate_block(beta, x)
-    beyond = 4 * T_BOUND / abs(beta)
+    beyond = 4 * T_BOUND[np.dtype(dtype)] / abs(beta)
     for value in (beyond, TINY[dtype] / 2):  # t not moderate; x not a moderate multiplier
         spread = with_general_between(x, value)
         assert not _special.swish_moderate_block(beta, spread)
@@ -224,7 +228,7 @@ def test_moderate_swish_other_beta_backward_gives_the_general_bits(beta, dtype, 
     assert _special.swish_moderate_block(beta, x, grad_output)
     grad_input, grad_beta = af.swish.backward(grad_output, x, beta=beta)
     inputs = {"x": x, "grad_output": grad_output}
-    beyond = 4 * T_BOUND / abs(beta)
+    beyond = 4 * T_BOUND[np.dtype(dtype)] / abs(beta)
     # general through t, through x as a multiplier, through grad_output; the extra elements'
     # grad_output is 0 in the first, so that their d/dbeta terms add 0 to the sum
     for g_value, x_value, what in ((0.0, beyond, "t not moderate"),

@@ -680,6 +680,53 @@ def test_bits_do_not_depend_on_the_position(spec, dtype, rng):
                              what="grad_input")
 
 
+def _around(value, steps=3):
+    """float32 values from `steps` below value to `steps` above it, both signs."""
+    centre = np.abs(np.float32(value)).view(np.int32)
+    near = (centre + np.arange(-steps, steps + 1, dtype=np.int32)).view(np.float32)
+    return np.concatenate([near, -near])
+
+
+@pytest.mark.parametrize("beta", [1.7, -0.6, 0.05], ids=lambda b: f"beta={b}")
+def test_swish_float32_element_alone_gives_its_bits_among_any_neighbours(beta, rng):
+    # float32, beta not 0 or 1: an element takes the float32 kernels where |x beta| <= 20
+    # (rounded to float32) and x and grad_output are 0 or within 2^-60..2^60, the double ones
+    # elsewhere; a chunk of 256 elements that passes throughout runs the float32 kernels alone.
+    # Values on both sides of each bound, among moderate ones, in chunks of every mix: each
+    # element alone (a chunk of one) must give the bits it gets there.
+    edges = np.concatenate([_around(20 / np.float32(beta)), _around(2.0 ** -60),
+                            _around(2.0 ** 60), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45]])
+    x = rng.standard_normal(1500).astype(np.float32) * 4 / abs(beta)
+    g = rng.standard_normal(1500).astype(np.float32)
+    x[rng.choice(600, 40, replace=False)] = rng.choice(edges, 40)    # a few in the first chunks
+    x[900:] = rng.choice(edges, 600)                                # nothing but edges
+    g[rng.choice(1500, 60, replace=False)] = rng.choice(edges[np.isfinite(edges)], 60)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = af.swish(x, beta=beta)
+        grad_input, _ = af.swish.backward(g, x, beta=beta)
+        for i in range(x.size):
+            alone_y = af.swish(x[i:i + 1], beta=beta)
+            alone_grad, _ = af.swish.backward(g[i:i + 1], x[i:i + 1], beta=beta)
+            assert_bitwise_equal(alone_y, y[i:i + 1], {"x": x[i:i + 1]}, what="forward")
+            assert_bitwise_equal(alone_grad, grad_input[i:i + 1],
+                                 {"x": x[i:i + 1], "grad_output": g[i:i + 1]}, what="grad_input")
+
+
+# the last two: betas at which a float32 x gives t within 1e-8 of x0 (with d taken from the
+# float32 pair th + tl, the result there was 16-17 ulp off)
+@pytest.mark.parametrize("beta", [1.7, -0.6, 0.05, 25.0, 18.465399493322803, -17.15017962358553],
+                         ids=lambda b: f"beta={b}")
+def test_swish_float32_near_the_derivatives_zero(beta):
+    # swish's float32 kernels take d = t - x0 (silu's minimum, where d/dx crosses 0) from
+    # x beta in double: every float32 x within 2^12 steps of x0 / beta
+    centre = np.float32(-1.2784645427610737 / beta).view(np.int32)
+    x = (centre + np.arange(-4096, 4096, dtype=np.int32)).view(np.float32)
+    g = np.ones_like(x)
+    dx, _ = R.swish_grad(x.astype(np.float64), beta)
+    grad_input, _ = af.swish.backward(g, x, beta=beta)
+    assert_ulp_close(grad_input, dx, np.float32, BACKWARD_ULP, inputs={"x": x})
+
+
 OUT_KINDS = ["C-buffer", "F-buffer", "strided-buffer"]
 
 
