@@ -90,9 +90,10 @@ def parse_args(argv):
     known = {entry.name: entry for entry in ENTRIES}
     names = args.functions.split(",") if args.functions else [*known, *special.BUILDERS]
     args.entries = [known[name] for name in names if name in known]
-    args.special = [name for name in names if name in special.BUILDERS]
+    specials = {*special.BUILDERS, *special.OPTIONAL}
+    args.special = [name for name in names if name in specials]
     args.others = (None if args.functions is None else
-                   [n for n in names if n not in known and n not in special.BUILDERS])
+                   [n for n in names if n not in known and n not in specials])
     if args.others and importlib.util.find_spec("softmax") is None:
         parser.error(f"unknown functions {args.others}; the registry has {list(known)}")
     args.dtypes = [np.dtype(d) for d in

@@ -11,7 +11,9 @@ compute the same thing:
   an ``out=`` form: ``glu.out`` / ``glu_backward.grad_input``, ``amax.out`` (maxout's
   forward), ``rrelu_with_noise.out`` / ``rrelu_with_noise_backward.out`` (training mode, its
   noise buffer preallocated), ``silu.out`` / ``silu_backward.grad_input`` for swish at
-  beta = 1 (torch has no learnable beta: actfast's backward also sums beta's gradient),
+  beta = 1 (torch has no learnable beta: actfast's backward also sums beta's gradient;
+  swish_beta, measured when named, compares beta = 1.7 with PyTorch's autograd of
+  x * sigmoid(beta x)),
   ``clamp.out`` for pact's forward; prelu as autograd runs it, ``_prelu_kernel`` and
   ``_prelu_kernel_backward`` plus the sum of the weight's gradient over the rows (no out=
   forms). No torch for noisy_relu, for maxout's backward and pact's (alpha's gradient).
@@ -34,10 +36,12 @@ except ImportError:
 CHANNELS = 8        # prelu: x as (n / 8, 8), one weight per channel (axis 1)
 PIECES = 2          # maxout: pairs of consecutive elements
 ALPHA = 6.0         # pact's clipping level (ReLU6's)
+LEARNED_BETA = 1.7  # swish_beta: swish's beta once it has been learned away from 1
 SEED = 12345        # rrelu and noisy_relu draw from a fixed seed: forward and backward agree
 ELEMENTWISE = {"forward": 2, "backward": 3}
 HALVING = {"forward": 1.5, "backward": 2.5}   # x in, half out / half grad + x in, x-sized out
-ELEMENTS_MOVED = {"prelu": ELEMENTWISE, "swish": ELEMENTWISE, "pact": ELEMENTWISE,
+ELEMENTS_MOVED = {"prelu": ELEMENTWISE, "swish": ELEMENTWISE, "swish_beta": ELEMENTWISE,
+                  "pact": ELEMENTWISE,
                   "rrelu": ELEMENTWISE, "noisy_relu": ELEMENTWISE, "maxout": HALVING,
                   "glu": HALVING}
 
@@ -80,6 +84,31 @@ def _swish(a, libraries):
             s = 1 / (1 + np.exp(-x))
             return g * (s + x * s * (1 - s)), np.sum(g * x * x * s * (1 - s))
         calls["forward"]["reference"] = lambda: x / (1 + np.exp(-x))
+        calls["backward"]["reference"] = reference_backward
+    return calls
+
+
+def _swish_beta(a, libraries):
+    """swish with a learned beta (LEARNED_BETA, not 1): PyTorch has no kernel for it, so its
+    comparator is what a PyTorch model computes, x * sigmoid(beta x) with beta a 0-d tensor,
+    and autograd's backward of that graph for (x, beta) (the graph built once, kept)."""
+    x, g, out = a.x, a.g, a.out
+    calls = {"forward": {"actfast": partial(af.swish, x, beta=LEARNED_BETA, out=out)},
+             "backward": {"actfast": partial(af.swish.backward, g, x, beta=LEARNED_BETA,
+                                             out=out)}}
+    if "torch" in libraries and torch is not None:
+        tx, beta = _t(x), torch.tensor(LEARNED_BETA, dtype=_t(x).dtype)
+        calls["forward"]["torch"] = lambda: torch.mul(tx, torch.sigmoid(beta * tx), out=_t(out))
+        x_leaf, beta_leaf = tx.clone().requires_grad_(), beta.clone().requires_grad_()
+        y = x_leaf * torch.sigmoid(beta_leaf * x_leaf)
+        calls["backward"]["torch"] = partial(torch.autograd.grad, y, (x_leaf, beta_leaf), _t(g),
+                                             retain_graph=True)
+    if "reference" in libraries:
+        def reference_backward():
+            s = 1 / (1 + np.exp(-LEARNED_BETA * x))
+            slope = s * (1 - s)
+            return g * (s + LEARNED_BETA * x * slope), np.sum(g * x * x * slope)
+        calls["forward"]["reference"] = lambda: x / (1 + np.exp(-LEARNED_BETA * x))
         calls["backward"]["reference"] = reference_backward
     return calls
 
@@ -162,6 +191,9 @@ def _glu(a, libraries):
 
 BUILDERS = {"prelu": _prelu, "swish": _swish, "pact": _pact, "rrelu": _rrelu,
             "noisy_relu": _noisy_relu, "maxout": _maxout, "glu": _glu}
+# measured only when named (--functions): not part of the default run and its targets, whose
+# swish row is beta = 1 against PyTorch's silu kernels
+OPTIONAL = {"swish_beta": _swish_beta}
 # the element counts each takes: prelu's rows of CHANNELS, maxout's groups, glu's halves
 MULTIPLE_OF = {"prelu": CHANNELS, "maxout": PIECES, "glu": 2}
 
@@ -173,4 +205,4 @@ def fits(name, n):
 
 def calls(name, a, libraries):
     """{direction: {library: callable}} for the special function `name` on the case `a`."""
-    return BUILDERS[name](a, libraries)
+    return {**BUILDERS, **OPTIONAL}[name](a, libraries)
