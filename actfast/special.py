@@ -364,8 +364,12 @@ class Swish(_Function):
         Input; float32/float64 are computed natively, float16 in float32, bool and integers
         in float64.
     beta : float, default 1.0
-        Finite real number (or 0-d array), of any sign. swish is computed in double precision
-        whatever x's dtype (beta = 1 excepted: that is silu's kernel), then rounded.
+        Finite real number (or 0-d array), of any sign. For float64 x swish is computed in
+        double. For float32 x, beta = 1 is silu's float32 kernel; another beta (not 0) takes
+        float32 arithmetic where |beta x| <= 20 and x (and grad_output) are 0 or between
+        2**-60 and 2**60 in magnitude, beta x carried to 2**-48 so that the exponential does
+        not amplify its rounding (within silu's float32 accuracy: 4 ulp forward, 8 backward),
+        and double elsewhere. An element's result depends on that element alone.
     out : ndarray, optional
         Written and returned; must have x's shape and the result's dtype; may be x.
 
@@ -386,9 +390,10 @@ class Swish(_Function):
       infinite x when beta != 0); ``grad_beta`` is the
       sum of ``grad_output * d/dbeta`` over all elements, summed in double (bitwise the same
       for every thread count and layout), a NumPy scalar of the result dtype. The terms are
-      computed in double; for float32 x and beta = 1 from silu's float32 exponential (within
-      an ulp: the sum stays within ~1e-7 of the sum of the terms' magnitudes, the size of its
-      rounding to float32), and 0 below x = -120 (where silu's float32 gradient is 0 too).
+      computed in double; for float32 x from the float32 exponential where the float32
+      arithmetic above applies (beta = 1: silu's, and 0 below x = -120, where silu's float32
+      gradient is 0 too), which is within an ulp: the sum stays within ~1e-7 of the sum of the
+      terms' magnitudes, the size of its rounding to float32.
 
     ``out`` is the buffer of grad_input. The derivative needs x: ``output=`` raises TypeError.
 
