@@ -106,11 +106,19 @@ cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
             draws[2 * k + 1] = p.second
 
 
+cdef inline float swish32_fwd_or_general(float x, double beta) noexcept nogil:
+    """swish's float32 forward of one element of a chunk that is not moderate throughout: the
+    float32 kernel's where the element is moderate, else the double kernel's (both computed:
+    a select, no branch)."""
+    cdef float y32 = S.swish32_fwd(x, beta)
+    cdef float y = K.nan_passing(x, <float>S.swish_fwd(x, beta, False))
+    return y32 if S.swish32_moderate_element(x, 1.0, beta) else y
+
+
 cdef inline float swish32_bwd_or_general(float g, float x, double beta,
                                          double* dbeta) noexcept nogil:
     """swish's float32 backward and d/dbeta term of one element of a chunk that is not
-    moderate throughout: the float32 kernel's where the element is moderate, else the double
-    kernel's (both computed: selects, no branch)."""
+    moderate throughout, as swish32_fwd_or_general."""
     cdef double term32, term
     cdef float y32 = S.swish32_bwd_and_dbeta(g, x, beta, &term32)
     cdef float y = K.nan_passing(x, <float>S.swish_bwd_and_dbeta(g, x, beta, &term, False))
@@ -159,9 +167,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                         out[i] = S.swish32_fwd(x[i], a)
                 else:
                     for i in range(c, c + m):
-                        out[i] = S.swish32_fwd(x[i], a) if S.swish32_moderate_element(
-                            x[i], 1.0, a) else K.nan_passing(x[i], <float>S.swish_fwd(x[i], a,
-                                                                                    False))
+                        out[i] = swish32_fwd_or_general(x[i], a)
                 c += m
         else:  # by chunks, each by the kernel's moderate variant where it can (the same bits)
             c = 0
