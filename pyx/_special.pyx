@@ -382,7 +382,9 @@ def swish_moderate_block(double beta, const floating[::1] x,
     """For the tests: does swish's loop (beta not 0 or 1) take its moderate kernels alone for
     a chunk of these x (and grad_output, in the backward): for float32 the float32 kernels,
     for double the double kernels' moderate variant?"""
-    cdef const floating* g = NULL if grad_output is None else &grad_output[0]
+    cdef const floating* g = NULL
+    if grad_output is not None:
+        g = &grad_output[0]
     if floating is float:
         return S.swish32_moderate_chunk(&x[0], g, x.shape[0], beta)
     return S.swish_moderate(&x[0], g, x.shape[0], beta)
