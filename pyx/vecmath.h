@@ -478,6 +478,16 @@ AF_INLINE float af_exp_reduced_m1f(float xc, int32_t* i) {
     return af_expm1_reducedf(r);
 }
 
+/* af_exp_reduced_m1f of the argument xc + lo, lo a low part below an ulp of xc (an argument
+ * known to more than float32 precision): lo added to the reduced argument */
+AF_INLINE float af_exp_reduced_dd_m1f(float xc, float lo, int32_t* i) {
+    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
+    float n = k - AF_SHIFTERF;
+    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) + lo);
+    *i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    return af_expm1_reducedf(r);
+}
+
 AF_INLINE float af_exp_parts_clampedf(float xc, float x, float* scale) {
     int32_t i;
     float em = af_exp_reduced_m1f(xc, &i);
@@ -510,12 +520,8 @@ AF_INLINE float af_exp_neg_partsf(float x, float* scale) {
 
 /* exp(hi + lo) as parts, hi <= 0 (or NaN), |lo| <= ulp(hi) (see af_exp_neg_dd_parts) */
 AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
-    float xc = hi < -120.0f ? -120.0f : hi;
-    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
-    float n = k - AF_SHIFTERF;
-    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) + lo);
-    float em = af_expm1_reducedf(r);
-    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    int32_t i;
+    float em = af_exp_reduced_dd_m1f(hi < -120.0f ? -120.0f : hi, lo, &i);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
     return hi < -120.0f ? 0.0f : af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
@@ -524,11 +530,9 @@ AF_INLINE float af_exp_neg_dd_partsf(float hi, float lo, float* scale) {
 /* exp(hi + lo) whole where hi >= -40 (a moderate argument, see pyx/activations.pxd): the
  * reduction of af_exp_neg_dd_partsf, no clamp, 2^n as one factor (as af_exp_neg_moderatef) */
 AF_INLINE float af_exp_neg_dd_moderatef(float hi, float lo) {
-    float k = AF_FMAF(hi, AF_LOG2EF, AF_SHIFTERF);
-    float n = k - AF_SHIFTERF;
-    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, hi) + lo);
-    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
-    return af_exp_from_m1f(af_expm1_reducedf(r), af_from_bitsf((i + 127) << 23));
+    int32_t i;
+    float em = af_exp_reduced_dd_m1f(hi, lo, &i);
+    return af_exp_from_m1f(em, af_from_bitsf((i + 127) << 23));
 }
 
 /* x * y = hi + lo exactly (hi = x * y rounded, returned), in float32 */
@@ -717,13 +721,9 @@ AF_INLINE float af_float_at_least(double c) {
 AF_INLINE float af_gauss_partsf(float a, float* scale) {
     float lo;
     float hi = af_two_productf(a, a, &lo);
-    /* exp(-hi/2 - lo/2): the reduction of af_exp_partsf with lo added to r */
-    float xc = -0.5f * hi;
-    float k = AF_FMAF(xc, AF_LOG2EF, AF_SHIFTERF);
-    float n = k - AF_SHIFTERF;
-    float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, xc) - 0.5f * lo);
-    float em = af_expm1_reducedf(r);
-    int32_t i = af_bitsf(k) - af_bitsf(AF_SHIFTERF);
+    /* exp(-hi/2 - lo/2) */
+    int32_t i;
+    float em = af_exp_reduced_dd_m1f(-0.5f * hi, -0.5f * lo, &i);
     int32_t i1 = i >> 1;
     *scale = af_from_bitsf((i - i1 + 127) << 23);
     return af_exp_from_m1f(em, af_from_bitsf((i1 + 127) << 23));
