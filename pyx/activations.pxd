@@ -30,7 +30,7 @@ from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
                       log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
                       exp_neg_parts_m1_for, exprel_small, at_most, at_least, af_x_minus_tanhf,
-                      fma)
+                      fma, one_minus_square, times_one_minus)
 
 cdef extern from *:
     """
@@ -389,7 +389,7 @@ cdef inline real sigmoid_bwd(real grad_output, real x, bint moderate) noexcept n
     return logistic_slope_times(grad_output, x, moderate)
 
 cdef inline real sigmoid_bwd_from_output(real grad_output, real y) noexcept nogil:
-    return grad_output * (y * (<real>1 - y))
+    return grad_output * times_one_minus(y)
 
 
 # ---- tanh ----------------------------------------------------------------------------------
@@ -406,7 +406,7 @@ cdef inline real tanh_bwd(real grad_output, real x, bint moderate) noexcept nogi
     return (grad_output * (<real>4 * zh) / ((<real>1 + z) * (<real>1 + z))) * scale
 
 cdef inline real tanh_bwd_from_output(real grad_output, real y) noexcept nogil:
-    return grad_output * ((<real>1 - y) * (<real>1 + y))
+    return grad_output * one_minus_square(y)
 
 
 # ---- gelu (erf form) -----------------------------------------------------------------------
@@ -687,9 +687,9 @@ cdef inline real selu_bwd(real grad_output, real x) noexcept nogil:
     return (grad_output * (<real>(SELU_SCALE * SELU_ALPHA) * eh)) * scale
 
 cdef inline real selu_bwd_from_output(real grad_output, real y) noexcept nogil:
-    if y > 0:
-        return grad_output * <real>SELU_SCALE
-    return grad_output * (y + <real>(SELU_SCALE * SELU_ALPHA))
+    # the factor selected, then one product: with a product in each branch GCC read
+    # grad_output twice (see af_one_minus_square in vecmath.h)
+    return grad_output * (<real>SELU_SCALE if y > 0 else y + <real>(SELU_SCALE * SELU_ALPHA))
 
 
 # ---- softplus, log_sigmoid -----------------------------------------------------------------

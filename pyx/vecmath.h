@@ -42,6 +42,32 @@
 #define AF_FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* 1 - y^2 and y (1 - y): tanh's and sigmoid's derivatives from their output y. Written
+ * (1 - y)(1 + y) and y (1 - y), each use of y became its own memory operand (GCC folds a load
+ * into every instruction that reads it), and the second load of a line still in flight cost
+ * 15-25 % at 10^6 float64 elements, operands in the L3 (tanh's backward from the output on
+ * one thread 299 -> 239 us, two 136 -> 117). With FMA: one load, one rounding of the exact
+ * value. Without (the portable build), the forms that keep their relative precision as y
+ * tends to 1 (1 - y is exact there), which 1 - y * y rounded twice would not. */
+#ifdef __FMA__
+AF_INLINE double af_one_minus_square(double y) { return __builtin_fma(-y, y, 1.0); }
+AF_INLINE float af_one_minus_squaref(float y) { return __builtin_fmaf(-y, y, 1.0f); }
+/* y - y^2 is inf - inf at y = +inf, where y (1 - y) is -inf: kept so */
+AF_INLINE double af_times_one_minus(double y) {
+    double r = __builtin_fma(-y, y, y);
+    return y == __builtin_inf() ? -y : r;
+}
+AF_INLINE float af_times_one_minusf(float y) {
+    float r = __builtin_fmaf(-y, y, y);
+    return y == __builtin_inff() ? -y : r;
+}
+#else
+AF_INLINE double af_one_minus_square(double y) { return (1.0 - y) * (1.0 + y); }
+AF_INLINE float af_one_minus_squaref(float y) { return (1.0f - y) * (1.0f + y); }
+AF_INLINE double af_times_one_minus(double y) { return y * (1.0 - y); }
+AF_INLINE float af_times_one_minusf(float y) { return y * (1.0f - y); }
+#endif
+
 AF_INLINE int64_t af_bits(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 AF_INLINE double af_from_bits(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
 

@@ -15,6 +15,10 @@ cdef extern from "vecmath.h" nogil:
     # a b + c rounded once (the FMA instruction; two roundings in the portable build)
     double af_fma "AF_FMA"(double a, double b, double c) noexcept
     float af_fmaf "AF_FMAF"(float a, float b, float c) noexcept
+    double af_one_minus_square(double y) noexcept
+    float af_one_minus_squaref(float y) noexcept
+    double af_times_one_minus(double y) noexcept
+    float af_times_one_minusf(float y) noexcept
     double af_exp(double x) noexcept
     double af_exp_parts(double x, double* scale) noexcept
     double af_exp_neg_parts(double x, double* scale) noexcept
@@ -196,6 +200,20 @@ cdef inline real fma(real a, real b, real c) noexcept nogil:
         return af_fmaf(a, b, c)
     else:
         return af_fma(a, b, c)
+
+cdef inline real one_minus_square(real y) noexcept nogil:
+    # 1 - y^2, y read once (vecmath.h)
+    if real is float:
+        return af_one_minus_squaref(y)
+    else:
+        return af_one_minus_square(y)
+
+cdef inline real times_one_minus(real y) noexcept nogil:
+    # y (1 - y), y read once (vecmath.h)
+    if real is float:
+        return af_times_one_minusf(y)
+    else:
+        return af_times_one_minus(y)
 
 cdef inline real fabs(real x) noexcept nogil:
     if real is float:

@@ -7,6 +7,7 @@ thread, bit for bit (NaN positions included). Their large arrays (> 70000 elemen
 that are not multiples of 8 or 16) take the parallel path on two threads.
 """
 import functools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -463,6 +464,26 @@ def test_backward_from_output_reference(case, dtype, rng):
     assert_rel_close(result, expected, 8 * eps, atol,
                      {"x": x, "output": output, "grad_output": grad_output},
                      what="backward from output")
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_sigmoid_and_tanh_from_any_output(name, dtype, rng):
+    # y (1 - y) and 1 - y^2 at any y, also outside the function's range: within 1.5 ulp of
+    # the exact value (one rounding with FMA, as vecmath.h computes them there; three in the
+    # portable build's (1 - y)(1 + y)); at +-inf the written-out formulas' -inf, NaN as NaN
+    rounds = {"sigmoid": lambda y: y * (1 - y), "tanh": lambda y: (1 - y) * (1 + y)}[name]
+    y = np.concatenate([rng.uniform(-0.1, 1.1, 3000), 1 - np.exp(rng.uniform(-50, 0, 1000)),
+                        -1 + np.exp(rng.uniform(-50, 0, 1000)), rng.standard_normal(1000) * 1e3,
+                        [0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, 5e-324]]).astype(dtype)
+    result = getattr(af, name).backward(np.ones_like(y), output=y)
+    exact = np.array([float(rounds(Fraction(float(v)))) for v in y])  # exact, rounded to double
+    assert_ulp_close(result, exact, dtype, 1.5, inputs={"output": y})
+    special = np.array([np.inf, -np.inf, np.nan], dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = rounds(special.astype(np.float64))
+    assert_bitwise_equal(getattr(af, name).backward(np.ones_like(special), output=special),
+                         expected.astype(dtype), {"output": special})
 
 
 # ---- gradients against finite differences --------------------------------------------------
