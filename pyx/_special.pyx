@@ -106,27 +106,6 @@ cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
             draws[2 * k + 1] = p.second
 
 
-cdef inline float swish32_fwd_or_general(float x, double beta) noexcept nogil:
-    """swish's float32 forward of one element of a chunk that is not moderate throughout: the
-    float32 kernel's where the element is moderate, else the double kernel's (both computed:
-    a select, no branch)."""
-    cdef float y32 = S.swish32_fwd(x, beta)
-    cdef float y = K.nan_passing(x, <float>S.swish_fwd(x, beta, False))
-    return y32 if S.swish32_moderate_element(x, 1.0, beta) else y
-
-
-cdef inline float swish32_bwd_or_general(float g, float x, double beta,
-                                         double* dbeta) noexcept nogil:
-    """swish's float32 backward and d/dbeta term of one element of a chunk that is not
-    moderate throughout, as swish32_fwd_or_general."""
-    cdef double term32, term
-    cdef float y32 = S.swish32_bwd_and_dbeta(g, x, beta, &term32)
-    cdef float y = K.nan_passing(x, <float>S.swish_bwd_and_dbeta(g, x, beta, &term, False))
-    cdef bint moderate = S.swish32_moderate_element(x, g, beta)
-    dbeta[0] = term32 if moderate else term
-    return y32 if moderate else y
-
-
 cdef double block(Op op, const floating* x, const floating* g, floating* out, Py_ssize_t start,
                   Py_ssize_t n, const Params* p) noexcept nogil:
     """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output).
@@ -162,18 +141,18 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
             c = 0
             while c < n:
                 m = min(<Py_ssize_t>CHUNK, n - c)
-                if S.swish32_moderate_chunk(x + c, NULL, m, a):
+                if S.swish_moderate_chunk(x + c, <const float*>NULL, m, a):
                     for i in range(c, c + m):
                         out[i] = S.swish32_fwd(x[i], a)
                 else:
                     for i in range(c, c + m):
-                        out[i] = swish32_fwd_or_general(x[i], a)
+                        out[i] = S.swish32_fwd_or_double(x[i], a)
                 c += m
         else:  # by chunks, each by the kernel's moderate variant where it can (the same bits)
             c = 0
             while c < n:
                 m = min(<Py_ssize_t>CHUNK, n - c)
-                if S.swish_moderate(x + c, <const floating*>NULL, m, a):
+                if S.swish_moderate_chunk(x + c, <const floating*>NULL, m, a):
                     for i in range(c, c + m):
                         out[i] = <floating>S.swish_fwd(x[i], a, True)
                 else:
@@ -208,15 +187,15 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                 total += sum_terms(buffer, m)
             elif op == SWISH_BWD:
                 if floating is float:  # float32 kernels, per element where not moderate
-                    if S.swish32_moderate_chunk(x + c, g + c, m, a):
+                    if S.swish_moderate_chunk(x + c, g + c, m, a):
                         for i in range(m):
                             out[c + i] = S.swish32_bwd_and_dbeta(g[c + i], x[c + i], a,
                                                                  &buffer[i])
                     else:
                         for i in range(m):
-                            out[c + i] = swish32_bwd_or_general(g[c + i], x[c + i], a,
-                                                                &buffer[i])
-                elif S.swish_moderate(x + c, g + c, m, a):
+                            out[c + i] = S.swish32_bwd_or_double(g[c + i], x[c + i], a,
+                                                                 &buffer[i])
+                elif S.swish_moderate_chunk(x + c, g + c, m, a):
                     for i in range(m):
                         out[c + i] = <floating>S.swish_bwd_and_dbeta(g[c + i], x[c + i], a,
                                                                      &buffer[i], True)
@@ -385,9 +364,7 @@ def swish_moderate_block(double beta, const floating[::1] x,
     cdef const floating* g = NULL
     if grad_output is not None:
         g = &grad_output[0]
-    if floating is float:
-        return S.swish32_moderate_chunk(&x[0], g, x.shape[0], beta)
-    return S.swish_moderate(&x[0], g, x.shape[0], beta)
+    return S.swish_moderate_chunk(&x[0], g, x.shape[0], beta)
 
 
 def philox_uniforms(uint64_t seed, uint32_t stream, uint64_t first, Py_ssize_t pairs):

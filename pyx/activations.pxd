@@ -159,10 +159,12 @@ cdef extern from *:
             b &= magnitude;                                                               \
             return ((b - 1) & magnitude) >= tiny_bits - 1 && b <= huge_bits;              \
         }
+    #define ACTFAST_MODERATE_X_BOUND_F 20.0f
     #define ACTFAST_MODERATE_X_BOUND_D 200.0
-    ACTFAST_MODERATE(float, int32_t, f, 20.0f, 0x1p-60f, 0x1p60f)
+    ACTFAST_MODERATE(float, int32_t, f, ACTFAST_MODERATE_X_BOUND_F, 0x1p-60f, 0x1p60f)
     ACTFAST_MODERATE(double, int64_t, d, ACTFAST_MODERATE_X_BOUND_D, 0x1p-400, 0x1p400)
     """
+    const float MODERATE_X_BOUND_FLOAT "ACTFAST_MODERATE_X_BOUND_F"
     const double MODERATE_X_BOUND_DOUBLE "ACTFAST_MODERATE_X_BOUND_D"
     float largest_magnitude_f "actfast_largest_magnitude_f"(const float* x,
                                                           Py_ssize_t n) noexcept nogil

@@ -25,9 +25,6 @@ cimport activations as K
 from vecmath cimport (af_log_normal_positive, af_cos_sin_circle, af_exp_neg_dd_moderatef,
                       two_product)
 
-cdef enum:
-    SWISH32_T_BOUND = 20    # float32's moderate bound on the argument of e^-|t| (activations.pxd)
-
 
 # ---- Philox4x32-10 -------------------------------------------------------------------------
 
@@ -77,14 +74,19 @@ cdef inline Pair box_muller(double u1, double u2) noexcept nogil:
 # pick, once per call, silu's kernels for beta = 1 (the same bits as silu) and the swish0_*
 # kernels for beta = 0 (where t = 0 * inf would be NaN at infinite x).
 
-cdef inline bint swish_moderate(const floating* x, const floating* g, Py_ssize_t n,
-                                double beta) noexcept nogil:
-    # The kernels below compute in double: their moderate variant (activations.pxd) needs
-    # every t = beta x moderate in double (the rounded product grows with |x|: the largest
-    # |x| decides) and every multiplier 0 or moderate: x (x sigmoid(t), x s'(t)) and g (NULL
-    # in the forward). Those are tested in the arrays' dtype (float32's range lies inside
-    # double's).
-    if not fabs(beta) * K.largest_magnitude(x, n) <= K.MODERATE_X_BOUND_DOUBLE:
+cdef inline bint swish_moderate_chunk(const floating* x, const floating* g, Py_ssize_t n,
+                                      double beta) noexcept nogil:
+    # Can a chunk take the moderate kernels alone: float64 arrays the double kernels below in
+    # their moderate variant (activations.pxd), float32 arrays the float32 kernels further
+    # down (swish32_*)? Every t = beta x moderate in the arithmetic at hand (in float32 the
+    # product rounded to float32; it grows with |x|, so the largest |x| decides) and every
+    # multiplier 0 or moderate in the arrays' dtype: x (x sigmoid(t), x s'(t)) and g (NULL in
+    # the forward).
+    if floating is float:
+        if not (<float>(fabs(<float>beta) * K.largest_magnitude(x, n))
+                <= K.MODERATE_X_BOUND_FLOAT):
+            return False
+    elif not fabs(beta) * K.largest_magnitude(x, n) <= K.MODERATE_X_BOUND_DOUBLE:
         return False
     if g != NULL and not K.moderate_multipliers(g, n):
         return False
@@ -143,26 +145,17 @@ cdef inline floating silu_bwd_and_dbeta(floating grad_output, floating x, double
 # An element whose th = x beta (rounded to float32) is within float32's moderate bound
 # (|th| <= 20) and whose x and grad_output are 0 or moderate float32 multipliers takes these
 # float32 kernels; every other element the double kernels above. The loops run the float32
-# kernels alone over a chunk that is moderate throughout and both, with a select per element,
-# elsewhere: an element's bits depend on it alone, not on its neighbours. In a moderate
-# element every exponential, product and quotient below is a normal float32 number.
+# kernels alone over a chunk that is moderate throughout (swish_moderate_chunk) and both,
+# with a select per element (swish32_*_or_double), elsewhere: an element's bits depend on it
+# alone, not on its neighbours. In a moderate element every exponential, product and
+# quotient below is a normal float32 number.
 # t = beta x is carried as th + tl (two_product, to 2^-48), so that e^-|t| does not amplify a
 # rounding of t |t| times; d = t - x0 (silu's minimum, where the derivative crosses 0) is
 # taken in double from x beta, as the reference's, since near x0 it is t's error over |d|.
 
-cdef inline bint swish32_moderate_chunk(const float* x, const float* g, Py_ssize_t n,
-                                        double beta) noexcept nogil:
-    # every element of the chunk moderate for the float32 kernels (g NULL in the forward):
-    # |th| grows with |x|, so the largest |x| decides
-    if not <float>(fabs(<float>beta) * K.largest_magnitude(x, n)) <= <float>SWISH32_T_BOUND:
-        return False
-    if g != NULL and not K.moderate_multipliers(g, n):
-        return False
-    return K.moderate_multipliers(x, n)
-
 cdef inline bint swish32_moderate_element(float x, float g, double beta) noexcept nogil:
-    # the test of swish32_moderate_chunk for one element (g = 1 in the forward)
-    return (fabs(x * <float>beta) <= <float>SWISH32_T_BOUND and K.moderate_multiplier_f(x)
+    # swish_moderate_chunk's float32 test for one element (g = 1 in the forward)
+    return (fabs(x * <float>beta) <= K.MODERATE_X_BOUND_FLOAT and K.moderate_multiplier_f(x)
             and K.moderate_multiplier_f(g))
 
 cdef inline float swish32_exp(float x, double beta, float* th, float* tl) noexcept nogil:
@@ -187,6 +180,24 @@ cdef inline float swish32_bwd_and_dbeta(float grad_output, float x, double beta,
     cdef float numerator = (<float>1 + z) + th * z if th >= 0 else z * G
     dbeta[0] = swish_dbeta_parts(grad_output, x, th, z, 1.0, True)
     return grad_output * (numerator / ((<float>1 + z) * (<float>1 + z)))
+
+cdef inline float swish32_fwd_or_double(float x, double beta) noexcept nogil:
+    # one element of a float32 chunk that is not moderate throughout: the float32 kernel's
+    # result where the element is moderate, else the double kernel's (both computed: a
+    # select, no branch)
+    cdef float y32 = swish32_fwd(x, beta)
+    cdef float y = K.nan_passing(x, <float>swish_fwd(x, beta, False))
+    return y32 if swish32_moderate_element(x, 1.0, beta) else y
+
+cdef inline float swish32_bwd_or_double(float g, float x, double beta,
+                                        double* dbeta) noexcept nogil:
+    # the backward and d/dbeta term of such an element, as swish32_fwd_or_double
+    cdef double term32, term
+    cdef float y32 = swish32_bwd_and_dbeta(g, x, beta, &term32)
+    cdef float y = K.nan_passing(x, <float>swish_bwd_and_dbeta(g, x, beta, &term, False))
+    cdef bint moderate = swish32_moderate_element(x, g, beta)
+    dbeta[0] = term32 if moderate else term
+    return y32 if moderate else y
 
 
 cdef inline double swish0_fwd(double x) noexcept nogil:
