@@ -78,15 +78,16 @@ def _result_dtype(arrays, compute_dtype):
     return compute_dtype
 
 
-def _check_out(out, shape, dtype):
+def _check_out(out, shape, dtype, name="out"):
+    """An output buffer (``out``, or another array the call writes, named ``name``)."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"argument 'out' must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"argument '{name}' must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
-        raise ValueError(f"argument 'out' has shape {out.shape}, the result has shape {shape}")
+        raise ValueError(f"argument '{name}' has shape {out.shape}, the result has shape {shape}")
     if out.dtype != dtype:
-        raise TypeError(f"argument 'out' has dtype {out.dtype}, the result has dtype {dtype}")
+        raise TypeError(f"argument '{name}' has dtype {out.dtype}, the result has dtype {dtype}")
     if not out.flags.writeable:
-        raise ValueError("argument 'out' is read-only")
+        raise ValueError(f"argument '{name}' is read-only")
 
 
 def _same_view(a, b):

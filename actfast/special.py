@@ -181,20 +181,35 @@ def _split_axis(shape, axis):
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_COSTLY):
+def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_COSTLY,
+                 noise=None):
     """Run an elementwise op of _special over C-contiguous arrays (flattened: views)."""
     return _special.elementwise(op, x.reshape(-1), grad_output.reshape(-1),
-                                target.reshape(-1), a, b, seed, _api._num_threads, threshold)
+                                target.reshape(-1), a, b, seed, _api._num_threads, threshold,
+                                None if noise is None else noise.reshape(-1))
 
 
-def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY):
-    """An elementwise forward of _special: op on x, into out or a new array."""
-    fast = _special.elementwise_fast(op, x, x, out, a, b, seed, _api._num_threads, threshold)
+def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY, noise=None):
+    """An elementwise forward of _special: op on x, into out or a new array (rrelu's training
+    forward also writes its derivatives into ``noise`` when given)."""
+    fast = _special.elementwise_fast(op, x, x, out, a, b, seed, _api._num_threads, threshold,
+                                     noise)
     if fast is not None:    # the common call, checked and run in compiled code
         return fast[0]
+    if noise is not None:
+        for name, other in (("x", x), ("out", out)):
+            if isinstance(other, np.ndarray) and np.may_share_memory(noise, other):
+                raise ValueError(f"argument 'noise' overlaps '{name}'")
     (x,), compute, result = _inputs((x,), ("x",))
+    noise_target = None
+    if noise is not None:
+        _check_out(noise, x.shape, result, "noise")
+        noise_target = (noise if result == compute and noise.flags.c_contiguous
+                        else np.empty(x.shape, dtype=compute))
     target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
-    _elementwise(op, x, x, target, a, b, seed, threshold)  # (grad_output: not read)
+    _elementwise(op, x, x, target, a, b, seed, threshold, noise_target)  # (grad_output: x)
+    if noise_target is not noise:
+        np.copyto(noise, noise_target, casting="unsafe")
     return _finish(target, out, result)
 
 
@@ -504,6 +519,11 @@ class RReLU(_Function):
     (upper - lower) u_i with u_i a multiple of 2^-52 in [0, 1), computed in double. Eval mode
     is :data:`actfast.leaky_relu` (for float32, the slope rounded to float32, as PyTorch).
 
+    Instead of drawing the slopes again, ``backward`` can read them from ``noise``, an array
+    the forward fills, as PyTorch's rrelu_with_noise: each element's derivative, a_i where
+    x <= 0, else 1 (also at NaN), rounded to the result's dtype. That costs x's memory once
+    more and saves the draws (a product per element instead of a Philox call per pair).
+
     Parameters
     ----------
     x : array_like
@@ -514,9 +534,13 @@ class RReLU(_Function):
     training : bool, default False
     seed : int or None, default None
         In [0, 2**64); None draws a fresh seed (then ``backward`` cannot reproduce the
-        slopes: pass a seed when you need the gradient). Ignored when training is False.
+        slopes: pass a seed or ``noise`` when you need the gradient). Ignored when training
+        is False.
     out : ndarray, optional
         Written and returned; must have x's shape and the result's dtype; may be x.
+    noise : ndarray, optional
+        Training mode only (else ValueError): written with each element's derivative (see
+        above); must have x's shape and the result's dtype, and overlap neither x nor out.
 
     Returns
     -------
@@ -527,22 +551,32 @@ class RReLU(_Function):
     ``rrelu.backward(grad_output, x, *, lower, upper, training, seed, out=None)`` returns
     grad_input: ``grad_output`` where x > 0, else ``grad_output * slope``. At x = 0 the slope
     (as PyTorch); at NaN x the slope in eval mode (leaky_relu's rule) and 1 in training mode
-    (PyTorch's rrelu_with_noise). Training mode needs the forward's seed (TypeError without).
-    ``backward(grad_output, output=y, ...)`` works from the forward's output when every slope
-    is >= 0 (lower >= 0 in training mode, lower + upper >= 0 in eval mode), else ValueError.
+    (PyTorch's rrelu_with_noise). Training mode needs the forward's seed (TypeError without)
+    or its noise: ``backward(grad_output, noise=noise, training=True)`` is grad_output *
+    noise, the product in the two's compute dtype, as PyTorch's (x and seed are not needed;
+    below float64 it can differ in the last bit from the seed's backward, which rounds the
+    product with the slope in double). ``backward(grad_output, output=y, ...)`` works from the
+    forward's output when every slope is >= 0 (lower >= 0 in training mode, lower + upper >=
+    0 in eval mode), else ValueError.
 
     Examples
     --------
     >>> import actfast as af
     >>> y = af.rrelu([-1.0, 0.5, 2.0], training=True, seed=7)
     >>> g = af.rrelu.backward([1.0, 1.0, 1.0], [-1.0, 0.5, 2.0], training=True, seed=7)
+    >>> import numpy as np
+    >>> noise = np.empty(3)          # keep the slopes instead of the seed
+    >>> y = af.rrelu([-1.0, 0.5, 2.0], training=True, noise=noise)
+    >>> g = af.rrelu.backward([1.0, 1.0, 1.0], noise=noise, training=True)
     >>> af.rrelu([-1.0, 2.0])       # eval mode: slope (1/8 + 1/3) / 2
     array([-0.22916667,  2.        ])
     """
 
     name = "rrelu"
 
-    def _params(self, lower, upper, training, seed, backward):
+    def _params(self, lower, upper, training, seed, draws):
+        """The validated parameters; ``draws`` says what the call does with the seed in
+        training mode: "fresh" (None draws one), "again" (None is an error), "none"."""
         if (type(lower) is float and type(upper) is float and type(training) is bool
                 and type(seed) is int and 0 <= seed < _UINT64_RANGE and lower <= upper
                 and math.isfinite(upper - lower)):
@@ -555,25 +589,33 @@ class RReLU(_Function):
         if not math.isfinite(upper - lower):
             raise ValueError(f"rrelu(): upper - lower overflows ({lower!r}, {upper!r})")
         training = _bool("rrelu", "training", training)
-        if training and backward and seed is None:
+        if training and draws == "again" and seed is None:
             raise TypeError("rrelu.backward(training=True) needs the 'seed' of the forward, "
-                            "to draw the same slopes")
-        if seed is not None or training:  # (eval mode draws nothing: no fresh seed)
+                            "to draw the same slopes, or its 'noise'")
+        # (eval mode draws nothing: no fresh seed)
+        if seed is not None or (training and draws == "fresh"):
             seed = _seed("rrelu", seed)
         return lower, upper, training, seed
 
     def __call__(self, x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
-                 out=None):
-        lower, upper, training, seed = self._params(lower, upper, training, seed, False)
+                 out=None, noise=None):
+        lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh")
+        if noise is not None:
+            if not training:
+                raise ValueError("rrelu(): argument 'noise' is written in training mode only "
+                                 "(training=True)")
         if not training:
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
-        return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed)
+        return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
-                 upper=1.0 / 3.0, training=False, seed=None):
+                 upper=1.0 / 3.0, training=False, seed=None, noise=None):
         """grad_input; see the class docstring."""
+        if noise is not None:
+            return self._backward_from_noise(grad_output, x, output, out, lower, upper,
+                                             training, seed, noise)
         _one_of("rrelu", x, output)
-        lower, upper, training, seed = self._params(lower, upper, training, seed, True)
+        lower, upper, training, seed = self._params(lower, upper, training, seed, "again")
         smallest_slope = lower if training else (lower + upper) / 2
         if output is not None and smallest_slope < 0:
             raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
@@ -586,6 +628,20 @@ class RReLU(_Function):
         # test), so the same loop serves both.
         grad_input, _ = _backward("rrelu", Op.RRELU_TRAIN_BWD, grad_output, x, x_name, out,
                                   lower, upper - lower, seed)
+        return grad_input
+
+    def _backward_from_noise(self, grad_output, x, output, out, lower, upper, training, seed,
+                             noise):
+        _, _, training, _ = self._params(lower, upper, training, seed, "none")  # (not needed)
+        if not training:
+            raise ValueError("rrelu.backward(): argument 'noise' is the training mode's "
+                             "(training=True)")
+        for name, given in (("x", x), ("output", output)):  # (not read: checked if given)
+            if given is not None and np.shape(given) != np.shape(noise):
+                raise ValueError(f"rrelu.backward(): argument '{name}' has shape "
+                                 f"{np.shape(given)}, 'noise' has shape {np.shape(noise)}")
+        grad_input, _ = _backward("rrelu", Op.RRELU_NOISE_BWD, grad_output, noise, "noise",
+                                  out, threshold=_CHEAP)
         return grad_input
 
 

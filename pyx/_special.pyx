@@ -56,16 +56,18 @@ cpdef enum Op:
     SWISH_BWD = 1           # grad_input; returns the sum of the d/dbeta terms
     PACT_FWD = 2
     PACT_BWD = 3            # grad_input; returns the sum of the d/dalpha terms
-    RRELU_TRAIN_FWD = 4
+    RRELU_TRAIN_FWD = 4     # also writes the noise (the derivative) where one is given
     RRELU_TRAIN_BWD = 5     # from x, or from the output (the same test: <= 0)
     NOISY_RELU_FWD = 6
     NOISY_RELU_BWD = 7      # from x: recomputes the noise
     NOISY_RELU_BWD_FROM_OUTPUT = 8
+    RRELU_NOISE_BWD = 9     # grad_output * the forward's noise (passed as x)
 
 
 cdef struct Params:
     double a, b            # swish: beta; pact: alpha; rrelu: lower, upper - lower; noisy: sigma
     uint64_t seed
+    void* noise            # RRELU_TRAIN_FWD: where to write the noise (all n elements), or NULL
 
 
 cdef inline double sum_terms(const double* terms, Py_ssize_t n) noexcept nogil:
@@ -122,6 +124,9 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     # reload them at every element and keep the loops from vectorising
     cdef double a = p.a, b = p.b
     cdef uint64_t seed = p.seed
+    cdef floating* noise = NULL
+    if p.noise != NULL:
+        noise = <floating*>p.noise + start
     if op == SWISH_FWD:
         if a == 1.0:  # silu, to the bit (by its shorter kernel in moderate chunks, as silu's loop)
             c = 0
@@ -165,6 +170,9 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     elif op == NOISY_RELU_BWD_FROM_OUTPUT:
         for i in range(n):
             out[i] = <floating>K.relu_bwd_from_output(g[i], x[i])
+    elif op == RRELU_NOISE_BWD:  # (the product in the dtype, as PyTorch's)
+        for i in range(n):
+            out[i] = g[i] * x[i]
     else:
         c = 0
         while c < n:
@@ -212,7 +220,12 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                 total += sum_terms(buffer, m)
             elif op == RRELU_TRAIN_FWD or op == RRELU_TRAIN_BWD:
                 fill_draws(buffer, False, seed, S.STREAM_RRELU, <uint64_t>(start + c), m)
-                if op == RRELU_TRAIN_FWD:
+                if op == RRELU_TRAIN_FWD and noise != NULL:
+                    for i in range(m):
+                        xv = x[c + i]
+                        out[c + i] = <floating>S.rrelu_train_fwd(xv, a + b * buffer[i])
+                        noise[c + i] = <floating>S.rrelu_train_noise(xv, a + b * buffer[i])
+                elif op == RRELU_TRAIN_FWD:
                     for i in range(m):
                         out[c + i] = <floating>S.rrelu_train_fwd(x[c + i], a + b * buffer[i])
                 else:
@@ -259,7 +272,7 @@ cdef inline double one_of(Op op, const floating* px, const floating* pg, floatin
 
 cdef double run_elementwise(Op op, const floating* px, const floating* pg, floating* po,
                             Py_ssize_t n, double a, double b, uint64_t seed, int n_threads,
-                            Py_ssize_t parallel_threshold) except? -1.0:
+                            Py_ssize_t parallel_threshold, floating* noise=NULL) except? -1.0:
     """`elementwise` on n elements at these addresses (n > 0)."""
     cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, k, per, t
     cdef Params p
@@ -271,7 +284,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     # their output beyond the cache, as the elementwise loops
     cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0))
                         and 2 * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
-    p.a, p.b, p.seed = a, b, seed
+    p.a, p.b, p.seed, p.noise = a, b, seed, noise
     if n_blocks > 1:
         block_sums = np.empty(n_blocks)
         sums = &block_sums[0]
@@ -296,25 +309,30 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
 
 def elementwise(Op op, const floating[::1] x, const floating[::1] grad_output,
                 floating[::1] out, double a, double b, uint64_t seed, int n_threads,
-                Py_ssize_t parallel_threshold):
+                Py_ssize_t parallel_threshold, floating[::1] noise=None):
     """Run `op` over the 1-D arrays (grad_output is ignored by the forwards: pass x).
 
+    RRELU_TRAIN_FWD also writes `noise` when one is given (x's size, overlapping no other).
     Returns the sum of the parameter's gradient terms (SWISH_BWD, PACT_BWD), else 0.0.
     """
     if x.shape[0] == 0:
         return 0.0
     return run_elementwise(op, &x[0], &grad_output[0], &out[0], x.shape[0], a, b, seed,
-                           n_threads, parallel_threshold)
+                           n_threads, parallel_threshold,
+                           &noise[0] if noise is not None else NULL)
 
 
 def elementwise_fast(Op op, object x, object grad_output, object out, double a, double b,
-                     uint64_t seed, int n_threads, Py_ssize_t parallel_threshold):
+                     uint64_t seed, int n_threads, Py_ssize_t parallel_threshold,
+                     object noise=None):
     """`elementwise` for the common call, without Python-level argument handling: x and
     grad_output C-contiguous float32/float64 ndarrays of one dtype and shape (not 0-d), `out`
     None or a writeable C-contiguous ndarray of that dtype and shape that is each input or
-    overlaps none. Returns (result, sum as a NumPy scalar of their dtype), or None when the
-    call is not that simple (the Python layer then handles it, errors included)."""
+    overlaps none, `noise` (RRELU_TRAIN_FWD) None or one like `out` that overlaps neither x
+    nor out. Returns (result, sum as a NumPy scalar of their dtype), or None when the call is
+    not that simple (the Python layer then handles it, errors included)."""
     cdef cnp.ndarray ax, ag, target
+    cdef void* noise_data = NULL
     cdef int type_num
     cdef Py_ssize_t n
     cdef double total = 0.0
@@ -337,18 +355,23 @@ def elementwise_fast(Op op, object x, object grad_output, object out, double a, 
         target = out
         if not independent_or_same(ax, target) or not independent_or_same(ag, target):
             return None
+    if noise is not None:
+        if (not writeable_like(noise, type_num, nd, dims, True) or not apart(noise, ax)
+                or not apart(noise, target)):
+            return None
+        noise_data = cnp.PyArray_DATA(<cnp.ndarray>noise)
     n = cnp.PyArray_SIZE(ax)
     cdef float total32
     if n > 0 and type_num == cnp.NPY_FLOAT:
         total = run_elementwise(op, <const float*>cnp.PyArray_DATA(ax),
                                 <const float*>cnp.PyArray_DATA(ag),
                                 <float*>cnp.PyArray_DATA(target), n, a, b, seed, n_threads,
-                                parallel_threshold)
+                                parallel_threshold, <float*>noise_data)
     elif n > 0:
         total = run_elementwise(op, <const double*>cnp.PyArray_DATA(ax),
                                 <const double*>cnp.PyArray_DATA(ag),
                                 <double*>cnp.PyArray_DATA(target), n, a, b, seed, n_threads,
-                                parallel_threshold)
+                                parallel_threshold, <double*>noise_data)
     # the sum as a NumPy scalar of the dtype, made here: np.float32(total) costs ~0.3 us
     if type_num == cnp.NPY_FLOAT:
         total32 = <float>total

@@ -245,7 +245,10 @@ cdef inline double prelu_dweight(double grad_output, double x) noexcept nogil:
 cdef inline double rrelu_train_fwd(double x, double slope) noexcept nogil:
     return x * slope if x <= 0 else x
 
+cdef inline double rrelu_train_noise(double x, double slope) noexcept nogil:
+    # the derivative, what PyTorch's rrelu_with_noise keeps as its noise: the slope where
+    # x <= 0, else 1 (also at NaN; in eval mode leaky_relu gives the slope at NaN)
+    return slope if x <= 0 else 1.0
+
 cdef inline double rrelu_train_bwd(double grad_output, double x, double slope) noexcept nogil:
-    # PyTorch's rrelu_with_noise: the slope where x <= 0, else 1 (also at NaN; in eval mode
-    # leaky_relu gives the slope at NaN)
-    return grad_output * slope if x <= 0 else grad_output
+    return grad_output * rrelu_train_noise(x, slope)

@@ -23,7 +23,7 @@ import actfast as af
 from actfast import _special
 from actfast import reference as R
 from conftest import (REPRESENTATIONS, THREADS, assert_bitwise_equal, assert_rel_close,
-                      assert_ulp_close, assert_zero_signs, single_thread)
+                      assert_ulp_close, assert_zero_signs, single_thread, unaligned)
 
 SEED = 0x5EED_1234_ABCD   # the seed of the random functions in the test matrix
 FORWARD_ULP, BACKWARD_ULP = 4, 8
@@ -1135,6 +1135,134 @@ def test_rrelu_backward_reproduces_the_slopes(n_threads, rng):
     assert_bitwise_equal(from_output, gx)
 
 
+# ---- rrelu's noise: the training forward's derivatives kept, as PyTorch's rrelu_with_noise --
+
+NOISE_KINDS = ["C-buffer", "F-buffer", "strided-buffer", "unaligned-buffer"]
+
+
+def _noise_buffer(kind, shape, dtype):
+    if kind == "unaligned-buffer":
+        return unaligned(np.full(shape, np.nan, dtype=dtype))
+    return _buffer(kind, shape, dtype)
+
+
+def _expected_noise(x, lower, upper, seed, dtype):
+    """The slope where x <= 0, else 1 (NaN included), rounded to dtype (float16 through
+    float32, its compute dtype, as every float16 result)."""
+    slopes = rrelu_slopes(np.shape(x), lower, upper, seed)
+    noise = np.where(np.asarray(x, dtype=np.float64) <= 0, slopes, 1.0)
+    return noise.astype(np.float32).astype(dtype) if dtype == np.float16 else noise.astype(dtype)
+
+
+@THREADS
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+@pytest.mark.parametrize("layout", ["C", "F", "reversed", "big-endian"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
+                         ids=["float16", "float32", "float64"])
+def test_rrelu_forward_writes_the_noise(dtype, layout, kind, n_threads, rng):
+    x = with_special_values(rng, values(rng, LARGE, dtype))
+    x_laid = LAYOUTS[layout](x)
+    x_before = x_laid.copy()
+    expected = af.rrelu(x_laid, lower=0.1, upper=0.4, training=True, seed=SEED)
+    # the noise has the result's dtype (float32 for big-endian float16, as the result)
+    noise = _noise_buffer(kind, LARGE, expected.dtype)
+    y = af.rrelu(x_laid, lower=0.1, upper=0.4, training=True, seed=SEED, noise=noise)
+    # the output is the one without noise, the noise each element's derivative
+    assert_bitwise_equal(y, expected)
+    assert_bitwise_equal(noise, _expected_noise(x, 0.1, 0.4, SEED, expected.dtype))
+    assert_bitwise_equal(x_laid, x_before, what="x unchanged")
+
+
+@THREADS
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "unaligned"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
+                         ids=["float16", "float32", "float64"])
+def test_rrelu_backward_from_the_noise(dtype, layout, kind, n_threads, rng):
+    x = with_special_values(rng, values(rng, LARGE, dtype))
+    g = LAYOUTS[layout](grad_values(rng, LARGE, dtype))
+    noise = _noise_buffer(kind, LARGE, dtype)
+    af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED, noise=noise)
+    noise_before, g_before = noise.copy(), g.copy()
+    gx = af.rrelu.backward(g, noise=noise, lower=0.1, upper=0.4, training=True)
+    assert gx.dtype == dtype and gx.shape == LARGE
+    # the product in the compute dtype (float32 for float16), rounded once: NumPy's
+    compute = np.float32 if dtype == np.float16 else dtype
+    assert_bitwise_equal(gx, (g.astype(compute) * noise.astype(compute)).astype(dtype))
+    from_seed = af.rrelu.backward(g, x, lower=0.1, upper=0.4, training=True, seed=SEED)
+    if dtype == np.float64:     # the slope in double either way: the seed's bits
+        assert_bitwise_equal(gx, from_seed)
+    else:                       # the slope rounded to the dtype first: an ulp at most
+        assert_ulp_close(gx, from_seed.astype(np.float64), dtype, 1)
+    assert_bitwise_equal(noise, noise_before, what="noise unchanged")
+    assert_bitwise_equal(g, g_before, what="grad_output unchanged")
+
+
+@pytest.mark.parametrize("into", ["noise", "grad_output"])
+def test_rrelu_backward_from_the_noise_in_place(into, rng):
+    x = values(rng, LARGE)
+    g = grad_values(rng, LARGE)
+    noise = np.empty(LARGE)
+    af.rrelu(x, training=True, seed=SEED, noise=noise)
+    expected = g * noise
+    target = noise if into == "noise" else g
+    assert af.rrelu.backward(g, noise=noise, training=True, out=target) is target
+    assert_bitwise_equal(target, expected)
+
+
+def test_rrelu_forward_with_noise_in_place_and_out(rng):
+    x = values(rng, LARGE, np.float32)
+    expected = af.rrelu(x, training=True, seed=SEED)
+    noise, out = np.empty(LARGE, np.float32), np.empty(LARGE, np.float32)
+    assert af.rrelu(x, training=True, seed=SEED, noise=noise, out=out) is out
+    assert_bitwise_equal(out, expected)
+    assert af.rrelu(x, training=True, seed=SEED, noise=noise, out=x) is x
+    assert_bitwise_equal(x, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_], ids=["int32", "bool"])
+def test_rrelu_noise_of_integer_input_is_float64(dtype, rng):
+    x = (rng.integers(-5, 5, (30, 40)) if dtype == np.int32 else rng.random((30, 40)) < 0.5)
+    x = x.astype(dtype)
+    noise = np.empty(x.shape)
+    y = af.rrelu(x, training=True, seed=SEED, noise=noise)
+    assert_bitwise_equal(y, af.rrelu(x.astype(np.float64), training=True, seed=SEED))
+    assert_bitwise_equal(noise, _expected_noise(x, 1 / 8, 1 / 3, SEED, np.float64))
+
+
+def test_rrelu_noise_0d_and_empty():
+    noise = np.empty(())
+    y = af.rrelu(-2.0, training=True, seed=SEED, noise=noise)
+    assert isinstance(y, np.float64) and y == -2.0 * noise
+    g = af.rrelu.backward(3.0, noise=noise, training=True)
+    assert isinstance(g, np.float64) and g == 3.0 * noise
+    empty = np.empty((0, 5))
+    assert af.rrelu(empty, training=True, seed=SEED, noise=np.empty((0, 5))).shape == (0, 5)
+    assert af.rrelu.backward(empty, noise=np.empty((0, 5)), training=True).shape == (0, 5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_rrelu_noise_matches_torch_rrelu_with_noise(dtype, rng):
+    torch = pytest.importorskip("torch")
+    x = with_special_values(rng, values(rng, (300, 211), dtype))
+    g = grad_values(rng, x.shape, dtype)
+    noise = np.empty_like(x)
+    af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED, noise=noise)
+    # PyTorch's forward (its own draws): 1 exactly where ours is 1, slopes in range elsewhere
+    torch_noise = torch.empty(x.shape, dtype=torch.from_numpy(x).dtype)
+    torch.ops.aten.rrelu_with_noise(torch.from_numpy(x.copy()), torch_noise, 0.1, 0.4, True)
+    torch_noise = torch_noise.numpy()
+    assert np.array_equal(torch_noise == 1, noise == 1)
+    slopes = torch_noise[noise != 1]
+    assert slopes.min() >= np.asarray(0.1, dtype) and slopes.max() <= np.asarray(0.4, dtype)
+    # PyTorch's backward from our noise: the same bits
+    expected = torch.ops.aten.rrelu_with_noise_backward(
+        torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(noise), 0.1, 0.4, True,
+        False).numpy()
+    assert_bitwise_equal(af.rrelu.backward(g, noise=noise, lower=0.1, upper=0.4,
+                                           training=True), expected)
+
+
 @THREADS
 def test_noisy_relu_backward_from_output_and_from_x_agree(n_threads, rng):
     x = values(rng, LARGE)
@@ -1215,6 +1343,36 @@ ERRORS = [
      lambda: af.rrelu.backward(G, output=X, lower=-0.5, upper=0.1), ValueError),
     ("rrelu-backward-shape", lambda: af.rrelu.backward(G[:, :2], X, training=True, seed=1),
      ValueError),
+    ("rrelu-noise-eval", lambda: af.rrelu(X, noise=np.empty_like(X)), ValueError),
+    ("rrelu-noise-shape", lambda: af.rrelu(X, training=True, noise=np.empty((2, 3))),
+     ValueError),
+    ("rrelu-noise-dtype",
+     lambda: af.rrelu(X, training=True, noise=np.empty(X.shape, np.float32)), TypeError),
+    ("rrelu-noise-list", lambda: af.rrelu(X, training=True, noise=[0.0] * 8), TypeError),
+    ("rrelu-noise-read-only",
+     lambda: af.rrelu(X, training=True, noise=_read_only(np.empty_like(X))), ValueError),
+    ("rrelu-noise-is-x", lambda: (lambda x: af.rrelu(x, training=True, noise=x))(X.copy()),
+     ValueError),
+    ("rrelu-noise-overlaps-x",
+     lambda: (lambda b: af.rrelu(b[:2], training=True, noise=b[1:]))(np.ones((3, 4))),
+     ValueError),
+    ("rrelu-noise-is-out",
+     lambda: (lambda o: af.rrelu(X, training=True, out=o, noise=o))(np.empty_like(X)),
+     ValueError),
+    ("rrelu-noise-x-list-is-fine-but-out-overlaps",
+     lambda: (lambda o: af.rrelu(X.tolist(), training=True, out=o, noise=o[::-1]))(
+         np.empty_like(X)), ValueError),
+    ("rrelu-backward-noise-eval", lambda: af.rrelu.backward(G, noise=np.ones_like(X)),
+     ValueError),
+    ("rrelu-backward-noise-shape",
+     lambda: af.rrelu.backward(G, noise=np.ones((2, 3)), training=True), ValueError),
+    ("rrelu-backward-noise-x-shape",
+     lambda: af.rrelu.backward(G, X[:1], noise=np.ones_like(X), training=True), ValueError),
+    ("rrelu-backward-noise-complex",
+     lambda: af.rrelu.backward(G, noise=np.ones_like(X) + 0j, training=True), TypeError),
+    ("rrelu-backward-noise-lower>upper",
+     lambda: af.rrelu.backward(G, noise=np.ones_like(X), training=True, lower=0.5, upper=0.1),
+     ValueError),
     # noisy_relu
     ("noisy_relu-sigma-negative", lambda: af.noisy_relu(X, sigma=-1.0), ValueError),
     ("noisy_relu-sigma-inf", lambda: af.noisy_relu(X, sigma=np.inf), ValueError),
@@ -1291,6 +1449,15 @@ def test_error_messages_name_the_argument():
         af.noisy_relu(X, sigma=-1.0)
     with pytest.raises(TypeError, match="seed"):
         af.rrelu.backward(G, X, training=True)
+    with pytest.raises(ValueError, match="noise"):
+        af.rrelu(X, training=True, noise=np.empty((2, 3)))
+    with pytest.raises(ValueError, match="noise"):
+        af.rrelu(X, noise=np.empty_like(X))
+    with pytest.raises(ValueError, match="noise"):
+        x = X.copy()
+        af.rrelu(x, training=True, noise=x)
+    with pytest.raises(ValueError, match="noise"):
+        af.rrelu.backward(G, noise=np.ones((2, 3)), training=True)
 
 
 def test_registry_and_namespace():
