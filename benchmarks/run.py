@@ -196,7 +196,8 @@ def measure(args, dtype, n, threads, all_libraries):
             calls = dict(built[direction])
             elements = special.ELEMENTS_MOVED[name][direction]
             calls.update(yardsticks(elements))   # round-robin, as above
-            add(name, direction, compare(calls), elements=elements, params={}, input="x")
+            input_ = special.BACKWARD_INPUT.get(name, "x") if direction == "backward" else "x"
+            add(name, direction, compare(calls), elements=elements, params={}, input=input_)
     return rows
 
 

@@ -10,7 +10,9 @@ compute the same thing:
 - **torch**: its kernel where it has one, writing into the preallocated output where it has
   an ``out=`` form: ``glu.out`` / ``glu_backward.grad_input``, ``amax.out`` (maxout's
   forward), ``rrelu_with_noise.out`` / ``rrelu_with_noise_backward.out`` (training mode, its
-  noise buffer preallocated), ``silu.out`` / ``silu_backward.grad_input`` for swish at
+  noise buffer preallocated; actfast's rrelu keeps its noise too, ``noise=``: its forward
+  writes it, its backward reads it; rrelu_seed, measured when named, times actfast's forward
+  without noise and its backward from the seed, which draws the slopes again), ``silu.out`` / ``silu_backward.grad_input`` for swish at
   beta = 1 (torch has no learnable beta: actfast's backward also sums beta's gradient;
   swish_beta, measured when named, compares beta = 1.7 with PyTorch's autograd of
   x * sigmoid(beta x)),
@@ -42,8 +44,11 @@ ELEMENTWISE = {"forward": 2, "backward": 3}
 HALVING = {"forward": 1.5, "backward": 2.5}   # x in, half out / half grad + x in, x-sized out
 ELEMENTS_MOVED = {"prelu": ELEMENTWISE, "swish": ELEMENTWISE, "swish_beta": ELEMENTWISE,
                   "pact": ELEMENTWISE,
-                  "rrelu": ELEMENTWISE, "noisy_relu": ELEMENTWISE, "maxout": HALVING,
-                  "glu": HALVING}
+                  # x in, out and noise out / grad_output and noise in, grad_input out
+                  "rrelu": {"forward": 3, "backward": 3}, "rrelu_seed": ELEMENTWISE,
+                  "noisy_relu": ELEMENTWISE, "maxout": HALVING, "glu": HALVING}
+# what the backward reads besides grad_output, where it is not x (the rows' "input")
+BACKWARD_INPUT = {"rrelu": "noise"}
 
 
 def _t(array):
@@ -127,22 +132,54 @@ def _pact(a, libraries):
     return calls
 
 
+def _rrelu_torch(a, calls):
+    """PyTorch's rrelu in training mode: rrelu_with_noise writes the output and each
+    element's derivative (its noise), its backward multiplies grad_output by that noise."""
+    aten, noise = torch.ops.aten, torch.empty_like(_t(a.x))
+    lower, upper = 1 / 8, 1 / 3
+    aten.rrelu_with_noise(_t(a.x), noise, lower, upper, True)  # the backward's noise, set
+    calls["forward"]["torch"] = partial(aten.rrelu_with_noise.out, _t(a.x), noise, lower,
+                                        upper, True, out=_t(a.out))
+    calls["backward"]["torch"] = partial(aten.rrelu_with_noise_backward.out, _t(a.g), _t(a.x),
+                                         noise, lower, upper, True, False, out=_t(a.out))
+
+
+def _rrelu_reference(a, calls):
+    rng = np.random.default_rng(SEED)
+    calls["forward"]["reference"] = lambda: np.where(
+        a.x >= 0, a.x, a.x * rng.uniform(1 / 8, 1 / 3, a.x.size).astype(a.x.dtype))
+
+
 def _rrelu(a, libraries):
+    """rrelu in training mode as PyTorch runs it: the forward also writes the noise (each
+    element's derivative), the backward reads it."""
+    x, g, out = a.x, a.g, a.out
+    noise = np.empty_like(x)
+    af.rrelu(x, training=True, seed=SEED, noise=noise)
+    calls = {"forward": {"actfast": partial(af.rrelu, x, out=out, training=True, seed=SEED,
+                                            noise=noise)},
+             "backward": {"actfast": partial(af.rrelu.backward, g, noise=noise, out=out,
+                                             training=True)}}
+    if "torch" in libraries and torch is not None:
+        _rrelu_torch(a, calls)
+    if "reference" in libraries:
+        _rrelu_reference(a, calls)
+        calls["backward"]["reference"] = lambda: g * noise
+    return calls
+
+
+def _rrelu_seed(a, libraries):
+    """rrelu in training mode without the noise: the forward draws the slopes, the backward
+    draws them again from the seed (a Philox call per pair of elements), against the same
+    PyTorch calls as rrelu's (which keep the noise)."""
     x, g, out = a.x, a.g, a.out
     options = {"training": True, "seed": SEED}
     calls = {"forward": {"actfast": partial(af.rrelu, x, out=out, **options)},
              "backward": {"actfast": partial(af.rrelu.backward, g, x, out=out, **options)}}
     if "torch" in libraries and torch is not None:
-        aten, noise = torch.ops.aten, torch.empty_like(_t(x))
-        lower, upper = 1 / 8, 1 / 3
-        calls["forward"]["torch"] = partial(aten.rrelu_with_noise.out, _t(x), noise, lower,
-                                            upper, True, out=_t(out))
-        calls["backward"]["torch"] = partial(aten.rrelu_with_noise_backward.out, _t(g), _t(x),
-                                             noise, lower, upper, True, False, out=_t(out))
+        _rrelu_torch(a, calls)
     if "reference" in libraries:
-        rng = np.random.default_rng(SEED)
-        calls["forward"]["reference"] = lambda: np.where(
-            x >= 0, x, x * rng.uniform(1 / 8, 1 / 3, x.size).astype(x.dtype))
+        _rrelu_reference(a, calls)
     return calls
 
 
@@ -192,8 +229,9 @@ def _glu(a, libraries):
 BUILDERS = {"prelu": _prelu, "swish": _swish, "pact": _pact, "rrelu": _rrelu,
             "noisy_relu": _noisy_relu, "maxout": _maxout, "glu": _glu}
 # measured only when named (--functions): not part of the default run and its targets, whose
-# swish row is beta = 1 against PyTorch's silu kernels
-OPTIONAL = {"swish_beta": _swish_beta}
+# swish row is beta = 1 against PyTorch's silu kernels and whose rrelu row keeps the noise,
+# as PyTorch does
+OPTIONAL = {"swish_beta": _swish_beta, "rrelu_seed": _rrelu_seed}
 # the element counts each takes: prelu's rows of CHANNELS, maxout's groups, glu's halves
 MULTIPLE_OF = {"prelu": CHANNELS, "maxout": PIECES, "glu": 2}
 
