@@ -72,8 +72,9 @@ def _as_input(value, name):
 
 
 def _result_dtype(arrays, compute_dtype):
-    """float16 in (alone) gives float16 out; everything else comes out in the compute dtype."""
-    if all(a.dtype == np.float16 for a in arrays):
+    """float16 in (alone, in either byte order) gives float16 out; everything else comes out
+    in the compute dtype."""
+    if all(a.dtype.kind == "f" and a.dtype.itemsize == 2 for a in arrays):
         return np.dtype(np.float16)
     return compute_dtype
 

@@ -775,6 +775,7 @@ def test_float16_computed_in_float32(name, rng):
     y = function(name)(x)
     assert y.dtype == np.float16
     assert_bitwise_equal(y, function(name)(x.astype(np.float32)).astype(np.float16))
+    assert_bitwise_equal(function(name)(x.astype(">f2")), y, what="big-endian float16")
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
