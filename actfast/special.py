@@ -578,8 +578,9 @@ class RReLU(_Function):
         """The validated parameters; ``draws`` says what the call does with the seed in
         training mode: "fresh" (None draws one), "again" (None is an error), "none"."""
         if (type(lower) is float and type(upper) is float and type(training) is bool
-                and type(seed) is int and 0 <= seed < _UINT64_RANGE and lower <= upper
-                and math.isfinite(upper - lower)):
+                and (type(seed) is int and 0 <= seed < _UINT64_RANGE
+                     or seed is None and draws == "none")
+                and lower <= upper and math.isfinite(upper - lower)):
             return lower, upper, training, seed     # the common call, valid as it is
         lower = _real("rrelu", "lower", lower, _finite)
         upper = _real("rrelu", "upper", upper, _finite)
@@ -636,10 +637,11 @@ class RReLU(_Function):
         if not training:
             raise ValueError("rrelu.backward(): argument 'noise' is the training mode's "
                              "(training=True)")
-        for name, given in (("x", x), ("output", output)):  # (not read: checked if given)
-            if given is not None and np.shape(given) != np.shape(noise):
-                raise ValueError(f"rrelu.backward(): argument '{name}' has shape "
-                                 f"{np.shape(given)}, 'noise' has shape {np.shape(noise)}")
+        if x is not None or output is not None:     # (not read: checked if given)
+            for name, given in (("x", x), ("output", output)):
+                if given is not None and np.shape(given) != np.shape(noise):
+                    raise ValueError(f"rrelu.backward(): argument '{name}' has shape "
+                                     f"{np.shape(given)}, 'noise' has shape {np.shape(noise)}")
         grad_input, _ = _backward("rrelu", Op.RRELU_NOISE_BWD, grad_output, noise, "noise",
                                   out, threshold=_CHEAP)
         return grad_input
