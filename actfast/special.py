@@ -707,16 +707,17 @@ class NoisyReLU(_Function):
         """grad_input; see the class docstring."""
         _one_of("noisy_relu", x, output)
         sigma = self._sigma(sigma)
-        if x is not None and seed is None:
-            raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
-                            "(or pass output=)")
-        seed = _seed("noisy_relu", seed)
-        if x is not None:
-            grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
-                                      sigma, seed=seed)
-        else:
+        if x is None:   # from the output: nothing drawn (a seed given is checked, not used)
+            if seed is not None:
+                _seed("noisy_relu", seed)
             grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD_FROM_OUTPUT, grad_output,
                                       output, "output", out, threshold=_CHEAP)
+            return grad_input
+        if seed is None:
+            raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
+                            "(or pass output=)")
+        grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
+                                  sigma, seed=_seed("noisy_relu", seed))
         return grad_input
 
 

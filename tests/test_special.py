@@ -1383,6 +1383,10 @@ ERRORS = [
     ("noisy_relu-backward-x-and-output",
      lambda: af.noisy_relu.backward(G, X, output=X, seed=1), TypeError),
     ("noisy_relu-backward-shape", lambda: af.noisy_relu.backward(G[:1], output=X), ValueError),
+    ("noisy_relu-backward-output-seed-negative",
+     lambda: af.noisy_relu.backward(G, output=X, seed=-1), ValueError),
+    ("noisy_relu-backward-output-sigma-nan",
+     lambda: af.noisy_relu.backward(G, output=X, sigma=np.nan), ValueError),
     # maxout
     ("maxout-pieces-0", lambda: af.maxout(X, 0), ValueError),
     ("maxout-pieces-negative", lambda: af.maxout(X, -2), ValueError),
