@@ -19,6 +19,9 @@ compute the same thing:
   ``clamp.out`` for pact's forward; prelu as autograd runs it, ``_prelu_kernel`` and
   ``_prelu_kernel_backward`` plus the sum of the weight's gradient over the rows (no out=
   forms). No torch for noisy_relu, for maxout's backward and pact's (alpha's gradient).
+  noisy_relu's backward runs from the forward's output, as the registry's functions' where
+  the derivative is a function of it (noisy_relu_seed, measured when named, from x, drawing
+  the noise again).
 - **reference**: the NumPy formula a user would write.
 
 ``ELEMENTS_MOVED[name][direction]``: elements read and written per element of x (maxout with
@@ -46,9 +49,10 @@ ELEMENTS_MOVED = {"prelu": ELEMENTWISE, "swish": ELEMENTWISE, "swish_beta": ELEM
                   "pact": ELEMENTWISE,
                   # x in, out and noise out / grad_output and noise in, grad_input out
                   "rrelu": {"forward": 3, "backward": 3}, "rrelu_seed": ELEMENTWISE,
-                  "noisy_relu": ELEMENTWISE, "maxout": HALVING, "glu": HALVING}
+                  "noisy_relu": ELEMENTWISE, "noisy_relu_seed": ELEMENTWISE,
+                  "maxout": HALVING, "glu": HALVING}
 # what the backward reads besides grad_output, where it is not x (the rows' "input")
-BACKWARD_INPUT = {"rrelu": "noise"}
+BACKWARD_INPUT = {"rrelu": "noise", "noisy_relu": "output"}
 
 
 def _t(array):
@@ -183,15 +187,34 @@ def _rrelu_seed(a, libraries):
     return calls
 
 
-def _noisy_relu(a, libraries):
-    x, g, out = a.x, a.g, a.out
-    calls = {"forward": {"actfast": partial(af.noisy_relu, x, sigma=0.5, seed=SEED, out=out)},
-             "backward": {"actfast": partial(af.noisy_relu.backward, g, x, sigma=0.5,
-                                             seed=SEED, out=out)}}
+def _noisy_relu_forward(a, libraries):
+    x = a.x
+    calls = {"forward": {"actfast": partial(af.noisy_relu, x, sigma=0.5, seed=SEED,
+                                            out=a.out)},
+             "backward": {}}
     if "reference" in libraries:
         rng = np.random.default_rng(SEED)
         calls["forward"]["reference"] = lambda: np.maximum(
             x + 0.5 * rng.standard_normal(x.size), 0).astype(x.dtype)
+    return calls
+
+
+def _noisy_relu(a, libraries):
+    """noisy_relu's backward from the forward's output (y > 0: relu's rule), as the
+    registry's functions run theirs where the derivative is a function of the output."""
+    calls = _noisy_relu_forward(a, libraries)
+    y = af.noisy_relu(a.x, sigma=0.5, seed=SEED)
+    calls["backward"]["actfast"] = partial(af.noisy_relu.backward, a.g, output=y, out=a.out)
+    if "reference" in libraries:
+        calls["backward"]["reference"] = lambda: np.where(y > 0, a.g, 0)
+    return calls
+
+
+def _noisy_relu_seed(a, libraries):
+    """noisy_relu's backward from x: the forward's noise drawn again from the seed."""
+    calls = _noisy_relu_forward(a, libraries)
+    calls["backward"]["actfast"] = partial(af.noisy_relu.backward, a.g, a.x, sigma=0.5,
+                                           seed=SEED, out=a.out)
     return calls
 
 
@@ -229,9 +252,10 @@ def _glu(a, libraries):
 BUILDERS = {"prelu": _prelu, "swish": _swish, "pact": _pact, "rrelu": _rrelu,
             "noisy_relu": _noisy_relu, "maxout": _maxout, "glu": _glu}
 # measured only when named (--functions): not part of the default run and its targets, whose
-# swish row is beta = 1 against PyTorch's silu kernels and whose rrelu row keeps the noise,
-# as PyTorch does
-OPTIONAL = {"swish_beta": _swish_beta, "rrelu_seed": _rrelu_seed}
+# swish row is beta = 1 against PyTorch's silu kernels, whose rrelu row keeps the noise, as
+# PyTorch does, and whose noisy_relu row runs its backward from the output
+OPTIONAL = {"swish_beta": _swish_beta, "rrelu_seed": _rrelu_seed,
+            "noisy_relu_seed": _noisy_relu_seed}
 # the element counts each takes: prelu's rows of CHANNELS, maxout's groups, glu's halves
 MULTIPLE_OF = {"prelu": CHANNELS, "maxout": PIECES, "glu": 2}
 
