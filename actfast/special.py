@@ -601,10 +601,9 @@ class RReLU(_Function):
     def __call__(self, x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
                  out=None, noise=None):
         lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh")
-        if noise is not None:
-            if not training:
-                raise ValueError("rrelu(): argument 'noise' is written in training mode only "
-                                 "(training=True)")
+        if noise is not None and not training:
+            raise ValueError("rrelu(): argument 'noise' is written in training mode only "
+                             "(training=True)")
         if not training:
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
         return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)

@@ -12,11 +12,11 @@ compute the same thing:
   forward), ``rrelu_with_noise.out`` / ``rrelu_with_noise_backward.out`` (training mode, its
   noise buffer preallocated; actfast's rrelu keeps its noise too, ``noise=``: its forward
   writes it, its backward reads it; rrelu_seed, measured when named, times actfast's forward
-  without noise and its backward from the seed, which draws the slopes again), ``silu.out`` / ``silu_backward.grad_input`` for swish at
-  beta = 1 (torch has no learnable beta: actfast's backward also sums beta's gradient;
-  swish_beta, measured when named, compares beta = 1.7 with PyTorch's autograd of
-  x * sigmoid(beta x)),
-  ``clamp.out`` for pact's forward; prelu as autograd runs it, ``_prelu_kernel`` and
+  without noise and its backward from the seed, which draws the slopes again),
+  ``silu.out`` / ``silu_backward.grad_input`` for swish at beta = 1 (torch has no learnable
+  beta: actfast's backward also sums beta's gradient; swish_beta, measured when named,
+  compares beta = 1.7 with PyTorch's autograd of x * sigmoid(beta x)), ``clamp.out`` for
+  pact's forward; prelu as autograd runs it, ``_prelu_kernel`` and
   ``_prelu_kernel_backward`` plus the sum of the weight's gradient over the rows (no out=
   forms). No torch for noisy_relu, for maxout's backward and pact's (alpha's gradient).
   noisy_relu's backward runs from the forward's output, as the registry's functions' where
