@@ -411,6 +411,9 @@ class Swish(_Function):
       terms' magnitudes, the size of its rounding to float32.
 
     ``out`` is the buffer of grad_input. The derivative needs x: ``output=`` raises TypeError.
+    ``beta_grad=False`` (beta not learned: a fixed beta, e.g. 1.702 in CLIP's QuickGELU,
+    x * sigmoid(1.702 x)) computes grad_input alone, the same bits, and returns
+    ``(grad_input, None)``.
 
     Examples
     --------
@@ -425,11 +428,16 @@ class Swish(_Function):
         beta = _real("swish", "beta", beta, _finite)
         return _forward(Op.SWISH_FWD, x, out, beta)
 
-    def backward(self, grad_output, x=None, *, output=None, out=None, beta=1.0):
+    def backward(self, grad_output, x=None, *, output=None, out=None, beta=1.0,
+                 beta_grad=True):
         """``(grad_input, grad_beta)``; see the class docstring."""
         _not_from_output("swish", output, "x is not a function of swish(x)")
         _required("swish.backward", "x", x)
         beta = _real("swish", "beta", beta, _finite)
+        if beta_grad is not True and not _bool("swish", "beta_grad", beta_grad):
+            grad_input, _ = _backward("swish", Op.SWISH_BWD_INPUT, grad_output, x, "x", out,
+                                      beta)
+            return grad_input, None
         return _backward("swish", Op.SWISH_BWD, grad_output, x, "x", out, beta)
 
 

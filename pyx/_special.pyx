@@ -62,6 +62,7 @@ cpdef enum Op:
     NOISY_RELU_BWD = 7      # from x: recomputes the noise
     NOISY_RELU_BWD_FROM_OUTPUT = 8
     RRELU_NOISE_BWD = 9     # grad_output * the forward's noise (passed as x)
+    SWISH_BWD_INPUT = 10    # grad_input alone: beta not learned (no d/dbeta terms)
 
 
 cdef struct Params:
@@ -173,6 +174,8 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     elif op == RRELU_NOISE_BWD:  # (the product in the dtype, as PyTorch's)
         for i in range(n):
             out[i] = g[i] * x[i]
+    elif op == SWISH_BWD_INPUT:
+        swish_grad_input(x, g, out, n, a)
     else:
         c = 0
         while c < n:
@@ -242,6 +245,41 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                         out[c + i] = <floating>K.relu_bwd(g[c + i], x[c + i] + a * buffer[i])
             c += m
     return total
+
+
+cdef void swish_grad_input(const floating* x, const floating* g, floating* out, Py_ssize_t n,
+                           double beta) noexcept nogil:
+    """SWISH_BWD_INPUT: the grad_input of SWISH_BWD, to the bit, without the d/dbeta terms
+    (the kernels with a NULL term pointer compute none), by the same chunks and kernels."""
+    cdef Py_ssize_t i, c = 0, m
+    if beta == 0.0:
+        for i in range(n):
+            out[i] = <floating>S.swish0_bwd(g[i], x[i])
+        return
+    while c < n:
+        m = min(<Py_ssize_t>CHUNK, n - c)
+        if beta == 1.0:  # silu's gradient
+            if K.moderate_inputs_and_multipliers(x + c, g + c, m):
+                for i in range(c, c + m):
+                    out[i] = K.nan_passing(x[i], K.silu_bwd(g[i], x[i], True))
+            else:
+                for i in range(c, c + m):
+                    out[i] = K.nan_passing(x[i], K.silu_bwd(g[i], x[i], False))
+        elif floating is float:
+            if S.swish_moderate_chunk(x + c, g + c, m, beta):
+                for i in range(c, c + m):
+                    out[i] = S.swish32_bwd_and_dbeta(g[i], x[i], beta, NULL)
+            else:
+                for i in range(c, c + m):
+                    out[i] = S.swish32_bwd_or_double(g[i], x[i], beta, NULL)
+        elif S.swish_moderate_chunk(x + c, g + c, m, beta):
+            for i in range(c, c + m):
+                out[i] = <floating>S.swish_bwd_and_dbeta(g[i], x[i], beta, NULL, True)
+        else:
+            for i in range(c, c + m):
+                out[i] = K.nan_passing(x[i], <floating>S.swish_bwd_and_dbeta(
+                    g[i], x[i], beta, NULL, False))
+        c += m
 
 
 cdef void block_streamed(Op op, const floating* px, floating* po, Py_ssize_t start,

@@ -121,10 +121,12 @@ cdef inline double swish_bwd_and_dbeta(double grad_output, double x, double beta
                                        double* dbeta, bint moderate) noexcept nogil:
     # d/dx [x s(beta x)] = s(t) + t s'(t) with t = beta x: silu'(t), whose kernel handles the
     # tails (beta != 0); and the d/dbeta term into *dbeta, from the same exponential of t
+    # (dbeta NULL: beta is not learned; inlined with a constant NULL, the term is not computed)
     cdef double t = beta * x
     cdef double scale, G
     cdef double zh = K.silu_exp_parts(t, &scale, &G, moderate)
-    dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, moderate)
+    if dbeta != NULL:
+        dbeta[0] = swish_dbeta_parts(grad_output, x, t, zh, scale, moderate)
     return K.silu_bwd_parts(grad_output, t, zh, scale, G, moderate)
 
 
@@ -178,7 +180,8 @@ cdef inline float swish32_bwd_and_dbeta(float grad_output, float x, double beta,
     cdef float d = <float>((<double>x * beta - K.SILU_X0_HI) - K.SILU_X0_LO)
     cdef float G = K.silu_G_near(d) if fabs(d) < 0.25 else ((<float>1 + th) + tl) + z
     cdef float numerator = (<float>1 + z) + th * z if th >= 0 else z * G
-    dbeta[0] = swish_dbeta_parts(grad_output, x, th, z, 1.0, True)
+    if dbeta != NULL:   # (as swish_bwd_and_dbeta's)
+        dbeta[0] = swish_dbeta_parts(grad_output, x, th, z, 1.0, True)
     return grad_output * (numerator / ((<float>1 + z) * (<float>1 + z)))
 
 cdef inline float swish32_fwd_or_double(float x, double beta) noexcept nogil:
@@ -196,7 +199,8 @@ cdef inline float swish32_bwd_or_double(float g, float x, double beta,
     cdef float y32 = swish32_bwd_and_dbeta(g, x, beta, &term32)
     cdef float y = K.nan_passing(x, <float>swish_bwd_and_dbeta(g, x, beta, &term, False))
     cdef bint moderate = swish32_moderate_element(x, g, beta)
-    dbeta[0] = term32 if moderate else term
+    if dbeta != NULL:   # (as swish_bwd_and_dbeta's)
+        dbeta[0] = term32 if moderate else term
     return y32 if moderate else y
 
 

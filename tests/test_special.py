@@ -174,6 +174,16 @@ def _swish_grad_slack(beta):
     return lambda g, x: 4 * np.finfo(np.float64).eps * np.abs(g) * (1 + np.abs(beta * x))
 
 
+def _swish_fixed_spec(beta):
+    """swish with a beta that is not learned (beta_grad=False): grad_input alone."""
+    return Spec(f"swish-beta={beta:g}-fixed",
+                lambda x, **kw: af.swish(x, beta=beta, **kw),
+                lambda g, x, **kw: af.swish.backward(g, x, beta=beta, beta_grad=False, **kw)[:1],
+                lambda x: R.swish(x, beta),
+                lambda g, x: (g * R.swish_grad(x, beta)[0],),
+                grad_slack=_swish_grad_slack(beta))
+
+
 SPECS = [
     Spec("prelu-channels",
          lambda x, **kw: af.prelu(x, _prelu_weight_like(x), **kw),
@@ -207,6 +217,8 @@ SPECS = [
          lambda x: R.swish(x, -0.6),
          lambda g, x: (g * R.swish_grad(x, -0.6)[0], np.sum(g * R.swish_grad(x, -0.6)[1])),
          learnable=True, grad_slack=_swish_grad_slack(-0.6)),
+    _swish_fixed_spec(1.7),
+    _swish_fixed_spec(1.0),
     Spec("pact-alpha=1.5",
          lambda x, **kw: af.pact(x, 1.5, **kw),
          lambda g, x, **kw: af.pact.backward(g, x, 1.5, **kw),
@@ -541,6 +553,28 @@ def test_swish_beta_1_is_silu(dtype, rng):
     assert_bitwise_equal(af.swish.backward(g, x, beta=1.0)[0], af.silu.backward(g, x))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # float16
+@THREADS
+@pytest.mark.parametrize("beta", [1.0, 0.0, 1.702, -0.6, 0.05, 25.0], ids=lambda b: f"beta={b}")
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
+                         ids=["float16", "float32", "float64"])
+def test_swish_fixed_beta_gives_the_learned_grad_input(dtype, beta, n_threads, rng):
+    # beta_grad=False: the same grad_input bits as with beta's gradient, and None for it (a
+    # float16 grad_beta may overflow: the learned call's cast warns)
+    x = with_special_values(rng, values(rng, LARGE, dtype)) if dtype != np.float16 else \
+        values(rng, LARGE, dtype)
+    g = grad_values(rng, LARGE, dtype)
+    g.flat[::1009] = 0.0
+    learned, grad_beta = af.swish.backward(g, x, beta=beta)
+    fixed, none = af.swish.backward(g, x, beta=beta, beta_grad=False)
+    assert none is None and grad_beta is not None
+    assert_bitwise_equal(fixed, learned)
+    out = np.empty_like(learned)
+    result = af.swish.backward(g[::-1], x[::-1], beta=beta, beta_grad=np.bool_(False), out=out)
+    assert result[0] is out and result[1] is None
+    assert_bitwise_equal(out, af.swish.backward(g[::-1], x[::-1], beta=beta)[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_rrelu_eval_is_leaky_relu(dtype, rng):
     x = values(rng, (5000,), dtype)
@@ -659,7 +693,8 @@ def test_layouts_and_threads_bitwise(spec, dtype, layout, n_threads, rng):
 # as the random ones' draws, nor on its channel, as prelu's weight per channel)
 POSITION_FREE_PARAMS = [p for p in SPEC_PARAMS
                         if p.id in ("prelu-single", "swish-beta=1.7", "swish-beta=1",
-                                    "swish-beta=-0.6", "pact-alpha=1.5", "rrelu-eval")]
+                                    "swish-beta=-0.6", "swish-beta=1.7-fixed",
+                                    "swish-beta=1-fixed", "pact-alpha=1.5", "rrelu-eval")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -1307,6 +1342,8 @@ ERRORS = [
     ("swish-beta-string", lambda: af.swish(X, beta="1"), TypeError),
     ("swish-beta-array", lambda: af.swish(X, beta=np.ones(2)), TypeError),
     ("swish-beta-positional", lambda: af.swish(X, 1.0), TypeError),
+    ("swish-beta-grad-int", lambda: af.swish.backward(G, X, beta_grad=0), TypeError),
+    ("swish-beta-grad-none", lambda: af.swish.backward(G, X, beta_grad=None), TypeError),
     ("swish-unknown-keyword", lambda: af.swish(X, alpha=1.0), TypeError),
     ("swish-backward-output", lambda: af.swish.backward(G, output=X), TypeError),
     ("swish-backward-shape", lambda: af.swish.backward(G.T, X), ValueError),
