@@ -81,14 +81,24 @@ def _prepare(out, shape, compute, result, arrays, aligned):
     ``out`` and it is the very same view (plain in place).
     """
     arrays = [np.asarray(a, dtype=compute, order="C") for a in arrays]
-    if out is not None:
-        _check_out(out, shape, result)
-        if result == compute and out.flags.c_contiguous:
-            return out, [
-                a if not np.may_share_memory(a, out)
-                or (ok and a.shape == out.shape and _same_view(a, out)) else a.copy()
-                for a, ok in zip(arrays, aligned)]
-    return np.empty(shape, dtype=compute), arrays
+    target = _target(out, shape, compute, result)
+    if target is out:
+        return out, [
+            a if not np.may_share_memory(a, out)
+            or (ok and a.shape == out.shape and _same_view(a, out)) else a.copy()
+            for a, ok in zip(arrays, aligned)]
+    return target, arrays
+
+
+def _target(buffer, shape, compute, result, name="out"):
+    """What the loop writes for an output buffer (None, or checked as argument ``name``): the
+    buffer itself when it is C-contiguous in the compute dtype, else a new array of the
+    compute dtype (_finish copies it into the buffer)."""
+    if buffer is not None:
+        _check_out(buffer, shape, result, name)
+        if result == compute and buffer.flags.c_contiguous:
+            return buffer
+    return np.empty(shape, dtype=compute)
 
 
 def _finish(target, out, result):
@@ -201,15 +211,11 @@ def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY, noise=None):
             if isinstance(other, np.ndarray) and np.may_share_memory(noise, other):
                 raise ValueError(f"argument 'noise' overlaps '{name}'")
     (x,), compute, result = _inputs((x,), ("x",))
-    noise_target = None
-    if noise is not None:
-        _check_out(noise, x.shape, result, "noise")
-        noise_target = (noise if result == compute and noise.flags.c_contiguous
-                        else np.empty(x.shape, dtype=compute))
+    noise_target = None if noise is None else _target(noise, x.shape, compute, result, "noise")
     target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
     _elementwise(op, x, x, target, a, b, seed, threshold, noise_target)  # (grad_output: x)
-    if noise_target is not noise:
-        np.copyto(noise, noise_target, casting="unsafe")
+    if noise is not None:
+        _finish(noise_target, noise, result)
     return _finish(target, out, result)
 
 

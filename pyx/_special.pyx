@@ -250,7 +250,10 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
 cdef void swish_grad_input(const floating* x, const floating* g, floating* out, Py_ssize_t n,
                            double beta) noexcept nogil:
     """SWISH_BWD_INPUT: the grad_input of SWISH_BWD, to the bit, without the d/dbeta terms
-    (the kernels with a NULL term pointer compute none), by the same chunks and kernels."""
+    (the kernels with a NULL term pointer compute none), by the same chunks and kernels.
+    Written out beside block()'s SWISH_BWD loops rather than shared with them: one chunk
+    function taking the term pointer as an argument was not inlined by GCC, so NULL was no
+    longer a constant in it and its loops ran about 10x slower, unvectorised."""
     cdef Py_ssize_t i, c = 0, m
     if beta == 0.0:
         for i in range(n):

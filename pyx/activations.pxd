@@ -150,14 +150,7 @@ cdef extern from *:
             return smallest >= tiny_bits - 1 && largest <= huge_bits;                     \
         }                                                                                 \
         static inline int actfast_moderate_multiplier_##SUFFIX(T m) {                     \
-            const BITS magnitude = ~((BITS)1 << (8 * sizeof(T) - 1));                    \
-            const T tiny = TINY, huge = HUGE;                                             \
-            BITS b, tiny_bits, huge_bits;                                                 \
-            memcpy(&tiny_bits, &tiny, sizeof tiny);                                       \
-            memcpy(&huge_bits, &huge, sizeof huge);                                       \
-            memcpy(&b, &m, sizeof b);                                                     \
-            b &= magnitude;                                                               \
-            return ((b - 1) & magnitude) >= tiny_bits - 1 && b <= huge_bits;              \
+            return actfast_moderate_multipliers_##SUFFIX(&m, NULL, 1);  /* one element */  \
         }
     #define ACTFAST_MODERATE_X_BOUND_F 20.0f
     #define ACTFAST_MODERATE_X_BOUND_D 200.0
