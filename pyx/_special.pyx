@@ -174,8 +174,6 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     elif op == RRELU_NOISE_BWD:  # (the product in the dtype, as PyTorch's)
         for i in range(n):
             out[i] = g[i] * x[i]
-    elif op == SWISH_BWD_INPUT:
-        swish_grad_input(x, g, out, n, a)
     else:
         c = 0
         while c < n:
@@ -308,6 +306,9 @@ cdef inline double one_of(Op op, const floating* px, const floating* pg, floatin
                           Py_ssize_t k, Py_ssize_t n, const Params* p) noexcept nogil:
     """Block k of run_elementwise's n elements."""
     cdef Py_ssize_t m = min(<Py_ssize_t>BLOCK, n - k * BLOCK)
+    if op == SWISH_BWD_INPUT:  # (outside block(): inside, it slowed block()'s other loops)
+        swish_grad_input(px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, m, p.a)
+        return 0.0
     return block(op, px + k * BLOCK, pg + k * BLOCK, po + k * BLOCK, k * BLOCK, m, p)
 
 
