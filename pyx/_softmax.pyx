@@ -36,6 +36,7 @@ from cython.parallel cimport prange, threadid
 cimport numpy as cnp
 from libc.math cimport log, INFINITY, NAN
 from libc.stdint cimport uint8_t
+from stream cimport STREAM_FROM, af_stream_copy, af_stream_fence
 
 cimport softmax_kernels as K
 
@@ -51,6 +52,17 @@ cdef enum:
     BLOCK = 2048        # elements per block along the axis (8 KiB of float32: stays in L1)
     LANES = 16          # partial sums per block (4 AVX2 registers of double: hides add latency)
     COLS = 1024         # columns per work unit in column mode (only speed depends on it)
+    # Row mode streams the outputs of log_softmax's forward and of the backwards (rows of up
+    # to STREAM_ROW elements) when the call's operands take STREAM_FROM bytes or more (see
+    # pyx/stream.h): each block's outputs are computed into a buffer in L1 and copied out
+    # with streaming stores, so that the output's lines are not read from memory first.
+    # Two threads, float32, plain against streamed: the backward at (4096, 4096) 3.55 ->
+    # 3.04 ms, log_softmax at (4096, 4096) 4.40 -> 4.19 ms and at (8, 10^6) 1.90 -> 1.63 ms.
+    # Not streamed: the backward's longer rows, whose grad_output and y come back from L3
+    # for the second pass (at (8, 10^6) 1.61 -> 1.73 ms streamed), and softmax's forward,
+    # whose exps would have to be kept out of the output until the row's sum is known (in a
+    # row buffer: the same time at (4096, 4096)).
+    STREAM_ROW = 32768
 
 # forward operations
 cdef enum:
@@ -71,6 +83,17 @@ BACKWARD_OPS = {"softmax": BWD_SOFTMAX, "log_softmax": BWD_LOG_SOFTMAX,
                 "log_softmax_prob": BWD_LOG_SOFTMAX_PROB}
 BLOCK_SIZE = BLOCK
 N_LANES = LANES
+STREAM_FROM_BYTES = STREAM_FROM
+# the operands' bytes from which row mode streams its outputs (STREAM_FROM but in the tests)
+cdef Py_ssize_t stream_from = STREAM_FROM
+
+
+def set_stream_from(Py_ssize_t nbytes):
+    """Set the bytes of operands from which row mode streams its outputs; return the old
+    value (for the tests and benchmarks: they compare both paths on small arrays)."""
+    global stream_from
+    old, stream_from = stream_from, nbytes
+    return old
 
 
 def exp(cnp.ndarray x not None, cnp.ndarray out not None, bint nonpositive=False):
@@ -130,8 +153,7 @@ cdef inline real vmax(const real* x, const uint8_t* mask, Py_ssize_t n, real sig
 
 
 # The last pass over an unmasked block of a row: plain loops GCC vectorises, the same
-# operations as the masked and column loops. (Streaming stores were measured here and did not
-# pay: at (4096, 4096) the kernel is bound by its exps, not by the writes.)
+# operations as the masked and column loops. (Streaming: see STREAM_ROW.)
 
 cdef inline void vscale(real* out, const real* e, Py_ssize_t m, real fs,
                         real sc) noexcept nogil:
@@ -391,9 +413,10 @@ cdef inline const uint8_t* offset(const uint8_t* mask, Py_ssize_t k) noexcept no
 
 cdef void forward_row(int op, const real* x, const uint8_t* mask, real* out, Py_ssize_t n,
                       real sign, real* rowval, real* scratch, double* bmax,
-                      double* bsum) noexcept nogil:
+                      double* bsum, bint stream) noexcept nogil:
     """A whole row in one thread. bmax, bsum: n_blocks(n) doubles each; scratch: BLOCK reals
-    (the exps of log_softmax and logsumexp, which do not keep them)."""
+    (the exps of log_softmax and logsumexp, which do not keep them; with stream, then each
+    block's outputs of log_softmax before they are streamed to out)."""
     cdef Py_ssize_t nb = n_blocks(n), b, lo, m
     cdef bint store = op == SOFTMAX or op == SOFTMAX_SCALED
     cdef double M, R, S, scale
@@ -410,12 +433,18 @@ cdef void forward_row(int op, const real* x, const uint8_t* mask, real* out, Py_
     for b in range(nb):
         lo = b * BLOCK
         m = min(<Py_ssize_t>BLOCK, n - lo)
-        row_block_finish(op, x + lo, offset(mask, lo), out + lo, m, sign, bmax[b], M, R, S,
-                         scale)
+        row_block_finish(op, x + lo, offset(mask, lo), scratch if stream else out + lo, m,
+                         sign, bmax[b], M, R, S, scale)
+        if stream:
+            af_stream_copy(<char*>(out + lo), <char*>scratch, m * sizeof(real))
+    if stream:
+        af_stream_fence()
 
 
 cdef void backward_row(int op, const real* g, const real* y, const uint8_t* mask, real* out,
-                       Py_ssize_t n, double sign, double* scratch) noexcept nogil:
+                       Py_ssize_t n, double sign, double* scratch, bint stream) noexcept nogil:
+    """A whole row in one thread. scratch: BLOCK doubles (the masked dot's terms; with
+    stream, then each block's outputs before they are streamed to out)."""
     cdef Py_ssize_t nb = n_blocks(n), b, lo, m
     cdef double dot = 0.0
     cdef const real* yb
@@ -427,8 +456,12 @@ cdef void backward_row(int op, const real* g, const real* y, const uint8_t* mask
     for b in range(nb):
         lo = b * BLOCK
         m = min(<Py_ssize_t>BLOCK, n - lo)
-        row_block_backward(op, g + lo, y + lo, offset(mask, lo), out + lo, m, <real>sign,
-                           <real>dot)
+        row_block_backward(op, g + lo, y + lo, offset(mask, lo),
+                           <real*>scratch if stream else out + lo, m, <real>sign, <real>dot)
+        if stream:
+            af_stream_copy(<char*>(out + lo), <char*>scratch, m * sizeof(real))
+    if stream:
+        af_stream_fence()
 
 
 # ---- column mode: w adjacent columns, the axis walked with stride `inner` ------------------
@@ -673,7 +706,8 @@ cdef bint split_rows(Py_ssize_t outer, Py_ssize_t nb, int n_threads) noexcept no
 cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real* rowvals,
                      Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, real sign,
                      int n_threads, double* work, Py_ssize_t work_per_thread,
-                     double* row_work) noexcept nogil:
+                     double* row_work, bint stream) noexcept nogil:
+    """stream: row mode streams its outputs (log_softmax; see STREAM_ROW)."""
     cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
     cdef bint store = op == SOFTMAX or op == SOFTMAX_SCALED
     cdef double* tw
@@ -709,22 +743,26 @@ cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real
             lo = b * BLOCK
             m = min(<Py_ssize_t>BLOCK, n - lo)
             scale = <double>rowvals[r] if op == SOFTMAX_SCALED else 1.0
-            row_block_finish(op, x + r * n + lo, offset(mask, r * n + lo), out + r * n + lo,
-                             m, sign, bmax[i], stats[3 * r], stats[3 * r + 1],
-                             stats[3 * r + 2], scale)
+            tw = work + threadid() * work_per_thread
+            row_block_finish(op, x + r * n + lo, offset(mask, r * n + lo),
+                             <real*>tw if stream else out + r * n + lo, m, sign, bmax[i],
+                             stats[3 * r], stats[3 * r + 1], stats[3 * r + 2], scale)
+            if stream:
+                af_stream_copy(<char*>(out + r * n + lo), <char*>tw, m * sizeof(real))
+                af_stream_fence()
         return 0
     if inner == 1:
         if n_threads == 1:
             for r in range(outer):
                 forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
                             rowvals + r if rowvals != NULL else NULL,
-                            <real*>(work + 2 * nb), work, work + nb)
+                            <real*>(work + 2 * nb), work, work + nb, stream)
             return 0
         for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
             tw = work + threadid() * work_per_thread
             forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
                         rowvals + r if rowvals != NULL else NULL,
-                        <real*>(tw + 2 * nb), tw, tw + nb)
+                        <real*>(tw + 2 * nb), tw, tw + nb, stream)
         return 0
     w = column_width(outer, inner, n_threads)
     per_outer = (inner + w - 1) // w
@@ -754,8 +792,10 @@ cdef inline void forward_unit(int op, const real* x, const uint8_t* mask, real* 
 cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask, real* out,
                       Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, double sign,
                       int n_threads, double* work, Py_ssize_t work_per_thread,
-                      double* row_work) noexcept nogil:
+                      double* row_work, bint stream) noexcept nogil:
+    """stream: row mode streams its outputs (see STREAM_ROW)."""
     cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
+    cdef double* tw
     cdef double* bdot
     cdef double* dots
     cdef double d
@@ -781,18 +821,23 @@ cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask,
             b = i % nb
             lo = b * BLOCK
             m = min(<Py_ssize_t>BLOCK, n - lo)
+            tw = work + threadid() * work_per_thread
             row_block_backward(op, g + r * n + lo, y + r * n + lo, offset(mask, r * n + lo),
-                               out + r * n + lo, m, <real>sign, <real>dots[r])
+                               <real*>tw if stream else out + r * n + lo, m, <real>sign,
+                               <real>dots[r])
+            if stream:
+                af_stream_copy(<char*>(out + r * n + lo), <char*>tw, m * sizeof(real))
+                af_stream_fence()
         return 0
     if inner == 1:
         if n_threads == 1:
             for r in range(outer):
                 backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n,
-                             sign, work)
+                             sign, work, stream)
             return 0
         for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
             backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n, sign,
-                         work + threadid() * work_per_thread)
+                         work + threadid() * work_per_thread, stream)
         return 0
     w = column_width(outer, inner, n_threads)
     per_outer = (inner + w - 1) // w
@@ -840,6 +885,8 @@ def forward(int op, cnp.ndarray x not None, cnp.ndarray out, cnp.ndarray mask,
     if size < parallel_threshold:
         n_threads = 1
     n_threads = max(1, n_threads)
+    cdef bint stream = (op == LOG_SOFTMAX and inner == 1
+                        and 2 * size * cnp.PyArray_ITEMSIZE(x) >= stream_from)
     if inner == 1:
         per_thread = 2 * nb + BLOCK       # bmax, bsum, the exps (BLOCK doubles hold BLOCK reals)
     else:
@@ -856,11 +903,13 @@ def forward(int op, cnp.ndarray x not None, cnp.ndarray out, cnp.ndarray mask,
     if x.dtype == np.float32:
         with nogil:
             forward_all[float](op, <float*>px, pmask, <float*>pout, <float*>prow, outer, n,
-                               inner, <float>sign, n_threads, pwork, per_thread, prow_work)
+                               inner, <float>sign, n_threads, pwork, per_thread, prow_work,
+                               stream)
     else:
         with nogil:
             forward_all[double](op, <double*>px, pmask, <double*>pout, <double*>prow, outer,
-                                n, inner, sign, n_threads, pwork, per_thread, prow_work)
+                                n, inner, sign, n_threads, pwork, per_thread, prow_work,
+                                stream)
 
 
 def backward(int op, cnp.ndarray grad_output not None, cnp.ndarray y not None,
@@ -876,6 +925,8 @@ def backward(int op, cnp.ndarray grad_output not None, cnp.ndarray y not None,
     if size < parallel_threshold:
         n_threads = 1
     n_threads = max(1, n_threads)
+    cdef bint stream = (inner == 1 and n <= STREAM_ROW
+                        and 3 * size * cnp.PyArray_ITEMSIZE(y) >= stream_from)
     per_thread = (nb + LANES + 2) * COLS if inner > 1 else BLOCK
     work = np.empty(max(1, n_threads * per_thread), dtype=np.float64)
     row_work = (np.empty((nb + 1) * outer, dtype=np.float64)
@@ -889,8 +940,10 @@ def backward(int op, cnp.ndarray grad_output not None, cnp.ndarray y not None,
     if y.dtype == np.float32:
         with nogil:
             backward_all[float](op, <float*>pg, <float*>py, pmask, <float*>pout, outer, n,
-                                inner, sign, n_threads, pwork, per_thread, prow_work)
+                                inner, sign, n_threads, pwork, per_thread, prow_work,
+                                stream)
     else:
         with nogil:
             backward_all[double](op, <double*>pg, <double*>py, pmask, <double*>pout, outer, n,
-                                 inner, sign, n_threads, pwork, per_thread, prow_work)
+                                 inner, sign, n_threads, pwork, per_thread, prow_work,
+                                 stream)

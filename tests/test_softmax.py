@@ -721,6 +721,78 @@ def test_calls_at_the_parallel_thresholds_give_one_threads_bits(name, dtype, siz
     assert_bitwise_equal(f.backward(g, x, axis=axis), backward, what="backward, 2 threads")
 
 
+# ---- streamed stores: calls whose operands exceed the last-level cache ----------------------
+# From STREAM_FROM bytes of operands on, row mode computes log_softmax's outputs and the
+# backward's (rows of up to STREAM_ROW elements) a block at a time into a buffer and streams
+# them to the output (pyx/_softmax.pyx). The bits must be those of the stores in place. The
+# threshold is lowered to 0 to run that path on small arrays: rows of one block, of several,
+# cut across threads, and longer than STREAM_ROW; masked, out= off the vector boundary, in
+# place.
+
+STREAM_SHAPES = [(9, 700), (4, 3 * BLOCK + 5), (1, 5 * BLOCK + 3), (2, 40000)]
+
+
+def _all_results(f, x, g, mask):
+    """Every forward and backward of f on x (as a dict): plain, into an out= off the vector
+    boundary, in place; the backwards from the output and from x, in place into g."""
+    dtype = x.dtype
+    results = {"forward": f(x, where=mask)}
+    out = np.empty(x.size + 1, dtype)[1:].reshape(x.shape)
+    assert f(x, where=mask, out=out) is out
+    results["forward out="] = out
+    inplace = x.copy()
+    f(inplace, where=mask, out=inplace)
+    results["forward in place"] = inplace
+    y = results["forward"]
+    results["backward from the output"] = f.backward(g, output=y, where=mask)
+    results["backward from x"] = f.backward(g, x, where=mask)
+    out = np.empty(x.size + 1, dtype)[1:].reshape(x.shape)
+    f.backward(g, output=y, where=mask, out=out)
+    results["backward out="] = out
+    inplace = g.copy()
+    f.backward(inplace, output=y, where=mask, out=inplace)
+    results["backward in place"] = inplace
+    return results
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("shape", STREAM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_streamed_stores_give_the_same_bits(name, dtype, masked, shape, rng, threads):
+    x = logits(rng, shape, dtype)
+    x.ravel()[rng.integers(0, x.size, 3)] = [np.inf, -np.inf, np.nan]   # special rows too
+    g = grad_output_like(rng, shape, dtype)
+    mask = rng.random(shape) < 0.8 if masked else None
+    f = function(name)
+    for count in (1, 2):
+        af.set_num_threads(count)
+        expected = _all_results(f, x, g, mask)
+        saved = _softmax.set_stream_from(0)
+        try:
+            streamed = _all_results(f, x, g, mask)
+        finally:
+            _softmax.set_stream_from(saved)
+        for what, result in streamed.items():
+            assert_bitwise_equal(result, expected[what], what=f"{what}, {count} threads")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_streamed_calls_at_full_size_give_the_same_bits(dtype, rng, threads):
+    # at the real threshold: rows of 4096 in a call of 32 MiB and more, against the same
+    # rows a few at a time (below the threshold)
+    rows = _softmax.STREAM_FROM_BYTES // (2 * 4096 * dtype.itemsize) + 3
+    x = logits(rng, (rows, 4096), dtype)
+    g = grad_output_like(rng, x.shape, dtype)
+    af.set_num_threads(2)
+    pieces = [slice(r, r + 64) for r in range(0, rows, 64)]
+    y = af.log_softmax(x)
+    assert_bitwise_equal(y, np.concatenate([af.log_softmax(x[p]) for p in pieces]))
+    assert_bitwise_equal(af.log_softmax.backward(g, output=y),
+                         np.concatenate([af.log_softmax.backward(g[p], output=y[p])
+                                         for p in pieces]), what="backward")
+
+
 LAYOUTS = {
     "C": lambda a: a,
     "F": np.asfortranarray,
