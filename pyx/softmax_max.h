@@ -15,7 +15,9 @@
  * extensions: without -ffast-math GCC does not vectorise a float max reduction (NaN and -0
  * make it order-dependent), but the max of the non-NaN values is exact in any order, so
  * explicit lanes are safe. Four vector accumulators: with one, each compare and blend would
- * wait for the previous blend (a 4-cycle chain per vector). */
+ * wait for the previous blend (a 4-cycle chain per vector). Each step of 128 bytes asks for
+ * the two lines AF_AHEAD bytes on (actfast_prefetch_ahead): this pass reads the row from
+ * memory. */
 
 #define AF_CAT_(a, b) a##b
 #define AF_CAT(a, b) AF_CAT_(a, b)
@@ -48,13 +50,16 @@ static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T
     for (k = 0; k < 4; k++)
         m[k] = (AF_VEC){0} + ninf;              /* -inf in every lane */
     if (mask) {
-        for (; i + 4 * AF_LANES <= n; i += 4 * AF_LANES)
+        for (; i + 4 * AF_LANES <= n; i += 4 * AF_LANES) {
+            actfast_prefetch_ahead(x + i);
+            actfast_prefetch_ahead(x + i + 2 * AF_LANES);
             for (k = 0; k < 4; k++) {
                 memcpy(&v, x + i + AF_LANES * k, sizeof v);
                 memcpy(&keep, mask + i + AF_LANES * k, sizeof keep);
                 v = v * sign;
                 m[k] = AF_TAKE(v, m[k], __builtin_convertvector(keep, AF_VINT) != 0);
             }
+        }
         for (; i + AF_LANES <= n; i += AF_LANES) {
             memcpy(&v, x + i, sizeof v);
             memcpy(&keep, mask + i, sizeof keep);
@@ -62,12 +67,15 @@ static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T
             m[0] = AF_TAKE(v, m[0], __builtin_convertvector(keep, AF_VINT) != 0);
         }
     } else {
-        for (; i + 4 * AF_LANES <= n; i += 4 * AF_LANES)
+        for (; i + 4 * AF_LANES <= n; i += 4 * AF_LANES) {
+            actfast_prefetch_ahead(x + i);
+            actfast_prefetch_ahead(x + i + 2 * AF_LANES);
             for (k = 0; k < 4; k++) {
                 memcpy(&v, x + i + AF_LANES * k, sizeof v);
                 v = v * sign;
                 m[k] = AF_TAKE(v, m[k], all);
             }
+        }
         for (; i + AF_LANES <= n; i += AF_LANES) {
             memcpy(&v, x + i, sizeof v);
             v = v * sign;
