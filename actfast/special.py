@@ -650,11 +650,10 @@ class RReLU(_Function):
         if not training:
             raise ValueError("rrelu.backward(): argument 'noise' is the training mode's "
                              "(training=True)")
-        if x is not None or output is not None:     # (not read: checked if given)
-            for name, given in (("x", x), ("output", output)):
-                if given is not None and np.shape(given) != np.shape(noise):
-                    raise ValueError(f"rrelu.backward(): argument '{name}' has shape "
-                                     f"{np.shape(given)}, 'noise' has shape {np.shape(noise)}")
+        for name, given in (("x", x), ("output", output)):   # (not read: checked if given)
+            if given is not None and np.shape(given) != np.shape(noise):
+                raise ValueError(f"rrelu.backward(): argument '{name}' has shape "
+                                 f"{np.shape(given)}, 'noise' has shape {np.shape(noise)}")
         grad_input, _ = _backward("rrelu", Op.RRELU_NOISE_BWD, grad_output, noise, "noise",
                                   out, threshold=_CHEAP)
         return grad_input
