@@ -150,41 +150,6 @@ def _overlaps(a, b):
     return a is b or np.may_share_memory(a, b)
 
 
-_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _fast_loops(x, axis, where, out, grad_output=None):
-    """For the common call (C-contiguous float32/float64 ndarrays, an int axis in range, no
-    mask, out None, x itself (or grad_output), or a C-contiguous array of x's shape and dtype
-    overlapping neither): (x as (outer, n, inner), the target likewise, the value to return
-    [, grad_output likewise]); else None. The same loops as the general path, so the same
-    bits; it skips the Python work, a good part of a call on a small array."""
-    if (where is not None or type(x) is not np.ndarray or type(axis) is not int
-            or x.dtype not in _NATIVE or not x.flags.c_contiguous):
-        return None
-    ndim = x.ndim
-    if not -ndim <= axis < ndim:
-        return None
-    g = grad_output
-    if g is not None and (g.dtype != x.dtype or g.shape != x.shape
-                          or not g.flags.c_contiguous):
-        return None
-    if out is not None and out is not x and out is not g and (
-            type(out) is not np.ndarray or out.dtype != x.dtype or out.shape != x.shape
-            or not out.flags.c_contiguous or not out.flags.writeable
-            or np.may_share_memory(out, x) or (g is not None and np.may_share_memory(out, g))):
-        return None
-    shape = x.shape
-    axis %= ndim
-    dims = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
-    if out is None:
-        out = np.empty(shape, dtype=x.dtype)
-    elif not out.flags.writeable:
-        return None
-    loops = (x.reshape(dims), out.reshape(dims), out)
-    return loops if g is None else loops + (g.reshape(dims),)
-
-
 def _target(layout, out, compute, shape, inputs, in_place_ok):
     """Where the loops write: (loop array, its view of the logical `shape`, inputs, direct).
 
@@ -232,17 +197,21 @@ class SoftmaxFunction:
         self._backward_op = _BWD[op]
         self._log = op == "log_softmax"
         self._sign = sign
+        # the backward from x: y = softmax(x) (softmin's: of -x) into the target first, then
+        # the backward in place on it; for log_softmax y = softmax(x) (exp of the rounded log
+        # would lose digits)
+        self._softmax_sign = 1.0 if self._log else sign
+        self._backward_from_x_op = _BWD["log_softmax_prob"] if self._log else self._backward_op
 
     def __repr__(self):
         return f"<actfast function {self.__name__}>"
 
     def __call__(self, x, /, axis=-1, *, where=None, out=None):
-        loops = _fast_loops(x, axis, where, out)
-        if loops is not None:    # the common call, without the general machinery below
-            x3, target, result = loops
-            _softmax.forward(self._op, x3, target, None, None, self._sign, _api._num_threads,
-                             PARALLEL_FROM_FORWARD[x3.itemsize])
-            return result
+        if where is None:        # the common call, checked and run in compiled code
+            result = _softmax.forward_fast(self._op, x, axis, out, self._sign,
+                                           _api._num_threads, PARALLEL_FROM_FORWARD)
+            if result is not None:
+                return result
         name = self.__name__
         array, compute = _as_input(x, "x")
         result_dtype = _result_dtype((array,), compute)
@@ -262,13 +231,17 @@ class SoftmaxFunction:
     def backward(self, grad_output, x=None, *, output=None, axis=-1, where=None, out=None):
         """The vector-Jacobian product, from x or from the forward's output (see the
         function's docstring)."""
-        if x is None and output is not None and type(grad_output) is np.ndarray:
-            loops = _fast_loops(output, axis, where, out, grad_output)
-            if loops is not None:
-                y3, target, result, g3 = loops
-                _softmax.backward(self._backward_op, g3, y3, target, None, self._sign,
-                                  _api._num_threads,
-                                  PARALLEL_FROM_BACKWARD[y3.itemsize])
+        if where is None and (x is None) != (output is None):   # the common call, compiled
+            if x is None:
+                result = _softmax.backward_fast(self._backward_op, grad_output, output, axis,
+                                                out, self._sign, _api._num_threads,
+                                                PARALLEL_FROM_BACKWARD)
+            else:
+                result = _softmax.backward_fast(self._backward_from_x_op, grad_output, x, axis,
+                                                out, self._sign, _api._num_threads,
+                                                PARALLEL_FROM_BACKWARD, _FWD["softmax"],
+                                                self._softmax_sign, PARALLEL_FROM_FORWARD)
+            if result is not None:
                 return result
         name = self.__name__
         if (x is None) == (output is None):
@@ -291,15 +264,12 @@ class SoftmaxFunction:
         layout = _Layout(v, axis)
         mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
         inputs = (layout.to_loop(g), layout.to_loop(v))
-        if x is not None:
-            # y = the forward's output, computed into the target, then the backward in place
-            # on it; for log_softmax y = softmax(x) (exp of the rounded log would lose digits)
+        if x is not None:   # y = the forward's output into the target (see __init__)
             target, view, (g3, x3), direct = _target(layout, out, compute, v.shape, inputs,
                                                      False)
-            _softmax.forward(_FWD["softmax"], x3, target, mask3, None,
-                             1.0 if self._log else self._sign, _api._num_threads,
-                             PARALLEL_FROM_FORWARD[x3.itemsize])
-            op = _BWD["log_softmax_prob"] if self._log else self._backward_op
+            _softmax.forward(_FWD["softmax"], x3, target, mask3, None, self._softmax_sign,
+                             _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
+            op = self._backward_from_x_op
             y3 = target
         else:
             target, view, (g3, y3), direct = _target(layout, out, compute, v.shape, inputs,

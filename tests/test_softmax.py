@@ -1077,6 +1077,161 @@ def test_gil_released_while_kernels_run(rng):
         assert_other_threads_run(call_of_size, x.size, 1 << 26)
 
 
+# ---- the compiled path of the common call (_softmax.forward_fast, backward_fast) -----------
+# A C-contiguous float32/float64 ndarray with an int axis and no mask, out None or simple, is
+# checked and run in compiled code; every other call takes the general path, whose entry
+# points are _softmax.forward and _softmax.backward. Both must give the same bits.
+
+@pytest.fixture
+def general_path(monkeypatch):
+    """The list of the general path's entry-point calls made from now on."""
+    calls = []
+    for entry in ("forward", "backward"):
+        def recorded(*args, _original=getattr(_softmax, entry), _entry=entry):
+            calls.append(_entry)
+            return _original(*args)
+        monkeypatch.setattr(_softmax, entry, recorded)
+    return calls
+
+
+# (what is called: "forward" or the backward from "output" or from "x", where it writes:
+# None, a new out= array, or one of the operands)
+FAST_CALLS = [("forward", None), ("forward", "new"), ("forward", "x"),
+              ("output", None), ("output", "new"), ("output", "grad_output"),
+              ("output", "output"), ("x", None), ("x", "new")]
+
+
+def run_call(name, source, into, x, g, axis):
+    """The call (a FAST_CALLS pair) on copies of x and g: (its result, the out= it had)."""
+    f = function(name)
+    operands = {"x": x.copy(), "grad_output": g.copy()}
+    if source == "output":
+        operands["output"] = f(x, axis=axis)
+    out = np.empty_like(x) if into == "new" else operands.get(into)
+    if source == "forward":
+        return f(operands["x"], axis=axis, out=out), out
+    return f.backward(operands["grad_output"], **{source: operands[source]}, axis=axis,
+                      out=out), out
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("source, into", [
+    pytest.param(source, into, id=f"{source}-into-{into}") for source, into in FAST_CALLS])
+@pytest.mark.parametrize("shape, axis", shape_params([((1, 16), -1), ((64, 1000), 1),
+                                                     ((3, 2 * BLOCK + 77), -1),
+                                                     ((4, 300, 33), 1), ((7,), 0)]))
+def test_common_calls_take_the_compiled_path(name, dtype, source, into, shape, axis, rng,
+                                             general_path):
+    x = logits(rng, shape, dtype)
+    g = grad_output_like(rng, shape, dtype)
+    result, out = run_call(name, source, into, x, g, axis)
+    assert general_path == []
+    if out is not None:
+        assert result is out
+    # the same call with a NumPy integer for the axis takes the general path
+    expected, _ = run_call(name, source, into, x, g, np.int64(axis))
+    assert general_path
+    assert_bitwise_equal(result, expected)
+
+
+DECLINED = ["where", "numpy-int-axis", "fortran", "strided", "reversed", "byte-swapped",
+            "float16", "list", "0-d", "out-overlapping-x", "out-fortran", "float16-out",
+            "backward-where", "backward-grad_output-fortran", "backward-grad_output-float32",
+            "backward-out-overlapping-grad_output", "backward-from-x-into-x",
+            "backward-from-x-into-grad_output"]
+
+
+def declined_call(f, case, x, g):
+    """(the result of the call `case` of DECLINED, what it must equal) for float64 x, g."""
+    if case == "where":
+        return f(x, where=np.ones(x.shape, bool)), f(x)
+    if case == "numpy-int-axis":
+        return f(x, axis=np.int64(0)), f(x, axis=0)
+    if case == "fortran":
+        return f(np.asfortranarray(x)), f(x)
+    if case == "strided":
+        return f(np.repeat(x, 2, axis=1)[:, ::2]), f(x)
+    if case == "reversed":
+        return f(x[::-1]), f(x)[::-1]
+    if case == "byte-swapped":
+        return f(x.astype(x.dtype.newbyteorder())), f(x)
+    if case == "float16":
+        return f(x.astype(np.float16)), f(x.astype(np.float16).astype(np.float32)).astype(
+            np.float16)
+    if case == "list":
+        return f(x.tolist()), f(x)
+    if case == "0-d":
+        return f(x[0, 0]), f(x[0, :1])[0]
+    if case == "out-overlapping-x":
+        buffer = np.concatenate([x.ravel(), x[0]])
+        x_view, out = buffer[:x.size].reshape(x.shape), buffer[3:x.size + 3].reshape(x.shape)
+        return f(x_view, out=out), f(x)
+    if case == "out-fortran":
+        return f(x, out=np.empty(x.shape, order="F")), f(x)
+    if case == "float16-out":
+        x16 = x.astype(np.float16)
+        return f(x16, out=np.empty(x.shape, np.float16)), f(x16)
+    if case == "backward-where":
+        return f.backward(g, x, where=np.ones(x.shape, bool)), f.backward(g, x)
+    if case == "backward-grad_output-fortran":
+        return f.backward(np.asfortranarray(g), x), f.backward(g, x)
+    if case == "backward-grad_output-float32":
+        g32 = g.astype(np.float32)
+        return f.backward(g32, x), f.backward(g32.astype(np.float64), x)
+    if case == "backward-out-overlapping-grad_output":
+        y = f(x)
+        buffer = np.concatenate([g.ravel(), g[0]])
+        g_view, out = buffer[:g.size].reshape(g.shape), buffer[5:g.size + 5].reshape(g.shape)
+        return f.backward(g_view, output=y, out=out), f.backward(g, output=y)
+    if case == "backward-from-x-into-x":
+        x_copy = x.copy()
+        return f.backward(g, x_copy, out=x_copy), f.backward(g, x)
+    assert case == "backward-from-x-into-grad_output"
+    g_copy = g.copy()
+    return f.backward(g_copy, x, out=g_copy), f.backward(g, x)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("case", DECLINED)
+def test_other_calls_take_the_general_path(name, case, rng, general_path):
+    x = logits(rng, (20, 30), np.float64)
+    g = grad_output_like(rng, x.shape, np.float64)
+    f = function(name)
+    result, expected = declined_call(f, case, x, g)
+    assert general_path
+    assert_bitwise_equal(result, expected)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("case", ["axis-out-of-range", "axis-float", "out-read-only",
+                                  "out-shape", "grad_output-shape", "grad_output-list-shape"])
+def test_errors_of_common_looking_calls(name, case, rng):
+    # calls the compiled path declines raise the general path's errors
+    x = logits(rng, (4, 6), np.float32)
+    f = function(name)
+    if case == "axis-out-of-range":
+        with pytest.raises(AxisError):
+            f(x, axis=2)
+    elif case == "axis-float":
+        with pytest.raises(TypeError, match="axis"):
+            f(x, axis=1.0)
+    elif case == "out-read-only":
+        out = np.empty_like(x)
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match="out"):
+            f(x, out=out)
+    elif case == "out-shape":
+        with pytest.raises(ValueError, match="out"):
+            f.backward(x, output=x, out=np.empty((6, 4), np.float32))
+    elif case == "grad_output-shape":
+        with pytest.raises(ValueError, match="grad_output"):
+            f.backward(x[:, :5].copy(), output=x)
+    else:
+        with pytest.raises(ValueError, match="grad_output"):
+            f.backward([[1.0]], output=x)
+
+
 # ---- the public objects --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", FUNCTIONS)
