@@ -52,20 +52,16 @@ cdef inline bint writeable_like(object out, int type_num, int nd, const cnp.npy_
     return like(out, type_num, nd, dims, flat) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
 
 
-cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
-    """True when `a` is the very same view as `out` (plain in place: safe elementwise) or
-    their memory extents do not overlap."""
-    cdef int d
+cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
+    """The memory extents of a and b (of any shapes) do not overlap; an empty array's is
+    nothing."""
     cdef char* a_lo = <char*>cnp.PyArray_DATA(a)
     cdef char* a_hi = a_lo
-    cdef char* o_lo = <char*>cnp.PyArray_DATA(out)
-    cdef char* o_hi = o_lo
+    cdef char* b_lo = <char*>cnp.PyArray_DATA(b)
+    cdef char* b_hi = b_lo
     cdef Py_ssize_t step
-    cdef bint same = a_lo == o_lo
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(out, d):
-            same = False
-    if same or cnp.PyArray_SIZE(a) == 0:
+    cdef int d
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
         return True
     for d in range(cnp.PyArray_NDIM(a)):
         step = cnp.PyArray_STRIDE(a, d) * (cnp.PyArray_DIM(a, d) - 1)
@@ -73,16 +69,28 @@ cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
             a_lo += step
         else:
             a_hi += step
-        step = cnp.PyArray_STRIDE(out, d) * (cnp.PyArray_DIM(out, d) - 1)
+    for d in range(cnp.PyArray_NDIM(b)):
+        step = cnp.PyArray_STRIDE(b, d) * (cnp.PyArray_DIM(b, d) - 1)
         if step < 0:
-            o_lo += step
+            b_lo += step
         else:
-            o_hi += step
+            b_hi += step
     a_hi += cnp.PyArray_ITEMSIZE(a)
-    o_hi += cnp.PyArray_ITEMSIZE(out)
-    return a_hi <= o_lo or o_hi <= a_lo
+    b_hi += cnp.PyArray_ITEMSIZE(b)
+    return a_hi <= b_lo or b_hi <= a_lo
+
+
+cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
+    """For a and out of one shape: True when `a` is the very same view as `out` (plain in
+    place: safe elementwise) or their memory extents do not overlap."""
+    cdef int d
+    cdef bint same = cnp.PyArray_DATA(a) == cnp.PyArray_DATA(out)
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(out, d):
+            same = False
+    return same or disjoint(a, out)
 
 
 cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
-    """The memory of a and b does not overlap (not even as the same view)."""
-    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and independent_or_same(a, b)
+    """The memory of a and b (of any shapes) does not overlap (not even as the same view)."""
+    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and disjoint(a, b)
