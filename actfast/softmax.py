@@ -303,6 +303,11 @@ class LogSumExp:
         return "<actfast function logsumexp>"
 
     def __call__(self, x, /, axis=-1, keepdims=False, *, where=None, out=None):
+        if where is None:        # the common call, checked and run in compiled code
+            result = _softmax.logsumexp_fast(x, axis, keepdims, out, _api._num_threads,
+                                             PARALLEL_FROM_FORWARD)
+            if result is not None:
+                return result
         array, compute = _as_input(x, "x")
         result_dtype = _result_dtype((array,), compute)
         flat = axis is None or array.ndim == 0
@@ -325,6 +330,11 @@ class LogSumExp:
 
     def backward(self, grad_output, x, /, axis=-1, keepdims=False, *, where=None, out=None):
         """grad_output (the shape of logsumexp's result) times softmax(x) along axis."""
+        if where is None:        # the common call, checked and run in compiled code
+            result = _softmax.logsumexp_backward_fast(grad_output, x, axis, keepdims, out,
+                                                      _api._num_threads, PARALLEL_FROM_FORWARD)
+            if result is not None:
+                return result
         g, g_dtype = _as_input(grad_output, "grad_output")
         v, v_dtype = _as_input(x, "x")
         compute = np.result_type(g_dtype, v_dtype)

@@ -1080,3 +1080,71 @@ def backward_fast(int op, object grad_output, object y, object axis, object out,
     run_backward(op, grad_output, ay, target, None, dims.outer, dims.n, dims.inner, sign,
                  n_threads, parallel_from[itemsize])
     return target
+
+
+cdef int reduced_shape(cnp.ndarray a, object axis, bint keepdims, cnp.npy_intp* shape):
+    """The shape of a reduction of `a` along `axis` (an int in range: see split_at) into
+    `shape` (room for a's dimensions); returns its number of dimensions."""
+    cdef int nd = cnp.PyArray_NDIM(a), d, k = 0
+    cdef Py_ssize_t along = axis
+    along = along + nd if along < 0 else along
+    for d in range(nd):
+        if d != along:
+            shape[k] = cnp.PyArray_DIM(a, d)
+            k += 1
+        elif keepdims:
+            shape[k] = 1
+            k += 1
+    return k
+
+
+def logsumexp_fast(object x, object axis, bint keepdims, object out, int n_threads,
+                   dict parallel_from):
+    """logsumexp for the common call: x and axis as in forward_fast, out None or a writeable
+    C-contiguous ndarray of the result's shape and x's dtype that overlaps x not (the
+    result's memory is the loops' (outer, inner) array of row values). Returns out, the new
+    result (a NumPy scalar when 0-d, as NumPy's reductions), or None (see forward_fast)."""
+    cdef Dims dims
+    cdef cnp.ndarray ax
+    cdef cnp.npy_intp shape[64]                  # NPY_MAXDIMS is 32 (NumPy 1) or 64
+    if type(x) is not cnp.ndarray:
+        return None
+    ax = x
+    cdef int type_num = float_type(ax)
+    if type_num < 0 or not simple(ax) or not split_at(ax, axis, &dims):
+        return None
+    cdef int nd = reduced_shape(ax, axis, keepdims, shape)
+    if out is None:
+        target = cnp.PyArray_EMPTY(nd, shape, type_num, 0)
+    elif writeable_like(out, type_num, nd, shape, True) and apart(ax, out):
+        target = out
+    else:
+        return None
+    run_forward(LOGSUMEXP, ax, None, None, target, dims.outer, dims.n, dims.inner, 1.0,
+                n_threads, parallel_from[cnp.PyArray_ITEMSIZE(ax)])
+    return target[()] if out is None and nd == 0 else target
+
+
+def logsumexp_backward_fast(object grad_output, object x, object axis, bint keepdims,
+                            object out, int n_threads, dict parallel_from):
+    """logsumexp.backward for the common call: x and axis as in forward_fast, grad_output a
+    C-contiguous ndarray of x's dtype and logsumexp's result shape (its memory is the loops'
+    (outer, inner) factors), out None or a writeable C-contiguous ndarray of x's dtype and
+    shape overlapping neither. Returns out or the new result, or None (see forward_fast)."""
+    cdef Dims dims
+    cdef cnp.ndarray ax
+    cdef cnp.npy_intp shape[64]
+    if type(x) is not cnp.ndarray:
+        return None
+    ax = x
+    cdef int type_num = float_type(ax)
+    if type_num < 0 or not simple(ax) or not split_at(ax, axis, &dims):
+        return None
+    cdef int nd = reduced_shape(ax, axis, keepdims, shape)
+    if not like(grad_output, type_num, nd, shape, True):
+        return None
+    target = simple_target(out, ax, type_num, False, grad_output)
+    if target is not None:
+        run_forward(SOFTMAX_SCALED, ax, target, None, grad_output, dims.outer, dims.n,
+                    dims.inner, 1.0, n_threads, parallel_from[cnp.PyArray_ITEMSIZE(ax)])
+    return target

@@ -1077,7 +1077,7 @@ def test_gil_released_while_kernels_run(rng):
         assert_other_threads_run(call_of_size, x.size, 1 << 26)
 
 
-# ---- the compiled path of the common call (_softmax.forward_fast, backward_fast) -----------
+# ---- the compiled path of the common call (_softmax.*_fast) --------------------------------
 # A C-contiguous float32/float64 ndarray with an int axis and no mask, out None or simple, is
 # checked and run in compiled code; every other call takes the general path, whose entry
 # points are _softmax.forward and _softmax.backward. Both must give the same bits.
@@ -1199,6 +1199,71 @@ def test_other_calls_take_the_general_path(name, case, rng, general_path):
     g = grad_output_like(rng, x.shape, np.float64)
     f = function(name)
     result, expected = declined_call(f, case, x, g)
+    assert general_path
+    assert_bitwise_equal(result, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("keepdims", [False, True], ids=["reduced", "keepdims"])
+@pytest.mark.parametrize("into", [None, "new"])
+@pytest.mark.parametrize("shape, axis", shape_params([((1, 16), -1), ((64, 1000), 1),
+                                                     ((3, 2 * BLOCK + 77), -1),
+                                                     ((4, 300, 33), 1), ((7,), 0)]))
+def test_common_logsumexp_calls_take_the_compiled_path(dtype, direction, keepdims, into,
+                                                       shape, axis, rng, general_path):
+    x = logits(rng, shape, dtype)
+    reduced = af.logsumexp(x, axis=np.int64(axis), keepdims=keepdims)
+    assert general_path
+    general_path.clear()
+    g = grad_output_like(rng, np.shape(reduced), dtype)
+
+    def call(axis):
+        if direction == "forward":
+            out = np.empty(np.shape(reduced), dtype) if into else None
+            return af.logsumexp(x, axis=axis, keepdims=keepdims, out=out), out
+        out = np.empty_like(x) if into else None
+        return af.logsumexp.backward(g, x, axis=axis, keepdims=keepdims, out=out), out
+
+    result, out = call(axis)
+    assert general_path == []
+    if out is not None:
+        assert result is out
+    elif direction == "forward" and len(shape) == 1 and not keepdims:
+        assert isinstance(result, np.generic)   # a NumPy scalar, as from the general path
+    expected, _ = call(np.int64(axis))
+    assert general_path
+    assert type(result) is type(expected)
+    assert_bitwise_equal(result, expected)
+
+
+LOGSUMEXP_DECLINED = ["where", "axis-None", "fortran", "out-overlapping-x",
+                      "backward-into-x", "backward-grad_output-strided",
+                      "backward-grad_output-float32"]
+
+
+@pytest.mark.parametrize("case", LOGSUMEXP_DECLINED)
+def test_other_logsumexp_calls_take_the_general_path(case, rng, general_path):
+    x = logits(rng, (20, 30), np.float64)
+    g = grad_output_like(rng, (20,), np.float64)
+    f = af.logsumexp
+    if case == "where":
+        result, expected = f(x, where=np.ones(x.shape, bool)), f(x)
+    elif case == "axis-None":
+        result, expected = f(x, axis=None), f(x.ravel())
+    elif case == "fortran":
+        result, expected = f(np.asfortranarray(x)), f(x)
+    elif case == "out-overlapping-x":
+        x_copy = x.copy()
+        result, expected = f(x_copy, out=x_copy.reshape(-1)[:20]), f(x)
+    elif case == "backward-into-x":
+        x_copy = x.copy()
+        result, expected = f.backward(g, x_copy, out=x_copy), f.backward(g, x)
+    elif case == "backward-grad_output-strided":
+        result, expected = f.backward(np.repeat(g, 2)[::2], x), f.backward(g, x)
+    else:
+        g32 = g.astype(np.float32)
+        result, expected = f.backward(g32, x), f.backward(g32.astype(np.float64), x)
     assert general_path
     assert_bitwise_equal(result, expected)
 
