@@ -1010,6 +1010,17 @@ cdef bint split_at(cnp.ndarray a, object axis, Dims* dims):
     return True
 
 
+cdef int fast_input(object x, object axis, Dims* dims):
+    """x's type number when it is a C-contiguous float32/float64 ndarray (native, not 0-d)
+    and axis an int in range (dims: x's shape around it), else -1."""
+    if type(x) is not cnp.ndarray:
+        return -1
+    cdef int type_num = float_type(<cnp.ndarray>x)
+    if type_num < 0 or not simple(<cnp.ndarray>x) or not split_at(<cnp.ndarray>x, axis, dims):
+        return -1
+    return type_num
+
+
 cdef object simple_target(object out, cnp.ndarray a, int type_num, bint in_place_ok,
                           object other=None):
     """Where a fast call writes: a new array like `a` when `out` is None; `out` when it is a
@@ -1036,13 +1047,10 @@ def forward_fast(int op, object x, object axis, object out, double sign, int n_t
     Returns out or the new result, or None when the call is not that simple (the Python
     layer then handles it, errors included)."""
     cdef Dims dims
-    cdef cnp.ndarray ax
-    if type(x) is not cnp.ndarray:
+    cdef int type_num = fast_input(x, axis, &dims)
+    if type_num < 0:
         return None
-    ax = x
-    cdef int type_num = float_type(ax)
-    if type_num < 0 or not simple(ax) or not split_at(ax, axis, &dims):
-        return None
+    cdef cnp.ndarray ax = x
     target = simple_target(out, ax, type_num, True)
     if target is not None:
         run_forward(op, ax, target, None, None, dims.outer, dims.n, dims.inner, sign,
@@ -1060,14 +1068,11 @@ def backward_fast(int op, object grad_output, object y, object axis, object out,
     target, which then must overlap neither x nor grad_output. Returns out or the new
     result, or None (see forward_fast)."""
     cdef Dims dims
-    cdef cnp.ndarray ay
-    if type(y) is not cnp.ndarray:
+    cdef int type_num = fast_input(y, axis, &dims)
+    if type_num < 0:
         return None
-    ay = y
-    cdef int type_num = float_type(ay)
-    if (type_num < 0 or not simple(ay) or not split_at(ay, axis, &dims)
-            or not like(grad_output, type_num, cnp.PyArray_NDIM(ay), cnp.PyArray_DIMS(ay),
-                        True)):
+    cdef cnp.ndarray ay = y
+    if not like(grad_output, type_num, cnp.PyArray_NDIM(ay), cnp.PyArray_DIMS(ay), True):
         return None
     target = simple_target(out, ay, type_num, forward_op < 0, grad_output)
     if target is None:
@@ -1105,14 +1110,11 @@ def logsumexp_fast(object x, object axis, bint keepdims, object out, int n_threa
     result's memory is the loops' (outer, inner) array of row values). Returns out, the new
     result (a NumPy scalar when 0-d, as NumPy's reductions), or None (see forward_fast)."""
     cdef Dims dims
-    cdef cnp.ndarray ax
     cdef cnp.npy_intp shape[64]                  # NPY_MAXDIMS is 32 (NumPy 1) or 64
-    if type(x) is not cnp.ndarray:
+    cdef int type_num = fast_input(x, axis, &dims)
+    if type_num < 0:
         return None
-    ax = x
-    cdef int type_num = float_type(ax)
-    if type_num < 0 or not simple(ax) or not split_at(ax, axis, &dims):
-        return None
+    cdef cnp.ndarray ax = x
     cdef int nd = reduced_shape(ax, axis, keepdims, shape)
     if out is None:
         target = cnp.PyArray_EMPTY(nd, shape, type_num, 0)
@@ -1132,14 +1134,11 @@ def logsumexp_backward_fast(object grad_output, object x, object axis, bint keep
     (outer, inner) factors), out None or a writeable C-contiguous ndarray of x's dtype and
     shape overlapping neither. Returns out or the new result, or None (see forward_fast)."""
     cdef Dims dims
-    cdef cnp.ndarray ax
     cdef cnp.npy_intp shape[64]
-    if type(x) is not cnp.ndarray:
+    cdef int type_num = fast_input(x, axis, &dims)
+    if type_num < 0:
         return None
-    ax = x
-    cdef int type_num = float_type(ax)
-    if type_num < 0 or not simple(ax) or not split_at(ax, axis, &dims):
-        return None
+    cdef cnp.ndarray ax = x
     cdef int nd = reduced_shape(ax, axis, keepdims, shape)
     if not like(grad_output, type_num, nd, shape, True):
         return None
