@@ -1,7 +1,8 @@
 """Benchmark the softmax family against PyTorch, SciPy and NumPy at the issue's shapes.
 
     python benchmarks/softmax.py            # the issue's table (softmax forward), then
-                                            # log_softmax forward and softmax backward
+                                            # log_softmax forward, softmax backward,
+                                            # logsumexp forward and backward
     python benchmarks/softmax.py --quick    # softmax forward only, shorter samples
 
 Every library gets all cores (actfast and torch set to the same thread count; SciPy and NumPy
@@ -14,6 +15,13 @@ are single-threaded) and writes into a preallocated output where it can:
 - SciPy: ``scipy.special.softmax(x, axis)`` (allocates);
 - NumPy: ``e = np.exp(x - x.max(axis, keepdims=True)); e /= e.sum(axis, keepdims=True)`` in
   the input's dtype, what a user without a library would write.
+
+logsumexp: ``af.logsumexp(x, axis, out=out)`` against ``torch.ops.aten.logsumexp.out``,
+``scipy.special.logsumexp`` and NumPy's ``log(sum(exp(x - max))) + max``. Its backward,
+``af.logsumexp.backward(g, x, axis, out=out)``, has no aten kernel to compare with: torch's
+autograd computes ``grad * exp(x - result)`` (logsumexp_backward in FunctionsManual.cpp),
+here written into the output without temporaries (``torch.sub(x, r, out=out)``, ``exp_``,
+``mul_``), and NumPy the same in one expression.
 
 Each library's time is the median of single-call times, gathered round-robin (every library
 in turn, in batches of about 10 ms after one untimed call that wakes the OpenMP workers),
@@ -71,6 +79,22 @@ def _numpy_softmax_backward(g, y, axis):
     return y * (g - np.sum(g * y, axis=axis, keepdims=True))
 
 
+def _numpy_logsumexp(x, axis):
+    m = x.max(axis=axis, keepdims=True)
+    return np.log(np.sum(np.exp(x - m), axis=axis)) + np.squeeze(m, axis)
+
+
+def _numpy_logsumexp_backward(g, x, r, axis):
+    return np.exp(x - np.expand_dims(r, axis)) * np.expand_dims(g, axis)
+
+
+def _torch_logsumexp_backward(g, x, r, axis, out):
+    # autograd's grad * exp(x - result), without temporaries
+    torch.sub(x, r.unsqueeze(axis), out=out)
+    out.exp_()
+    out.mul_(g.unsqueeze(axis))
+
+
 # the forwards: function -> (torch's aten operator, the NumPy formula); actfast's and SciPy's
 # functions have the function's name
 FORWARDS = {"softmax": ("_softmax", _numpy_softmax),
@@ -81,7 +105,26 @@ def _calls(function, direction, x, axis):
     """{library: callable of no arguments} for one case."""
     out = np.empty_like(x)
     calls = {}
-    if direction == "forward":
+    if function == "logsumexp":
+        r = af.logsumexp(x, axis)
+        out_r = np.empty_like(r)
+        if direction == "forward":
+            calls["actfast"] = partial(af.logsumexp, x, axis, out=out_r)
+            if torch is not None:
+                calls["torch"] = partial(torch.ops.aten.logsumexp.out, torch.from_numpy(x),
+                                         [axis], False, out=torch.from_numpy(out_r))
+            if scipy is not None:
+                calls["scipy"] = partial(scipy.special.logsumexp, x, axis=axis)
+            calls["numpy"] = partial(_numpy_logsumexp, x, axis)
+        else:
+            g = np.random.default_rng(1).standard_normal(r.shape).astype(x.dtype)
+            calls["actfast"] = partial(af.logsumexp.backward, g, x, axis, out=out)
+            if torch is not None:
+                calls["torch"] = partial(_torch_logsumexp_backward, torch.from_numpy(g),
+                                         torch.from_numpy(x), torch.from_numpy(r), axis,
+                                         torch.from_numpy(out))
+            calls["numpy"] = partial(_numpy_logsumexp_backward, g, x, r, axis)
+    elif direction == "forward":
         aten, numpy_formula = FORWARDS[function]
         calls["actfast"] = partial(getattr(af, function), x, axis, out=out)
         if torch is not None:
@@ -102,6 +145,14 @@ def _calls(function, direction, x, axis):
                                      grad_input=tout)
         calls["numpy"] = partial(_numpy_softmax_backward, g, y, axis)
     return calls
+
+
+def _bytes_moved(function, direction, x):
+    """The bytes a call reads and writes at the least: x (and grad_output and y) and the
+    output; logsumexp's row values are not counted."""
+    if function == "logsumexp":
+        return x.nbytes * (1 if direction == "forward" else 2)
+    return x.nbytes * (2 if direction == "forward" else 3)
 
 
 def compare(calls, rounds=7, batch=0.01, budget=1.5):
@@ -141,7 +192,8 @@ def run(quick=False, threads=None, dtype=np.float32):
         torch.set_num_threads(threads)
     cases = [("softmax", "forward")]
     if not quick:
-        cases += [("log_softmax", "forward"), ("softmax", "backward")]
+        cases += [("log_softmax", "forward"), ("softmax", "backward"),
+                  ("logsumexp", "forward"), ("logsumexp", "backward")]
     rng = np.random.default_rng(0)
     rows = []
     try:
@@ -150,7 +202,7 @@ def run(quick=False, threads=None, dtype=np.float32):
                 x = (rng.standard_normal(shape) * 3).astype(dtype)
                 times = compare(_calls(function, direction, x, axis),
                                 rounds=5 if quick else 7)
-                moved = x.nbytes * (2 if direction == "forward" else 3)
+                moved = _bytes_moved(function, direction, x)
                 for library, seconds in times.items():
                     rows.append({"function": _name(function, shape, axis),
                                  "params": {"axis": axis}, "direction": direction,
