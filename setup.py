@@ -34,6 +34,14 @@ PYX = os.path.join(HERE, "pyx")
 # FMAs that pay are written explicitly (AF_FMA in pyx/vecmath.h).
 BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
+# GCC stops inlining into a translation unit of more than `large-unit-insns` (10000) insns
+# once inlining has grown it by 40 %. The modules are past that, and which inline functions
+# then stay calls depends on everything else in the file: adding _softmax's compiled fast
+# paths left its exp kernels out of line, so its float64 loops ran scalar (4-6x slower).
+# Raised, the per-function limits alone decide. Where the compiler does not take the flag
+# (clang), it is left out. tests/test_build.py checks the result.
+INLINE_BUDGET = ["--param=large-unit-insns=1000000"]
+
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>
@@ -115,6 +123,8 @@ class BuildExt(build_ext):
         elif arch not in ("auto", "avx2", "portable"):
             raise SystemExit(
                 f"ACTFAST_ARCH must be auto, avx2, native or portable, not {arch!r}")
+        if compiles_and_runs(compiler, "int main(void) { return 0; }\n", INLINE_BUDGET):
+            flags += INLINE_BUDGET
         openmp = (os.environ.get("ACTFAST_OPENMP", "1") != "0"
                   and compiles_and_runs(compiler, OPENMP_PROBE, ["-fopenmp"]))
         print(f"actfast: compile flags {' '.join(flags)}; OpenMP {'on' if openmp else 'OFF'}",
