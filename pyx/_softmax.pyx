@@ -53,16 +53,24 @@ cdef enum:
     BLOCK = 2048        # elements per block along the axis (8 KiB of float32: stays in L1)
     LANES = 16          # partial sums per block (4 AVX2 registers of double: hides add latency)
     COLS = 1024         # columns per work unit in column mode (only speed depends on it)
-    # Row mode streams the outputs of log_softmax's forward and of the backwards (rows of up
-    # to STREAM_ROW elements) when the call's operands take STREAM_FROM bytes or more (see
-    # pyx/stream.h): each block's outputs are computed into a buffer in L1 and copied out
-    # with streaming stores, so that the output's lines are not read from memory first.
+    # Row mode streams the outputs of log_softmax's forward and of softmax's (and softmin's)
+    # backward from the output (rows of up to STREAM_ROW elements) when the call's operands
+    # take STREAM_FROM bytes or more (see pyx/stream.h) and the output is an array of its
+    # own: each block's outputs are computed into a buffer in L1 and copied out with
+    # streaming stores, so that the output's lines are not read from memory first.
     # Two threads, float32, plain against streamed: the backward at (4096, 4096) 3.55 ->
     # 3.04 ms, log_softmax at (4096, 4096) 4.40 -> 4.19 ms and at (8, 10^6) 1.90 -> 1.63 ms.
-    # Not streamed: the backward's longer rows, whose grad_output and y come back from L3
-    # for the second pass (at (8, 10^6) 1.61 -> 1.73 ms streamed), and softmax's forward,
-    # whose exps would have to be kept out of the output until the row's sum is known (in a
-    # row buffer: the same time at (4096, 4096)).
+    # Not streamed, measured slower so (two threads, streamed against plain, (4096, 4096)):
+    # - an output in place of an input (its lines are in the cache already, just read):
+    #   log_softmax 3.41 against 3.11 ms, the backward into grad_output 3.28 against 3.07,
+    #   the backwards from x (in place on the forward's output) 5.8 against 5.2;
+    # - log_softmax's backward from the output, whose second pass reads y from memory while
+    #   the stores stream (4.64 against 2.97 ms; float64 (2048, 4096) 5.45 against 3.59),
+    #   prefetching y in the first pass as well did not help;
+    # - the backward's longer rows, whose grad_output and y come back from L3 for the second
+    #   pass (at (8, 10^6) 1.61 -> 1.73 ms streamed);
+    # - softmax's forward, whose exps would have to be kept out of the output until the
+    #   row's sum is known (in a row buffer: the same time at (4096, 4096)).
     STREAM_ROW = 32768
 
 # forward operations
@@ -897,7 +905,7 @@ cdef void run_forward(int op, cnp.ndarray x, cnp.ndarray out, cnp.ndarray mask,
     if size < parallel_threshold:
         n_threads = 1
     n_threads = max(1, n_threads)
-    cdef bint stream = (op == LOG_SOFTMAX and inner == 1
+    cdef bint stream = (op == LOG_SOFTMAX and inner == 1 and data(out) != data(x)
                         and 2 * size * cnp.PyArray_ITEMSIZE(x) >= stream_from)
     if inner == 1:
         per_thread = 2 * nb + BLOCK       # bmax, bsum, the exps (BLOCK doubles hold BLOCK reals)
@@ -935,7 +943,8 @@ cdef void run_backward(int op, cnp.ndarray grad_output, cnp.ndarray y, cnp.ndarr
     if size < parallel_threshold:
         n_threads = 1
     n_threads = max(1, n_threads)
-    cdef bint stream = (inner == 1 and n <= STREAM_ROW
+    cdef bint stream = (op == BWD_SOFTMAX and inner == 1 and n <= STREAM_ROW
+                        and data(out) != data(grad_output) and data(out) != data(y)
                         and 3 * size * cnp.PyArray_ITEMSIZE(y) >= stream_from)
     per_thread = (nb + LANES + 2) * COLS if inner > 1 else BLOCK
     work = doubles(max(1, n_threads * per_thread))

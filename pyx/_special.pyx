@@ -323,8 +323,8 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double* sums = &one_block
     cdef double[::1] block_sums
     # the memory-bound forwards (pact's clip, swish's with beta = 1: silu's kernel) stream
-    # their output beyond the cache, as the elementwise loops
-    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0))
+    # their output beyond the cache, as the elementwise loops (and as there, not in place)
+    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0)) and po != px
                         and 2 * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     p.a, p.b, p.seed, p.noise = a, b, seed, noise
     if n_blocks > 1:
