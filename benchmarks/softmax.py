@@ -1,8 +1,9 @@
 """Benchmark the softmax family against PyTorch, SciPy and NumPy at the issue's shapes.
 
     python benchmarks/softmax.py            # the issue's table (softmax forward), then
-                                            # log_softmax forward, softmax backward,
-                                            # logsumexp forward and backward
+                                            # log_softmax forward, softmax's and
+                                            # log_softmax's backward, logsumexp forward
+                                            # and backward
     python benchmarks/softmax.py --quick    # softmax forward only, shorter samples
 
 Every library gets all cores (actfast and torch set to the same thread count; SciPy and NumPy
@@ -10,8 +11,8 @@ are single-threaded) and writes into a preallocated output where it can:
 
 - actfast: ``af.softmax(x, axis, out=out)``;
 - PyTorch: ``torch.ops.aten._softmax.out(x, dim, False, out=out)`` (and ``_log_softmax.out``,
-  ``_softmax_backward_data.out``), the kernels under ``torch.softmax`` without the dispatch
-  of a new tensor;
+  ``_softmax_backward_data.out``, ``_log_softmax_backward_data.out``), the kernels under
+  ``torch.softmax`` without the dispatch of a new tensor;
 - SciPy: ``scipy.special.softmax(x, axis)`` (allocates);
 - NumPy: ``e = np.exp(x - x.max(axis, keepdims=True)); e /= e.sum(axis, keepdims=True)`` in
   the input's dtype, what a user without a library would write.
@@ -79,6 +80,14 @@ def _numpy_softmax_backward(g, y, axis):
     return y * (g - np.sum(g * y, axis=axis, keepdims=True))
 
 
+def _numpy_log_softmax_backward(g, z, axis):
+    return g - np.exp(z) * np.sum(g, axis=axis, keepdims=True)
+
+
+# the NumPy formulas of the backwards from the output
+BACKWARDS = {"softmax": _numpy_softmax_backward, "log_softmax": _numpy_log_softmax_backward}
+
+
 def _numpy_logsumexp(x, axis):
     m = x.max(axis=axis, keepdims=True)
     return np.log(np.sum(np.exp(x - m), axis=axis)) + np.squeeze(m, axis)
@@ -134,16 +143,21 @@ def _calls(function, direction, x, axis):
         if scipy is not None:
             calls["scipy"] = partial(getattr(scipy.special, function), x, axis)
         calls["numpy"] = partial(numpy_formula, x, axis)
-    else:   # softmax backward, from the forward's output (as autograd does)
-        y = af.softmax(x, axis)
+    else:   # the backward from the forward's output (as autograd does)
+        y = getattr(af, function)(x, axis)
         g = np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype)
-        calls["actfast"] = partial(af.softmax.backward, g, output=y, axis=axis, out=out)
+        calls["actfast"] = partial(getattr(af, function).backward, g, output=y, axis=axis,
+                                   out=out)
         if torch is not None:
             tg, ty, tout = torch.from_numpy(g), torch.from_numpy(y), torch.from_numpy(out)
-            calls["torch"] = partial(torch.ops.aten._softmax_backward_data.out, tg, ty, axis,
-                                     torch.float32 if x.dtype == np.float32 else torch.float64,
-                                     grad_input=tout)
-        calls["numpy"] = partial(_numpy_softmax_backward, g, y, axis)
+            dtype = torch.float32 if x.dtype == np.float32 else torch.float64
+            if function == "softmax":
+                calls["torch"] = partial(torch.ops.aten._softmax_backward_data.out, tg, ty,
+                                         axis, dtype, grad_input=tout)
+            else:
+                calls["torch"] = partial(torch.ops.aten._log_softmax_backward_data.out, tg,
+                                         ty, axis, dtype, out=tout)
+        calls["numpy"] = partial(BACKWARDS[function], g, y, axis)
     return calls
 
 
@@ -193,7 +207,8 @@ def run(quick=False, threads=None, dtype=np.float32):
     cases = [("softmax", "forward")]
     if not quick:
         cases += [("log_softmax", "forward"), ("softmax", "backward"),
-                  ("logsumexp", "forward"), ("logsumexp", "backward")]
+                  ("log_softmax", "backward"), ("logsumexp", "forward"),
+                  ("logsumexp", "backward")]
     rng = np.random.default_rng(0)
     rows = []
     try:
