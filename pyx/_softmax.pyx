@@ -146,12 +146,27 @@ cdef inline real vexp(real x) noexcept nogil:
 
 
 cdef inline real vexp_capped(real x) noexcept nogil:
-    """exp for x up to 43 (float) / 354 (double): the hot loops' x - max <= 0 (and the
-    discarded values of masked elements); the same bits as vexp there."""
+    """exp for x up to capped_limit(x): the hot loops' x - max <= 0 (and the discarded values
+    of masked elements), log_softmax's outputs; the same bits as vexp there, in less time
+    (vexp clamps twice and scales in two halves: 1.4x as long in a loop)."""
     if real is float:
         return K.exp_f32_nonpositive(x)
     else:
         return K.exp_f64_nonpositive(x)
+
+
+cdef inline real capped_limit(real x) noexcept nogil:
+    """The largest argument of vexp_capped in x's type (x's value unused)."""
+    return 43 if real is float else 354
+
+
+cdef bint in_capped_range(const real* x, Py_ssize_t m) noexcept nogil:
+    """Are x[0 .. m-1] all arguments of vexp_capped (NaN and -inf are)?"""
+    cdef int above = 0
+    cdef Py_ssize_t i
+    for i in range(m):
+        above |= x[i] > capped_limit(x[i])
+    return above == 0
 
 
 cdef inline real vmax(const real* x, const uint8_t* mask, Py_ssize_t n, real sign) noexcept nogil:
@@ -404,6 +419,8 @@ cdef void row_block_backward(int op, const real* g, const real* y, const uint8_t
     """grad_input of one block from the row's dot product (rounded to the data's type: the
     products and differences here are those of the data's precision, as in PyTorch)."""
     cdef Py_ssize_t i
+    cdef bint capped
+    cdef int above
     if op == BWD_SOFTMAX:
         if mask == NULL:
             for i in range(m):
@@ -412,9 +429,30 @@ cdef void row_block_backward(int op, const real* g, const real* y, const uint8_t
             for i in range(m):
                 out[i] = sign * (y[i] * (g[i] - dot)) if mask[i] else 0
     elif op == BWD_LOG_SOFTMAX:
-        if mask == NULL:
+        # exp(y) by vexp_capped, whose range holds every output of log_softmax (<= 0): at
+        # (1024, 1000), one thread, 1.2-1.3x faster than by vexp; a block with a y beyond
+        # it (no log_softmax gives one) again by vexp. The check rides along the loop when
+        # out is neither input (in place, or masked, it comes first).
+        if (mask == NULL and <const void*>out != <const void*>y
+                and <const void*>out != <const void*>g):
+            above = 0
+            for i in range(m):
+                out[i] = g[i] - vexp_capped(y[i]) * dot
+                above |= y[i] > capped_limit(y[i])
+            capped = above == 0
+            if capped:
+                return
+        else:
+            capped = in_capped_range(y, m)
+        if mask == NULL and capped:
+            for i in range(m):
+                out[i] = g[i] - vexp_capped(y[i]) * dot
+        elif mask == NULL:
             for i in range(m):
                 out[i] = g[i] - vexp(y[i]) * dot
+        elif capped:
+            for i in range(m):
+                out[i] = g[i] - vexp_capped(y[i]) * dot if mask[i] else 0
         else:
             for i in range(m):
                 out[i] = g[i] - vexp(y[i]) * dot if mask[i] else 0
@@ -633,6 +671,8 @@ cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mas
     cdef const uint8_t* mr
     cdef real* orow
     cdef double* a
+    cdef bint capped
+    cdef int above
     for b in range(nb):
         j0 = b * BLOCK
         m = min(<Py_ssize_t>BLOCK, n - j0)
@@ -677,10 +717,27 @@ cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mas
             else:
                 for c in range(w):
                     orow[c] = rsign * (yr[c] * (gr[c] - rdot[c])) if mr[c] else 0
-        elif op == BWD_LOG_SOFTMAX:
-            if mask == NULL:
+        elif op == BWD_LOG_SOFTMAX:   # (exp as in row_block_backward)
+            if (mask == NULL and <const void*>orow != <const void*>yr
+                    and <const void*>orow != <const void*>gr):
+                above = 0
+                for c in range(w):
+                    orow[c] = gr[c] - vexp_capped(yr[c]) * rdot[c]
+                    above |= yr[c] > capped_limit(yr[c])
+                capped = above == 0
+                if capped:
+                    continue
+            else:
+                capped = in_capped_range(yr, w)
+            if mask == NULL and capped:
+                for c in range(w):
+                    orow[c] = gr[c] - vexp_capped(yr[c]) * rdot[c]
+            elif mask == NULL:
                 for c in range(w):
                     orow[c] = gr[c] - vexp(yr[c]) * rdot[c]
+            elif capped:
+                for c in range(w):
+                    orow[c] = gr[c] - vexp_capped(yr[c]) * rdot[c] if mr[c] else 0
             else:
                 for c in range(w):
                     orow[c] = gr[c] - vexp(yr[c]) * rdot[c] if mr[c] else 0

@@ -839,6 +839,48 @@ def test_row_mode_and_column_mode_agree(name, dtype, masked, rng):
                              what="backward from the output")
 
 
+# ---- log_softmax's backward from any output -------------------------------------------------
+# out = g - exp(z) sum(g): the kernels take exp(z) by the faster exp that holds for
+# log_softmax's outputs (z <= 0; up to 43 in float32, 354 in float64), and a block (a row of
+# columns in column mode) with a z beyond that by the full exp. An array that is not
+# log_softmax's output still gets the formula. Where g = 0, out = -(exp(z) dot) rounded, and
+# with z = 0 there, out = -dot: that gives the dot product to check the others against.
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params([((5, 2 * BLOCK + 77), -1),
+                                                     ((2 * BLOCK + 77, 5), 0)]))
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "masked"])
+@pytest.mark.parametrize("into", ["new", "grad_output", "output"])
+def test_log_softmax_backward_from_any_output(dtype, shape, axis, masked, into, rng):
+    x = logits(rng, shape, dtype)
+    mask = rng.random(shape) < 0.9 if masked else None
+    z = af.log_softmax(x, axis=axis, where=mask)
+    g = grad_output_like(rng, shape, dtype)
+    # positions with g = 0 and z beyond the fast exp's range, in some rows / columns
+    beyond = np.zeros(shape, bool)
+    beyond.flat[rng.choice(z.size, 12, replace=False)] = True
+    if mask is not None:
+        mask |= beyond
+    g[beyond] = 0
+    big = np.array([50.0, 88.0, 400.0, np.inf], dtype)[
+        rng.integers(0, 4, int(beyond.sum()))] if dtype == np.float32 else np.array(
+        [400.0, 700.0, np.inf], dtype)[rng.integers(0, 3, int(beyond.sum()))]
+
+    def backward(z_at_beyond):
+        zz, gg = z.copy(), g.copy()
+        zz[beyond] = z_at_beyond
+        out = {"new": None, "grad_output": gg, "output": zz}[into]
+        return af.log_softmax.backward(gg, output=zz, axis=axis, where=mask, out=out)
+
+    result, at_zero = backward(big), backward(0.0)
+    assert_bitwise_equal(result[~beyond], at_zero[~beyond], what="elsewhere")
+    exp_big = np.empty_like(big)
+    _softmax.exp(big, exp_big)
+    dot = -at_zero[beyond]
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert_bitwise_equal(result[beyond], -(exp_big * dot), what="beyond")
+
+
 # ---- the package contract ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", FUNCTIONS)
