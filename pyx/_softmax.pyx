@@ -752,11 +752,12 @@ cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mas
 
 # ---- drivers: how the work is cut between threads ------------------------------------------
 # The cut never changes a result (see the module docstring); it only balances the threads.
-# forward_all and backward_all cut alike but stay two functions: this module is at GCC's
-# --param inline-unit-growth limit, and a driver shared by both directions (tried inline and
-# out of line) either left exp un-inlined in hot float64 loops (unvectorised) or had
-# forward_cols inlined into it and column mode 2-4 % slower. Check a change here with
-# -fopt-info-inline-missed.
+# forward_all and backward_all cut alike but stay two functions: a driver shared by both
+# directions (tried inline and out of line) had forward_cols inlined into it and column mode
+# 2-4 % slower, or (when this module was at GCC's unit inlining budget, which setup.py's
+# INLINE_BUDGET now lifts) left exp un-inlined in hot float64 loops. Check a change here
+# with -fopt-info-inline-missed; tests/test_build.py checks that no inline kernel has code
+# of its own.
 
 cdef Py_ssize_t column_width(Py_ssize_t outer, Py_ssize_t inner, int n_threads) noexcept nogil:
     """Columns per work unit (a multiple of 8, at most COLS): as wide as possible, because a

@@ -49,7 +49,8 @@
 #   out-of-order core.
 # * exp_*_capped and exp_*_nonpositive each spell out the reduction (and, in double, the
 #   polynomial) rather than share a helper: with one, GCC stopped inlining exp into hot
-#   float64 loops of _softmax.c (the module is at its inline budget; see the drivers there).
+#   float64 loops of _softmax.c (then at GCC's unit inlining budget, which setup.py's
+#   INLINE_BUDGET has since lifted; see the drivers there).
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
