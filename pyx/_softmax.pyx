@@ -319,33 +319,23 @@ cdef double row_dot(const real* g, const real* y, const uint8_t* mask, Py_ssize_
         return row_sum[double](scratch, m)
     for l in range(LANES):
         acc[l] = 0.0
-    if y != NULL and ahead:
-        while j + LANES <= m:
-            prefetch_lines(g + j)
-            prefetch_lines(y + j)
-            for l in range(LANES):
-                acc[l] += <double>(g[j + l] * y[j + l])
-            j += LANES
-    elif y != NULL:
-        while j + LANES <= m:
-            for l in range(LANES):
-                acc[l] += <double>(g[j + l] * y[j + l])
-            j += LANES
-    elif ahead:
-        while j + LANES <= m:
-            prefetch_lines(g + j)
-            for l in range(LANES):
-                acc[l] += <double>g[j + l]
-            j += LANES
-    else:
-        while j + LANES <= m:
-            for l in range(LANES):
-                acc[l] += <double>g[j + l]
-            j += LANES
     if y != NULL:
+        while j + LANES <= m:
+            if ahead:
+                prefetch_lines(g + j)
+                prefetch_lines(y + j)
+            for l in range(LANES):
+                acc[l] += <double>(g[j + l] * y[j + l])
+            j += LANES
         for l in range(m - j):
             acc[l] += <double>(g[j + l] * y[j + l])
     else:
+        while j + LANES <= m:
+            if ahead:
+                prefetch_lines(g + j)
+            for l in range(LANES):
+                acc[l] += <double>g[j + l]
+            j += LANES
         for l in range(m - j):
             acc[l] += <double>g[j + l]
     return lane_total(acc, 1)
@@ -455,9 +445,9 @@ cdef void row_block_backward(int op, const real* g, const real* y, const uint8_t
             for i in range(m):
                 out[i] = g[i] - vexp_capped(y[i]) * dot
                 above |= y[i] > capped_limit(y[i])
-            capped = above == 0
-            if capped:
+            if above == 0:
                 return
+            capped = False
         else:
             capped = in_capped_range(y, m)
         if mask == NULL and capped:
@@ -740,9 +730,9 @@ cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mas
                 for c in range(w):
                     orow[c] = gr[c] - vexp_capped(yr[c]) * rdot[c]
                     above |= yr[c] > capped_limit(yr[c])
-                capped = above == 0
-                if capped:
+                if above == 0:
                     continue
+                capped = False
             else:
                 capped = in_capped_range(yr, w)
             if mask == NULL and capped:
@@ -1104,8 +1094,13 @@ cdef int fast_input(object x, object axis, Dims* dims):
     return type_num
 
 
+cdef inline bint writable_beside(cnp.ndarray operand, cnp.ndarray out, bint in_place_ok):
+    """Can the loops write `out` while they read `operand` (of out's shape)?"""
+    return independent_or_same(operand, out) if in_place_ok else apart(operand, out)
+
+
 cdef object simple_target(object out, cnp.ndarray a, int type_num, bint in_place_ok,
-                          object other=None):
+                          cnp.ndarray other=None):
     """Where a fast call writes: a new array like `a` when `out` is None; `out` when it is a
     writeable C-contiguous array of a's type and shape that overlaps neither `a` nor `other`
     (or, with in_place_ok, is the very same view); else None."""
@@ -1113,12 +1108,10 @@ cdef object simple_target(object out, cnp.ndarray a, int type_num, bint in_place
     cdef cnp.npy_intp* shape = cnp.PyArray_DIMS(a)
     if out is None:
         return cnp.PyArray_EMPTY(nd, shape, type_num, 0)
-    if not writeable_like(out, type_num, nd, shape, True):
+    if (not writeable_like(out, type_num, nd, shape, True)
+            or not writable_beside(a, out, in_place_ok)
+            or (other is not None and not writable_beside(other, out, in_place_ok))):
         return None
-    for operand in (a, other):
-        if operand is not None and not (independent_or_same(operand, out) if in_place_ok
-                                        else apart(operand, out)):
-            return None
     return out
 
 
