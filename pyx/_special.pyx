@@ -71,10 +71,36 @@ cdef struct Params:
     void* noise            # RRELU_TRAIN_FWD: where to write the noise (all n elements), or NULL
 
 
+cdef inline void add_terms(double* partial, const double* terms, Py_ssize_t n) noexcept nogil:
+    """terms[0] ... terms[n-1] added in order to sixteen interleaved partial sums, term i to
+    partial[i % 16] (GCC keeps them in vector registers, so the additions do not wait for each
+    other). A block's chunks (each a multiple of 16 terms but its last) add to the same
+    partial sums, reduced once at the block's end (total_of): reduced after every chunk, their
+    reduction took a tenth of swish's backward."""
+    cdef Py_ssize_t i, l, n16 = n - n % 16
+    for i in range(0, n16, 16):
+        for l in range(16):
+            partial[l] += terms[i + l]
+    for i in range(n16, n):
+        partial[i - n16] += terms[i]
+
+
+cdef inline double total_of(double* partial) noexcept nogil:
+    """The sixteen partial sums of add_terms added pairwise (partial l + partial l + 8, then
+    l + 4, l + 2, l + 1), in place."""
+    cdef Py_ssize_t l, width = 8
+    while width > 0:
+        for l in range(width):
+            partial[l] += partial[l + width]
+        width //= 2
+    return partial[0]
+
+
 cdef inline double sum_terms(const double* terms, Py_ssize_t n) noexcept nogil:
-    """terms[0] + ... + terms[n-1] in a fixed order: sixteen interleaved partial sums (GCC
-    keeps them in vector registers, so the additions do not wait for each other), then added
-    pairwise (partial l + partial l + 8, then l + 4, l + 2, l + 1)."""
+    """terms[0] + ... + terms[n-1] in the order of add_terms and total_of, for prelu's channel
+    loops, written out: made of calls to the two, it changed GCC's register allocation in
+    prelu_item, whose rows loop (prelu_rows) then spilt a register inside the loop (its
+    backward at (125000, 8) float32 took 1.25-1.4x the time)."""
     cdef double partial[16]
     cdef Py_ssize_t i, l, width, n16 = n - n % 16
     for l in range(16):
@@ -113,19 +139,24 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                   Py_ssize_t n, const Params* p) noexcept nogil:
     """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output).
 
-    Returns the block's sum for SWISH_BWD and PACT_BWD (chunk sums added in order), else 0.
+    Returns the block's sum for SWISH_BWD and PACT_BWD (add_terms, total_of), else 0.
     In the backward loops each element's x and g are read before its out is written: out may
     be x or g. swish's results go through K.nan_passing, as the elementwise loops' (a NaN x
     comes out as itself, the same bits wherever it sits; swish with beta = 1 as silu).
     """
     cdef Py_ssize_t i, c, m
-    cdef double total = 0.0, xv, gv
+    cdef double xv, gv
     cdef double buffer[CHUNK + 1]  # + 1: fill_draws writes whole pairs
+    cdef double partial[16]
     # the parameters in locals: out could alias *p as far as the compiler knows, which would
     # reload them at every element and keep the loops from vectorising
     cdef double a = p.a, b = p.b
     cdef uint64_t seed = p.seed
     cdef floating* noise = NULL
+    cdef bint sums = op == SWISH_BWD or op == PACT_BWD
+    if sums:   # (not otherwise: block_streamed calls this every 512 bytes)
+        for i in range(16):
+            partial[i] = 0.0
     if p.noise != NULL:
         noise = <floating*>p.noise + start
     if op == SWISH_FWD:
@@ -183,7 +214,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     xv, gv = x[c + i], g[c + i]
                     buffer[i] = S.swish0_dbeta(gv, xv)
                     out[c + i] = <floating>S.swish0_bwd(gv, xv)
-                total += sum_terms(buffer, m)
+                add_terms(partial, buffer, m)
             elif op == SWISH_BWD and a == 1.0:  # silu's gradient, to the bit (in x's precision)
                 if K.moderate_inputs_and_multipliers(x + c, g + c, m):
                     for i in range(m):
@@ -193,7 +224,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     for i in range(m):
                         out[c + i] = K.nan_passing(x[c + i], S.silu_bwd_and_dbeta(
                             g[c + i], x[c + i], &buffer[i], False))
-                total += sum_terms(buffer, m)
+                add_terms(partial, buffer, m)
             elif op == SWISH_BWD:
                 if floating is float:  # float32 kernels, per element where not moderate
                     if S.swish_moderate_chunk(x + c, g + c, m, a):
@@ -212,13 +243,13 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     for i in range(m):
                         out[c + i] = K.nan_passing(x[c + i], <floating>S.swish_bwd_and_dbeta(
                             g[c + i], x[c + i], a, &buffer[i], False))
-                total += sum_terms(buffer, m)
+                add_terms(partial, buffer, m)
             elif op == PACT_BWD:
                 for i in range(m):
                     xv, gv = x[c + i], g[c + i]
                     buffer[i] = S.pact_dalpha(gv, xv, a)
                     out[c + i] = <floating>S.pact_bwd(gv, xv, a)
-                total += sum_terms(buffer, m)
+                add_terms(partial, buffer, m)
             elif op == RRELU_TRAIN_FWD or op == RRELU_TRAIN_BWD:
                 fill_draws(buffer, False, seed, S.STREAM_RRELU, <uint64_t>(start + c), m)
                 if op == RRELU_TRAIN_FWD and noise != NULL:
@@ -242,7 +273,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
                     for i in range(m):
                         out[c + i] = <floating>K.relu_bwd(g[c + i], x[c + i] + a * buffer[i])
             c += m
-    return total
+    return total_of(partial) if sums else 0.0
 
 
 cdef void swish_grad_input(const floating* x, const floating* g, floating* out, Py_ssize_t n,

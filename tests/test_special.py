@@ -992,6 +992,29 @@ def test_scalar_parameter_gradient_bitwise(function, dtype, n_threads, rng):
     assert_bitwise_equal(call(g[::-1].copy()[::-1], x[::-1].copy()[::-1])[1], expected[1])
 
 
+# The scalar parameter's gradient sums one term per element: each block of 4096 elements adds
+# its terms, 256 at a time, to sixteen partial sums (the chunks' and the block's tails
+# included), reduced at the block's end; the blocks' sums are added in order. Sizes around
+# those boundaries: every term is in the sum, within the rounding of the terms and the sum.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("function", ["swish", "pact"])
+@pytest.mark.parametrize("n", [1, 15, 17, 255, 257, 4095, 4096 + 3 * 16 + 5,
+                               3 * 4096 + 5 * 256 + 7])
+def test_scalar_parameter_gradient_sums_every_term(function, dtype, n, rng):
+    x = rng.normal(0.0, 2.0, n).astype(dtype)
+    g = rng.normal(0.0, 1.0, n).astype(dtype)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    if function == "swish":
+        _, total = af.swish.backward(g, x, beta=0.9)
+        terms = g64 * R.swish_grad(x64, 0.9)[1]
+    else:
+        _, total = af.pact.backward(g, x, 1.5)
+        terms = g64 * R.pact_grad(x64, 1.5)[1]
+    exact, scale = math.fsum(terms), math.fsum(np.abs(terms))
+    tolerance = (2.5e-7 if dtype == np.float32 else 1e-13) * scale
+    assert abs(float(total) - exact) <= tolerance, (float(total), exact, scale)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("shape", [(16,), (2, 8), (1000, 3), (333, 8, 1), (50, 64),
                                    (20, 300), (4, 5, 6)], ids=str)
