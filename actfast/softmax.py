@@ -95,10 +95,13 @@ def _c_order(array):
 class _Layout:
     """How a logical array with a reduction axis is handed to the loops.
 
-    The loops take C-contiguous (outer, n, inner) arrays. An input whose memory is some
-    transposition of a C-contiguous array (C, Fortran, any transposed view) is used in place
-    with its axes permuted accordingly; other layouts (strided, reversed) are copied once.
-    The order of the sums is fixed by the row alone, so the permutation never changes a bit.
+    The loops take C-contiguous (outer, n, inner) arrays, and, when inner is 1, rows of
+    contiguous elements at one stride. An input whose memory is some transposition of a
+    C-contiguous array (C, Fortran, any transposed view) is used in place with its axes
+    permuted accordingly, and so is one reduced along its last axis whose rows are
+    contiguous and at one stride (loop_view); other layouts (strided, reversed) are copied
+    once. The order of the sums is fixed by the row alone, so the layout never changes a
+    bit.
     """
 
     def __init__(self, array, axis):
@@ -115,18 +118,33 @@ class _Layout:
                      math.prod(self.loop_shape[self.axis + 1:]))
 
     def to_loop(self, array):
-        """`array` (of the logical shape) as the loops' C-contiguous (outer, n, inner) array."""
+        """`array` (of the logical shape) as the loops' (outer, n, inner) array: loop_view's,
+        else a C-contiguous copy."""
+        loop = self.loop_view(array)
+        if loop is None:
+            loop = self.to_contiguous_loop(array)
+        return loop
+
+    def to_contiguous_loop(self, array):
+        """`array` (of the logical shape) as a C-contiguous (outer, n, inner) array."""
         if not self.identity:
             array = array.transpose(self.perm)
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
-        return array.reshape(self.dims)
+        return np.ascontiguousarray(array).reshape(self.dims)
 
     def loop_view(self, array):
-        """`array` as (outer, n, inner) without a copy, or None when its layout differs."""
+        """`array` as (outer, n, inner) without a copy, or None when its layout differs: its
+        memory C-contiguous in the loops' order, or, reduced along its last axis of length
+        > 1 (inner 1), rows of contiguous elements at one stride from each other, e.g. a
+        slice x[:, :n] of a wider array (pyx/_softmax.pyx rows_fit)."""
         if not self.identity:
             array = array.transpose(self.perm)
-        return array.reshape(self.dims) if array.flags.c_contiguous else None
+        if array.flags.c_contiguous:
+            return array.reshape(self.dims)
+        stride = _row_stride(array, self.axis) if self.dims[2] == 1 else None
+        if stride is None:
+            return None
+        return np.lib.stride_tricks.as_strided(array, self.dims,
+                                               (stride, array.itemsize, array.itemsize))
 
     def new(self, dtype):
         """An empty array for the loops and its view of the logical shape."""
@@ -142,7 +160,28 @@ class _Layout:
     def mask(self, mask):
         if mask is None:
             return None
-        return self.to_loop(mask).view(np.uint8)
+        return self.to_contiguous_loop(mask).view(np.uint8)
+
+
+def _row_stride(array, axis):
+    """The bytes from one row of `array` along `axis` (its axes after it of length 1) to the
+    next, when the elements along axis are contiguous, the axes before it walk the rows at
+    one stride, and the rows do not overlap; else None."""
+    size, n = array.itemsize, array.shape[axis]
+    if n < 2 or array.strides[axis] != size:
+        return None
+    stride = span = None
+    for d in range(axis - 1, -1, -1):
+        if array.shape[d] == 1:
+            continue
+        if stride is None:
+            stride = span = array.strides[d]
+        elif array.strides[d] != span:
+            return None
+        span *= array.shape[d]
+    if stride is None:
+        return n * size                     # one row
+    return stride if stride % size == 0 and stride >= n * size else None
 
 
 def _overlaps(a, b):

@@ -788,10 +788,13 @@ cdef bint split_rows(Py_ssize_t outer, Py_ssize_t nb, int n_threads) noexcept no
 
 
 cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real* rowvals,
-                     Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, real sign,
-                     int n_threads, double* work, Py_ssize_t work_per_thread,
-                     double* row_work, bint stream) noexcept nogil:
-    """stream: row mode streams its outputs (log_softmax; see STREAM_ROW)."""
+                     Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t sx,
+                     Py_ssize_t so, real sign, int n_threads, double* work,
+                     Py_ssize_t work_per_thread, double* row_work,
+                     bint stream) noexcept nogil:
+    """stream: row mode streams its outputs (log_softmax; see STREAM_ROW). sx, so: in row
+    mode (inner 1), the elements from one row of x, of out to the next (n when C-contiguous;
+    the mask's rows are n apart)."""
     cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
     cdef bint store = op == SOFTMAX or op == SOFTMAX_SCALED
     cdef double* tw
@@ -811,8 +814,8 @@ cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real
             lo = b * BLOCK
             m = min(<Py_ssize_t>BLOCK, n - lo)
             tw = work + threadid() * work_per_thread
-            row_block_stats(x + r * n + lo, offset(mask, r * n + lo),
-                            out + r * n + lo if store else <real*>tw, m, sign,
+            row_block_stats(x + r * sx + lo, offset(mask, r * n + lo),
+                            out + r * so + lo if store else <real*>tw, m, sign,
                             &bmax[i], &bsum[i])
         for r in range(outer):
             combine(bmax + r * nb, bsum + r * nb, nb, 1, &stats[3 * r], &stats[3 * r + 1],
@@ -828,23 +831,23 @@ cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real
             m = min(<Py_ssize_t>BLOCK, n - lo)
             scale = <double>rowvals[r] if op == SOFTMAX_SCALED else 1.0
             tw = work + threadid() * work_per_thread
-            row_block_finish(op, x + r * n + lo, offset(mask, r * n + lo),
-                             <real*>tw if stream else out + r * n + lo, m, sign, bmax[i],
+            row_block_finish(op, x + r * sx + lo, offset(mask, r * n + lo),
+                             <real*>tw if stream else out + r * so + lo, m, sign, bmax[i],
                              stats[3 * r], stats[3 * r + 1], stats[3 * r + 2], scale)
             if stream:
-                af_stream_copy(<char*>(out + r * n + lo), <char*>tw, m * sizeof(real))
+                af_stream_copy(<char*>(out + r * so + lo), <char*>tw, m * sizeof(real))
                 af_stream_fence()
         return 0
     if inner == 1:
         if n_threads == 1:
             for r in range(outer):
-                forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
+                forward_row(op, x + r * sx, offset(mask, r * n), out + r * so, n, sign,
                             rowvals + r if rowvals != NULL else NULL,
                             <real*>(work + 2 * nb), work, work + nb, stream)
             return 0
         for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
             tw = work + threadid() * work_per_thread
-            forward_row(op, x + r * n, offset(mask, r * n), out + r * n, n, sign,
+            forward_row(op, x + r * sx, offset(mask, r * n), out + r * so, n, sign,
                         rowvals + r if rowvals != NULL else NULL,
                         <real*>(tw + 2 * nb), tw, tw + nb, stream)
         return 0
@@ -874,10 +877,12 @@ cdef inline void forward_unit(int op, const real* x, const uint8_t* mask, real* 
 
 
 cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask, real* out,
-                      Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, double sign,
-                      int n_threads, double* work, Py_ssize_t work_per_thread,
-                      double* row_work, bint stream) noexcept nogil:
-    """stream: row mode streams its outputs (see STREAM_ROW)."""
+                      Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t sg,
+                      Py_ssize_t sy, Py_ssize_t so, double sign, int n_threads,
+                      double* work, Py_ssize_t work_per_thread, double* row_work,
+                      bint stream) noexcept nogil:
+    """stream: row mode streams its outputs (see STREAM_ROW). sg, sy, so: the row strides of
+    g, y and out in row mode (as forward_all's)."""
     cdef Py_ssize_t nb = n_blocks(n), i, r, b, lo, m, w, units, per_outer, o, c0
     cdef double* tw
     cdef double* bdot
@@ -892,8 +897,8 @@ cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask,
             b = i % nb
             lo = b * BLOCK
             m = min(<Py_ssize_t>BLOCK, n - lo)
-            yb = y + r * n + lo if op == BWD_SOFTMAX else NULL
-            bdot[i] = row_dot(g + r * n + lo, yb, offset(mask, r * n + lo), m,
+            yb = y + r * sy + lo if op == BWD_SOFTMAX else NULL
+            bdot[i] = row_dot(g + r * sg + lo, yb, offset(mask, r * n + lo), m,
                               work + threadid() * work_per_thread, False)
         for r in range(outer):
             d = 0.0
@@ -906,22 +911,22 @@ cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask,
             lo = b * BLOCK
             m = min(<Py_ssize_t>BLOCK, n - lo)
             tw = work + threadid() * work_per_thread
-            row_block_backward(op, g + r * n + lo, y + r * n + lo, offset(mask, r * n + lo),
-                               <real*>tw if stream else out + r * n + lo, m, <real>sign,
+            row_block_backward(op, g + r * sg + lo, y + r * sy + lo, offset(mask, r * n + lo),
+                               <real*>tw if stream else out + r * so + lo, m, <real>sign,
                                <real>dots[r])
             if stream:
-                af_stream_copy(<char*>(out + r * n + lo), <char*>tw, m * sizeof(real))
+                af_stream_copy(<char*>(out + r * so + lo), <char*>tw, m * sizeof(real))
                 af_stream_fence()
         return 0
     if inner == 1:
         if n_threads == 1:
             for r in range(outer):
-                backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n,
-                             sign, work, stream)
+                backward_row(op, g + r * sg, y + r * sy, offset(mask, r * n), out + r * so,
+                             n, sign, work, stream)
             return 0
         for r in prange(outer, nogil=True, schedule='static', num_threads=n_threads):
-            backward_row(op, g + r * n, y + r * n, offset(mask, r * n), out + r * n, n, sign,
-                         work + threadid() * work_per_thread, stream)
+            backward_row(op, g + r * sg, y + r * sy, offset(mask, r * n), out + r * so, n,
+                         sign, work + threadid() * work_per_thread, stream)
         return 0
     w = column_width(outer, inner, n_threads)
     per_outer = (inner + w - 1) // w
@@ -958,10 +963,36 @@ cdef inline cnp.ndarray doubles(Py_ssize_t count):
     return cnp.PyArray_EMPTY(1, &size, cnp.NPY_DOUBLE, 0)
 
 
+cdef inline Py_ssize_t row_stride(cnp.ndarray a, Py_ssize_t n) noexcept:
+    """Elements from one row of a (outer, n, 1) array to the next: n when it is C-contiguous
+    (of any shape), its first stride when it is a 3-d row-strided array (rows_fit)."""
+    if a is None or cnp.PyArray_NDIM(a) != 3 or cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return n
+    return cnp.PyArray_STRIDE(a, 0) // cnp.PyArray_ITEMSIZE(a)
+
+
+cdef int rows_fit(cnp.ndarray a, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
+                  str name) except -1:
+    """forward() and backward() take C-contiguous (outer, n, inner) arrays and, when inner is
+    1, row-strided ones: each row's n elements contiguous, rows farther apart (a slice such
+    as x[:, :n]; no full copy for it). ValueError otherwise."""
+    cdef Py_ssize_t size
+    if a is None or cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return 0
+    size = cnp.PyArray_ITEMSIZE(a)
+    if (inner == 1 and cnp.PyArray_NDIM(a) == 3 and cnp.PyArray_DIM(a, 0) == outer
+            and cnp.PyArray_DIM(a, 1) == n and cnp.PyArray_DIM(a, 2) == 1
+            and cnp.PyArray_STRIDE(a, 1) == size and cnp.PyArray_STRIDE(a, 0) % size == 0
+            and cnp.PyArray_STRIDE(a, 0) >= n * size):
+        return 0
+    raise ValueError(f"_softmax: {name} is neither C-contiguous nor row-strided")
+
+
 cdef void run_forward(int op, cnp.ndarray x, cnp.ndarray out, cnp.ndarray mask,
                       cnp.ndarray rowvals, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
                       double sign, int n_threads, Py_ssize_t parallel_threshold):
-    """forward() on arrays whose memory is C-contiguous (outer, n, inner), of any shape."""
+    """forward() on arrays whose memory is C-contiguous (outer, n, inner), of any shape, or
+    (x, out) row-strided (rows_fit)."""
     cdef Py_ssize_t nb = n_blocks(n), per_thread, size = outer * n * inner
     cdef cnp.ndarray work, row_work
     if outer == 0 or inner == 0:
@@ -984,22 +1015,24 @@ cdef void run_forward(int op, cnp.ndarray x, cnp.ndarray out, cnp.ndarray mask,
     cdef void* prow = data(rowvals)
     cdef double* pwork = <double*>data(work)
     cdef double* prow_work = <double*>data(row_work)
+    cdef Py_ssize_t sx = row_stride(x, n), so = row_stride(out, n)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             forward_all[float](op, <float*>px, pmask, <float*>pout, <float*>prow, outer, n,
-                               inner, <float>sign, n_threads, pwork, per_thread, prow_work,
-                               stream)
+                               inner, sx, so, <float>sign, n_threads, pwork, per_thread,
+                               prow_work, stream)
     else:
         with nogil:
             forward_all[double](op, <double*>px, pmask, <double*>pout, <double*>prow, outer,
-                                n, inner, sign, n_threads, pwork, per_thread, prow_work,
-                                stream)
+                                n, inner, sx, so, sign, n_threads, pwork, per_thread,
+                                prow_work, stream)
 
 
 cdef void run_backward(int op, cnp.ndarray grad_output, cnp.ndarray y, cnp.ndarray out,
                        cnp.ndarray mask, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
                        double sign, int n_threads, Py_ssize_t parallel_threshold):
-    """backward() on arrays whose memory is C-contiguous (outer, n, inner), of any shape."""
+    """backward() on arrays whose memory is C-contiguous (outer, n, inner), of any shape, or
+    row-strided (rows_fit)."""
     cdef Py_ssize_t nb = n_blocks(n), per_thread, size = outer * n * inner
     cdef cnp.ndarray work, row_work
     if outer == 0 or inner == 0 or n == 0:
@@ -1020,27 +1053,35 @@ cdef void run_backward(int op, cnp.ndarray grad_output, cnp.ndarray y, cnp.ndarr
     cdef uint8_t* pmask = <uint8_t*>data(mask)
     cdef double* pwork = <double*>data(work)
     cdef double* prow_work = <double*>data(row_work)
+    cdef Py_ssize_t sg = row_stride(grad_output, n), sy = row_stride(y, n)
+    cdef Py_ssize_t so = row_stride(out, n)
     if cnp.PyArray_TYPE(y) == cnp.NPY_FLOAT:
         with nogil:
             backward_all[float](op, <float*>pg, <float*>py, pmask, <float*>pout, outer, n,
-                                inner, sign, n_threads, pwork, per_thread, prow_work,
-                                stream)
+                                inner, sg, sy, so, sign, n_threads, pwork, per_thread,
+                                prow_work, stream)
     else:
         with nogil:
             backward_all[double](op, <double*>pg, <double*>py, pmask, <double*>pout, outer, n,
-                                 inner, sign, n_threads, pwork, per_thread, prow_work,
-                                 stream)
+                                 inner, sg, sy, so, sign, n_threads, pwork, per_thread,
+                                 prow_work, stream)
 
 
 def forward(int op, cnp.ndarray x not None, cnp.ndarray out, cnp.ndarray mask,
             cnp.ndarray rowvals, double sign, int n_threads, Py_ssize_t parallel_threshold):
-    """Run forward operation `op` on x, a C-contiguous (outer, n, inner) float32/float64 array.
+    """Run forward operation `op` on x, a C-contiguous (outer, n, inner) float32/float64 array
+    (or, when inner is 1, a row-strided one: rows_fit).
 
     out: like x (unused for LOGSUMEXP; may be x itself); mask: None or a C-contiguous uint8
     array of x's shape; rowvals: (outer, inner) C-contiguous, x's dtype: LOGSUMEXP's result,
     SOFTMAX_SCALED's factors. The Python layer checks shapes, dtypes and overlap. Below
     parallel_threshold elements one thread does the work.
     """
+    if (out is None) != (op == LOGSUMEXP) or (rowvals is None) == (op == LOGSUMEXP
+                                                                   or op == SOFTMAX_SCALED):
+        raise ValueError("_softmax.forward: out and rowvals do not fit the operation")
+    rows_fit(x, x.shape[0], x.shape[1], x.shape[2], "x")
+    rows_fit(out, x.shape[0], x.shape[1], x.shape[2], "out")
     run_forward(op, x, out, mask, rowvals, x.shape[0], x.shape[1], x.shape[2], sign,
                 n_threads, parallel_threshold)
 
@@ -1049,7 +1090,11 @@ def backward(int op, cnp.ndarray grad_output not None, cnp.ndarray y not None,
              cnp.ndarray out not None, cnp.ndarray mask, double sign, int n_threads,
              Py_ssize_t parallel_threshold):
     """Run backward operation `op`: grad_output, y (the forward's output) and out are
-    C-contiguous (outer, n, inner) arrays of one dtype; out may be grad_output or y."""
+    C-contiguous (outer, n, inner) arrays of one dtype (or row-strided: rows_fit); out may be
+    grad_output or y."""
+    rows_fit(grad_output, y.shape[0], y.shape[1], y.shape[2], "grad_output")
+    rows_fit(y, y.shape[0], y.shape[1], y.shape[2], "y")
+    rows_fit(out, y.shape[0], y.shape[1], y.shape[2], "out")
     run_backward(op, grad_output, y, out, mask, y.shape[0], y.shape[1], y.shape[2], sign,
                  n_threads, parallel_threshold)
 

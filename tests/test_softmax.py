@@ -12,6 +12,7 @@
   mode, rows split across threads);
 - the package contract: dtypes, out= (in place, overlap), 0-d, errors, the GIL.
 """
+import importlib
 import math
 
 import numpy as np
@@ -837,6 +838,119 @@ def test_row_mode_and_column_mode_agree(name, dtype, masked, rng):
         assert_bitwise_equal(f.backward(g, output=columns, axis=0, where=mask),
                              f.backward(g_t, output=rows, axis=1, where=mask_t).T,
                              what="backward from the output")
+
+
+# ---- rows of a wider array: row-strided operands, not copied --------------------------------
+# Along the last axis, an operand whose rows are contiguous but farther apart than their
+# length (a slice x[:, :n] of a wider array, leading axes that walk the rows at one stride)
+# goes to the loops as it is (softmax._Layout.loop_view, pyx/_softmax.pyx rows_fit): the
+# bits of the same call on contiguous copies, for every operand and every way of writing.
+
+softmax_module = importlib.import_module("actfast.softmax")  # (af.softmax: the function)
+ROW_STRIDED_SHAPES = [(64, 1000), (3, 2 * BLOCK + 77), (4, 5, 300), (2, 1, 3, 40)]
+
+
+def wider(rng, values, pad=13):
+    """`values` as the first columns of a wider array (other values in the other columns)."""
+    shape = values.shape[:-1] + (values.shape[-1] + pad,)
+    buffer = grad_output_like(rng, shape, values.dtype)
+    buffer[..., :values.shape[-1]] = values
+    return buffer[..., :values.shape[-1]]
+
+
+@pytest.mark.parametrize("shape", ROW_STRIDED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_row_strided_operands_go_to_the_loops_as_they_are(shape, rng):
+    x = wider(rng, logits(rng, shape, np.float32))
+    layout = softmax_module._Layout(x, x.ndim - 1)
+    loop = layout.loop_view(x)
+    assert loop is not None and loop.shape == layout.dims and np.shares_memory(loop, x)
+    assert not loop.flags.c_contiguous   # (the copy it replaces would be)
+
+
+def test_other_strided_operands_are_copied(rng):
+    # leading axes that do not walk the rows at one stride, rows in reverse, columns
+    # (column mode takes C-contiguous operands only)
+    x = logits(rng, (4, 6, 310), np.float32)
+    for other, axis in ((x[:, :5, :300], 2), (x[::-1, :, :300], 2), (x[:, 2, :300], 0)):
+        layout = softmax_module._Layout(other, axis)
+        assert layout.loop_view(other) is None
+        loop = layout.to_loop(other)
+        assert loop.flags.c_contiguous and not np.shares_memory(loop, x)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
+@pytest.mark.parametrize("shape", ROW_STRIDED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_row_strided_calls_give_the_contiguous_bits(name, dtype, masked, n_threads, shape,
+                                                    rng, threads):
+    af.set_num_threads(n_threads)
+    f = function(name)
+    xc = logits(rng, shape, dtype)
+    mask = rng.random(shape) < 0.8 if masked else None
+    x = wider(rng, xc)
+    expected = f(xc, where=mask)
+    assert_bitwise_equal(f(x, where=mask), expected, what="forward")
+    gc = grad_output_like(rng, expected.shape, dtype)
+    g = wider(rng, gc) if gc.ndim else gc
+    expected_from_x = f.backward(gc, xc, where=mask)
+    assert_bitwise_equal(f.backward(g, x, where=mask), expected_from_x, what="backward from x")
+    if name == "logsumexp":
+        return
+    out = wider(rng, np.zeros(shape, dtype))
+    assert f(x, where=mask, out=out) is out
+    assert_bitwise_equal(out, expected, what="forward into a row-strided out")
+    in_place = wider(rng, xc)
+    f(in_place, where=mask, out=in_place)
+    assert_bitwise_equal(in_place, expected, what="forward in place")
+    assert f.backward(g, x, where=mask, out=out) is out
+    assert_bitwise_equal(out, expected_from_x, what="backward from x into out")
+    into_g = wider(rng, gc)
+    f.backward(into_g, x, where=mask, out=into_g)
+    assert_bitwise_equal(into_g, expected_from_x, what="backward from x into grad_output")
+    y = wider(rng, expected)
+    expected_from_y = f.backward(gc, output=expected, where=mask)
+    assert_bitwise_equal(f.backward(g, output=y, where=mask), expected_from_y,
+                         what="backward from the output")
+    f.backward(g, output=y, where=mask, out=y)
+    assert_bitwise_equal(y, expected_from_y, what="backward from the output into it")
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("shift", [1, -1, 20])
+def test_row_strided_out_overlapping_the_input(name, shift, rng):
+    # x and out rows of one buffer, out shifted: the result of the call on a copy of x
+    f = function(name)
+    buffer = logits(rng, (50, 400), np.float64)
+    x = buffer[:, 30:330]
+    expected = f(x.copy())
+    out = buffer[:, 30 + shift:330 + shift]
+    assert f(x, out=out) is out
+    assert_bitwise_equal(out, expected)
+
+
+def test_the_loops_take_only_contiguous_or_row_strided_operands():
+    x = np.ones((4, 10, 1), np.float32)
+    op = _softmax.FORWARD_OPS["softmax"]
+    rows = np.ones((4, 30), np.float32)[:, :10, None]
+    _softmax.forward(op, rows, rows, None, None, 1.0, 1, 1 << 30)   # row-strided: fine
+    assert np.all(rows == np.float32(0.1))
+    for bad in (np.asfortranarray(np.ones((4, 10, 2), np.float32))[:, :, :1],  # columns
+                np.lib.stride_tricks.as_strided(x, (4, 10, 1), (8, 4, 4)),  # rows overlap
+                np.zeros((4, 10, 3), np.float32)[:, :, :1]):                # inner apart
+        with pytest.raises(ValueError, match="row-strided"):
+            _softmax.forward(op, bad, x, None, None, 1.0, 1, 1 << 30)
+        with pytest.raises(ValueError, match="row-strided"):
+            _softmax.forward(op, x, bad, None, None, 1.0, 1, 1 << 30)
+        with pytest.raises(ValueError, match="row-strided"):
+            _softmax.backward(_softmax.BACKWARD_OPS["softmax"], x, x, bad, None, 1.0, 1,
+                              1 << 30)
+    with pytest.raises(ValueError, match="do not fit"):   # softmax writes out
+        _softmax.forward(op, x, None, None, None, 1.0, 1, 1 << 30)
+    with pytest.raises(ValueError, match="do not fit"):   # logsumexp writes rowvals
+        _softmax.forward(_softmax.FORWARD_OPS["logsumexp"], x, None, None, None, 1.0, 1,
+                         1 << 30)
 
 
 # ---- log_softmax's backward from any output -------------------------------------------------
