@@ -896,9 +896,11 @@ def test_row_strided_calls_give_the_contiguous_bits(name, dtype, masked, n_threa
     g = wider(rng, gc) if gc.ndim else gc
     expected_from_x = f.backward(gc, xc, where=mask)
     assert_bitwise_equal(f.backward(g, x, where=mask), expected_from_x, what="backward from x")
-    if name == "logsumexp":
-        return
     out = wider(rng, np.zeros(shape, dtype))
+    if name == "logsumexp":
+        assert f.backward(g, x, where=mask, out=out) is out
+        assert_bitwise_equal(out, expected_from_x, what="backward into a row-strided out")
+        return
     assert f(x, where=mask, out=out) is out
     assert_bitwise_equal(out, expected, what="forward into a row-strided out")
     in_place = wider(rng, xc)
