@@ -80,15 +80,62 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
     return a_hi <= b_lo or b_hi <= a_lo
 
 
+cdef extern from *:
+    """
+    /* No two elements of an array (dims, strides in bytes) share memory. A sufficient test:
+     * taken in order of magnitude, the stride of every dimension longer than 1 is at least
+     * the span of the smaller ones (true for every layout NumPy makes; false for a view made
+     * with as_strided whose elements repeat, and for a few interleaved layouts that do not
+     * overlap). A C function, not a `cdef inline` one: called once per call, its loops need
+     * not be inlined (tests/test_build.py checks that every `cdef inline` function is). */
+    static int actfast_self_disjoint(int nd, const npy_intp* dims, const npy_intp* strides,
+                                     npy_intp itemsize) {
+        npy_intp sorted_strides[NPY_MAXDIMS], lengths[NPY_MAXDIMS], span = itemsize;
+        int n = 0;
+        for (int d = 0; d < nd; d++) {   /* the dimensions longer than 1, sorted by stride */
+            if (dims[d] > 1) {
+                npy_intp stride = strides[d] < 0 ? -strides[d] : strides[d];
+                int k = n;
+                for (; k > 0 && sorted_strides[k - 1] > stride; k--) {
+                    sorted_strides[k] = sorted_strides[k - 1];
+                    lengths[k] = lengths[k - 1];
+                }
+                sorted_strides[k] = stride;
+                lengths[k] = dims[d];
+                n++;
+            }
+        }
+        for (int k = 0; k < n; k++) {
+            if (sorted_strides[k] < span)
+                return 0;
+            span += sorted_strides[k] * (lengths[k] - 1);
+        }
+        return 1;
+    }
+    """
+    bint actfast_self_disjoint(int nd, const cnp.npy_intp* dims, const cnp.npy_intp* strides,
+                               cnp.npy_intp itemsize)
+
+
+cdef inline bint self_disjoint(cnp.ndarray a):
+    """No two elements of `a` share memory (actfast_self_disjoint's test)."""
+    if (cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+        return True
+    return actfast_self_disjoint(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a),
+                                 cnp.PyArray_STRIDES(a), cnp.PyArray_ITEMSIZE(a))
+
+
 cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
-    """For a and out of one shape: True when `a` is the very same view as `out` (plain in
-    place: safe elementwise) or their memory extents do not overlap."""
+    """For a and out of one shape: True when `a` is the very same view as `out` and no two
+    elements of it share memory (plain in place: safe elementwise), or their memory extents
+    do not overlap."""
     cdef int d
     cdef bint same = cnp.PyArray_DATA(a) == cnp.PyArray_DATA(out)
     for d in range(cnp.PyArray_NDIM(a)):
         if cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(out, d):
             same = False
-    return same or disjoint(a, out)
+    return (same and self_disjoint(out)) or disjoint(a, out)
 
 
 cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):

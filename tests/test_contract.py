@@ -287,6 +287,42 @@ def test_out_overlapping_an_input(case, direction, overlap, operand, rng):
     assert_bitwise_equal(out, expected, what=f"out overlapping {operand}")
 
 
+# An out whose elements repeat (a view made with as_strided), in place: every alias of an
+# element holds the same input, and gets f of it (as NumPy's ufuncs give), not f of an
+# alias already written. The same bits as from a copy, in the compiled path and (float16,
+# computed in float32) in the Python layer's.
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("dtype", dtype_params((np.float32, np.float64, np.float16)))
+@pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
+def test_in_place_on_an_out_whose_elements_repeat(case, direction, dtype, rng):
+    from numpy.lib.stride_tricks import as_strided
+    values = draw(rng, (3000,), case, dtype)
+    values = _operand(case, direction, values)
+    size = values.itemsize
+    # rows of 8 elements, each starting 5 elements after the previous one: 3 shared
+    operand = "x" if direction == "forward" else "grad_output"
+    buffer = values.copy() if operand == "x" else draw_grad_output(rng, (3000,), dtype)
+    other = values.copy()
+    repeated = as_strided(buffer, shape=(500, 8), strides=(5 * size, size))
+    x = repeated if operand == "x" else as_strided(other, shape=(500, 8),
+                                                   strides=(5 * size, size))
+    expected = _call(case, direction, repeated.copy(), x.copy())
+    result = _call(case, direction, repeated, x, out=repeated)
+    assert result is repeated
+    assert_bitwise_equal(repeated, expected, what=f"in place on {operand}")
+
+
+def test_self_disjoint():
+    from numpy.lib.stride_tricks import as_strided
+    from actfast._api import _self_disjoint
+    a = np.zeros((6, 10, 4))
+    for view in (a, a.T, a[::2, 1:, ::-1], a[:, 3], np.asfortranarray(a)[1:], a[:0]):
+        assert _self_disjoint(view)
+    for shape, strides in (((3, 4), (8, 8)), ((5, 3), (0, 8)), ((4, 4), (24, 16))):
+        assert not _self_disjoint(as_strided(a, shape, strides))
+    assert _self_disjoint(as_strided(a, (4, 3), (24, 8)))   # rows apart by exactly their span
+
+
 # ---- inputs never modified -----------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
