@@ -213,6 +213,15 @@ cdef inline double lane_total(const double* acc, Py_ssize_t stride) noexcept nog
     return (t[0] + t[2]) + (t[1] + t[3])
 
 
+cdef inline double canonical_nan(double d) noexcept nogil:
+    """d, or the positive quiet NaN when d is NaN. The backward's dot product keeps the sign
+    of whichever NaN operand an addition's instruction keeps (inf + -inf gives a negative one
+    on x86, an input NaN its own), and which operand that is depends on how GCC ordered the
+    terms of a commutative addition in each loop: row and column mode gave NaNs of opposite
+    signs for the same row (a grad_output with +inf, -inf and NaN). PyTorch's is positive."""
+    return NAN if d != d else d
+
+
 cdef inline Py_ssize_t n_blocks(Py_ssize_t n) noexcept nogil:
     return (n + BLOCK - 1) // BLOCK
 
@@ -517,6 +526,7 @@ cdef void backward_row(int op, const real* g, const real* y, const uint8_t* mask
         m = min(<Py_ssize_t>BLOCK, n - lo)
         yb = y + lo if op == BWD_SOFTMAX else NULL
         dot += row_dot(g + lo, yb, offset(mask, lo), m, scratch, True)
+    dot = canonical_nan(dot)
     for b in range(nb):
         lo = b * BLOCK
         m = min(<Py_ssize_t>BLOCK, n - lo)
@@ -710,7 +720,7 @@ cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mas
         for c in range(w):
             dot[c] += bdot[b * w + c]
     for c in range(w):
-        rdot[c] = <real>dot[c]
+        rdot[c] = <real>canonical_nan(dot[c])
     for j in range(n):
         gr = g + j * inner
         yr = y + j * inner
@@ -904,7 +914,7 @@ cdef int backward_all(int op, const real* g, const real* y, const uint8_t* mask,
             d = 0.0
             for b in range(nb):
                 d = d + bdot[r * nb + b]
-            dots[r] = d
+            dots[r] = canonical_nan(d)
         for i in prange(outer * nb, nogil=True, schedule='static', num_threads=n_threads):
             r = i // nb
             b = i % nb
