@@ -563,9 +563,10 @@ cdef inline real silu_bwd_parts(real grad_output, real x, real zh, real scale, r
     # silu' = s (1 + x (1 - s)), s = sigmoid(x). With z = exp(-|x|): for x >= 0, s = 1/(1+z),
     # 1 - s = z/(1+z): (1 + z + x z) / (1+z)^2, all positive. For x < 0, s = z/(1+z),
     # 1 - s = 1/(1+z): z G / (1+z)^2. One division; rounded once at the end (exp_parts);
-    # beyond silu_cut the derivative is 0 or 1 (and the formula inf * 0 at +-inf).
+    # beyond silu_cut the derivative is 1 above, and below a negative number too small for
+    # `real`: -0 (PyTorch's sign too; the formula gives inf * 0 at +-inf).
     cdef real z = zh * scale
-    cdef real numerator, result
+    cdef real numerator, result, zero
     numerator = zh * G
     if moderate:   # scale is 1
         numerator = (<real>1 + z) + x * z if x >= 0 else numerator
@@ -574,7 +575,10 @@ cdef inline real silu_bwd_parts(real grad_output, real x, real zh, real scale, r
         numerator = (<real>1 + z) + x * z
         scale = 1
     result = (grad_output * (numerator / ((<real>1 + z) * (<real>1 + z)))) * scale
-    result = grad_output * <real>0 if x < silu_cut(x) else result
+    # below the cut, -0 times grad_output, negated only where not NaN: as grad_output * -0,
+    # GCC took -(grad_output * 0) in some loops, which flipped the sign of inf * 0's NaN
+    zero = grad_output * <real>0
+    result = (zero if zero != zero else -zero) if x < silu_cut(x) else result
     return grad_output if x > -silu_cut(x) else result
 
 

@@ -24,8 +24,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import (CASES, OUTPUT_CASES, assert_rel_close, case_params,  # noqa: E402
-                      dtype_params, torch_backward, torch_forward, torch_function)
+import actfast as af  # noqa: E402
+from conftest import (CASES, OUTPUT_CASES, assert_bitwise_equal, assert_rel_close,  # noqa: E402
+                      case_params, dtype_params, torch_backward, torch_forward, torch_function)
 
 TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-6), np.dtype(np.float64): (1e-12, 1e-14)}
 DOCUMENTED_RTOL = {
@@ -46,7 +47,7 @@ DOCUMENTED_ATOL = {
 # name -> {x: (f(x), f'(x))}; the same for every parameter set of that entry.
 INF_LIMITS = {
     "gelu": {np.inf: (np.inf, 1.0), -np.inf: (-0.0, 0.0)},
-    "silu": {np.inf: (np.inf, 1.0), -np.inf: (-0.0, 0.0)},
+    "silu": {np.inf: (np.inf, 1.0), -np.inf: (-0.0, -0.0)},
     "mish": {np.inf: (np.inf, 1.0), -np.inf: (-0.0, 0.0)},
     "softsign": {np.inf: (1.0, 0.0), -np.inf: (-1.0, 0.0)},
     "hardswish": {-np.inf: (-0.0, 0.0)},
@@ -203,6 +204,26 @@ def test_zero_signs(case, dtype, rng):
         details = [f"x={x[i]!r}: actfast {ours[i]!r}, PyTorch {theirs[i]!r}"
                    for i in np.flatnonzero(bad)[:8]]
         pytest.fail(f"{int(bad.sum())} zeros of the wrong sign:\n  " + "\n  ".join(details))
+
+
+@pytest.mark.parametrize("dtype", dtype_params())
+def test_silu_gradient_zero_signs(dtype):
+    # silu's gradient far below 0 is negative and too small for the dtype: -0.0 times
+    # grad_output, as PyTorch's (its formula's 0 * (1 + x) there), also swish's at beta = 1.
+    # (Other functions' zero gradients in their tails do not all follow PyTorch's signs, whose
+    # float32 loops give +0.0 where the float64 gradient is negative: not checked here.)
+    tail = ([-200.0, -800.0, -1e4, -130.0, -125.0] if np.dtype(dtype) == np.float32
+            else [-761.0, -800.0, -1e4, -5000.0, -1e300])
+    x = np.array((tail + [-np.inf]) * 2, dtype=dtype)
+    grad_output = np.array([1.0] * 6 + [-1.0] * 6, dtype=dtype)
+    ours = af.silu.backward(grad_output, x)
+    finite = np.isfinite(x)
+    silu = next(case for case in CASES if case.name == "silu")
+    theirs = torch_backward(silu, grad_output[finite], x[finite])
+    assert np.all(ours[finite] == 0) and np.all(theirs == 0)
+    assert np.array_equal(np.signbit(ours[finite]), np.signbit(theirs))
+    assert np.array_equal(np.signbit(ours), grad_output > 0)   # -inf: the limit, likewise
+    assert_bitwise_equal(af.swish.backward(grad_output, x, beta=1.0)[0], ours)
 
 
 # ---- +-inf ---------------------------------------------------------------------------------
