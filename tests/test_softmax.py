@@ -840,6 +840,37 @@ def test_row_mode_and_column_mode_agree(name, dtype, masked, rng):
                              what="backward from the output")
 
 
+@pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("long_rows", [False, True], ids=["short", "3-blocks"])
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
+def test_nan_dot_products_have_one_sign_in_every_mode(name, dtype, long_rows, n_threads, rng,
+                                                      threads):
+    # A row whose grad_output holds +inf and -inf (and NaNs) has a NaN dot product; whichever
+    # NaN an addition keeps depended on the loop (column mode gave -NaN, row mode +NaN): now
+    # PyTorch's +NaN in row mode, column mode, rows split across threads, every layout
+    af.set_num_threads(n_threads)
+    n = 3 * BLOCK if long_rows else 40
+    f = function(name)
+    x = logits(rng, (n, 5), dtype)         # the rows run along axis 0
+    g = grad_output_like(rng, x.shape, dtype)
+    g[5, :3], g[n - 3, :3] = -np.inf, np.inf                  # rows 0-2: +inf and -inf
+    g[n // 2, 1] = np.nan                                     # row 1: and a NaN
+    g[n // 3, 2] = -np.array(np.nan, dtype)                   # row 2: and a negative NaN
+    g[7, 3] = np.nan                                          # row 3: a NaN alone
+    for source in ("x", "output"):
+        v = x if source == "x" else f(x, axis=0)
+        columns = f.backward(g, **{source: v}, axis=0)
+        rows = f.backward(np.ascontiguousarray(g.T), **{source: np.ascontiguousarray(v.T)},
+                          axis=1).T
+        fortran = f.backward(np.asfortranarray(g), **{source: np.asfortranarray(v)}, axis=0)
+        assert_bitwise_equal(rows, columns, what=f"row mode from {source}")
+        assert_bitwise_equal(fortran, columns, what=f"Fortran layout from {source}")
+        assert np.all(np.isnan(columns[:, :4])) and not np.any(np.isnan(columns[:, 4]))
+        from_dot = np.isnan(columns) & ~np.isnan(g)          # NaN from the dot product alone
+        assert from_dot.any() and not np.any(np.signbit(columns[from_dot]))
+
+
 # ---- rows of a wider array: row-strided operands, not copied --------------------------------
 # Along the last axis, an operand whose rows are contiguous but farther apart than their
 # length (a slice x[:, :n] of a wider array, leading axes that walk the rows at one stride)
