@@ -52,6 +52,8 @@ def _axis(function, axis, ndim):
     """The axis as a non-negative int (None stays None); a 0-d array counts as 1-d."""
     if axis is None:
         return None
+    if isinstance(axis, (bool, np.bool_)):   # (operator.index takes True for 1)
+        raise TypeError(f"{function}(): argument 'axis' must be an int or None, got bool")
     try:
         axis = operator.index(axis)
     except TypeError:
@@ -321,6 +323,13 @@ class SoftmaxFunction:
 
 # ---- logsumexp -----------------------------------------------------------------------------
 
+def _keepdims(function, keepdims):
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise TypeError(f"{function}(): argument 'keepdims' must be a bool, "
+                        f"got {type(keepdims).__name__}")
+    return bool(keepdims)
+
+
 def _reduced_shape(shape, axis, keepdims, flat):
     if flat:
         return (1,) * len(shape) if keepdims else ()
@@ -347,6 +356,7 @@ class LogSumExp:
                                              PARALLEL_FROM_FORWARD)
             if result is not None:
                 return result
+        keepdims = _keepdims("logsumexp", keepdims)
         array, compute = _as_input(x, "x")
         result_dtype = _result_dtype((array,), compute)
         flat = axis is None or array.ndim == 0
@@ -374,6 +384,7 @@ class LogSumExp:
                                                       _api._num_threads, PARALLEL_FROM_FORWARD)
             if result is not None:
                 return result
+        keepdims = _keepdims("logsumexp.backward", keepdims)
         g, g_dtype = _as_input(grad_output, "grad_output")
         v, v_dtype = _as_input(x, "x")
         compute = np.result_type(g_dtype, v_dtype)

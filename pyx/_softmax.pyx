@@ -1234,16 +1234,17 @@ cdef int reduced_shape(cnp.ndarray a, object axis, bint keepdims, cnp.npy_intp* 
     return k
 
 
-def logsumexp_fast(object x, object axis, bint keepdims, object out, int n_threads,
+def logsumexp_fast(object x, object axis, object keepdims, object out, int n_threads,
                    dict parallel_from):
     """logsumexp for the common call: x and axis as in forward_fast, out None or a writeable
     C-contiguous ndarray of the result's shape and x's dtype that overlaps x not (the
     result's memory is the loops' (outer, inner) array of row values). Returns out, the new
-    result (a NumPy scalar when 0-d, as NumPy's reductions), or None (see forward_fast)."""
+    result (a NumPy scalar when 0-d, as NumPy's reductions), or None (see forward_fast; also
+    when keepdims is not a Python bool)."""
     cdef Dims dims
     cdef cnp.npy_intp shape[64]                  # NPY_MAXDIMS is 32 (NumPy 1) or 64
     cdef int type_num = fast_input(x, axis, &dims)
-    if type_num < 0:
+    if type_num < 0 or type(keepdims) is not bool:
         return None
     cdef cnp.ndarray ax = x
     cdef int nd = reduced_shape(ax, axis, keepdims, shape)
@@ -1258,16 +1259,16 @@ def logsumexp_fast(object x, object axis, bint keepdims, object out, int n_threa
     return target[()] if out is None and nd == 0 else target
 
 
-def logsumexp_backward_fast(object grad_output, object x, object axis, bint keepdims,
+def logsumexp_backward_fast(object grad_output, object x, object axis, object keepdims,
                             object out, int n_threads, dict parallel_from):
     """logsumexp.backward for the common call: x and axis as in forward_fast, grad_output a
     C-contiguous ndarray of x's dtype and logsumexp's result shape (its memory is the loops'
     (outer, inner) factors), out None or a writeable C-contiguous ndarray of x's dtype and
-    shape overlapping neither. Returns out or the new result, or None (see forward_fast)."""
+    shape overlapping neither. Returns out or the new result, or None (see logsumexp_fast)."""
     cdef Dims dims
     cdef cnp.npy_intp shape[64]
     cdef int type_num = fast_input(x, axis, &dims)
-    if type_num < 0:
+    if type_num < 0 or type(keepdims) is not bool:
         return None
     cdef cnp.ndarray ax = x
     cdef int nd = reduced_shape(ax, axis, keepdims, shape)

@@ -1091,10 +1091,26 @@ def test_bad_axis_raises_axis_error(name, axis):
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-@pytest.mark.parametrize("axis", [1.0, "0", [0]], ids=["float", "str", "list"])
+@pytest.mark.parametrize("axis", [1.0, "0", [0], True, np.True_],
+                         ids=["float", "str", "list", "bool", "numpy-bool"])
 def test_axis_must_be_an_integer(name, axis):
+    # (a bool too, as glu's and maxout's axis: operator.index would take True for 1)
+    x = np.ones((2, 3))
     with pytest.raises(TypeError, match="axis"):
-        function(name)(np.ones((2, 3)), axis=axis)
+        function(name)(x, axis=axis)
+    with pytest.raises(TypeError, match="axis"):
+        function(name).backward(np.ones((2,) if name == "logsumexp" else (2, 3)), x, axis=axis)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("keepdims", [1, "yes", None, np.int64(1)], ids=str)
+def test_logsumexp_keepdims_must_be_a_bool(direction, keepdims):
+    x = np.ones((2, 3))
+    call = (lambda k: af.logsumexp(x, 1, k)) if direction == "forward" else (
+        lambda k: af.logsumexp.backward(np.ones((2, 1) if k else (2,)), x, 1, k))
+    with pytest.raises(TypeError, match="keepdims"):
+        call(keepdims)
+    assert_bitwise_equal(call(np.True_), call(True))   # NumPy's bool as Python's
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
