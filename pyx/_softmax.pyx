@@ -222,6 +222,22 @@ cdef inline double canonical_nan(double d) noexcept nogil:
     return NAN if d != d else d
 
 
+cdef inline bint nan_stats(double M, double R, double S) noexcept nogil:
+    """A row's statistics are NaN (a NaN in it, or inf - inf): then its outputs are NaN."""
+    return M != M or R != R or S != S
+
+
+cdef void canonical_nans(real* out, Py_ssize_t m, Py_ssize_t stride) noexcept nogil:
+    """The NaNs among out[0], out[stride], ... out[(m - 1) stride] made the positive quiet
+    NaN, in a row whose statistics are NaN: a NaN output's sign came from whichever NaN
+    operand (of x, of the row's max or sum) an instruction kept, which differs between row
+    mode's and column mode's loops (as canonical_nan's)."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        if out[i * stride] != out[i * stride]:
+            out[i * stride] = NAN
+
+
 cdef inline Py_ssize_t n_blocks(Py_ssize_t n) noexcept nogil:
     return (n + BLOCK - 1) // BLOCK
 
@@ -389,6 +405,15 @@ cdef void row_block_stats(const real* x, const uint8_t* mask, real* e, Py_ssize_
 cdef void row_block_finish(int op, const real* x, const uint8_t* mask, real* out,
                            Py_ssize_t m, real sign, double bmax, double M, double R, double S,
                            double scale) noexcept nogil:
+    """row_block_outputs, and in a row whose statistics are NaN its NaNs made positive."""
+    row_block_outputs(op, x, mask, out, m, sign, bmax, M, R, S, scale)
+    if nan_stats(M, R, S):
+        canonical_nans(out, m, 1)
+
+
+cdef inline void row_block_outputs(int op, const real* x, const uint8_t* mask, real* out,
+                                   Py_ssize_t m, real sign, double bmax, double M, double R,
+                                   double S, double scale) noexcept nogil:
     """The outputs of one block, from the row's (M, R, S) and the block's e, in out.
 
     log_softmax = ((x - R) - L_hi) - L_lo in the data's type, L = log S = L_hi + L_lo: both
@@ -500,7 +525,7 @@ cdef void forward_row(int op, const real* x, const uint8_t* mask, real* out, Py_
                         &bmax[b], &bsum[b])
     combine(bmax, bsum, nb, 1, &M, &R, &S)
     if op == LOGSUMEXP:
-        rowval[0] = <real>(R + log(S))
+        rowval[0] = <real>canonical_nan(R + log(S))
         return
     scale = <double>rowval[0] if op == SOFTMAX_SCALED else 1.0
     for b in range(nb):
@@ -625,7 +650,7 @@ cdef void forward_cols(int op, const real* x, const uint8_t* mask, real* out, Py
         combine(bmax + c, bsum + c, nb, w, &M[c], &R[c], &S[c])
     if op == LOGSUMEXP:
         for c in range(w):
-            rowval[c] = <real>(R[c] + log(S[c]))
+            rowval[c] = <real>canonical_nan(R[c] + log(S[c]))
         return
     if op == LOG_SOFTMAX:
         for c in range(w):
@@ -641,6 +666,7 @@ cdef void forward_cols(int op, const real* x, const uint8_t* mask, real* out, Py
                 mr = mask + j * inner
                 for c in range(w):
                     orow[c] = ((sign * xr[c] - rr[c]) - hi[c]) - lo[c] if mr[c] else -INFINITY
+        canonical_nan_columns(out, n, inner, w, M, R, S)
         return
     for b in range(nb):
         j0 = b * BLOCK
@@ -670,6 +696,17 @@ cdef void forward_cols(int op, const real* x, const uint8_t* mask, real* out, Py
                             NAN if x[j * inner + c] == INFINITY else 0.0))
                     else:
                         out[j * inner + c] = 0
+    canonical_nan_columns(out, n, inner, w, M, R, S)
+
+
+cdef inline void canonical_nan_columns(real* out, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t w,
+                                       const double* M, const double* R,
+                                       const double* S) noexcept nogil:
+    """canonical_nans for each of the w columns whose statistics are NaN."""
+    cdef Py_ssize_t c
+    for c in range(w):
+        if nan_stats(M[c], R[c], S[c]):
+            canonical_nans(out + c, n, inner)
 
 
 cdef void backward_cols(int op, const real* g, const real* y, const uint8_t* mask, real* out,
@@ -832,7 +869,7 @@ cdef int forward_all(int op, const real* x, const uint8_t* mask, real* out, real
                     &stats[3 * r + 2])
         if op == LOGSUMEXP:
             for r in range(outer):
-                rowvals[r] = <real>(stats[3 * r + 1] + log(stats[3 * r + 2]))
+                rowvals[r] = <real>canonical_nan(stats[3 * r + 1] + log(stats[3 * r + 2]))
             return 0
         for i in prange(outer * nb, nogil=True, schedule='static', num_threads=n_threads):
             r = i // nb

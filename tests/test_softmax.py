@@ -871,6 +871,41 @@ def test_nan_dot_products_have_one_sign_in_every_mode(name, dtype, long_rows, n_
         assert from_dot.any() and not np.any(np.signbit(columns[from_dot]))
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("long_rows", [False, True], ids=["short", "3-blocks"])
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
+def test_nan_rows_have_one_sign_in_every_mode(name, dtype, long_rows, n_threads, rng,
+                                              threads):
+    # Rows whose x holds NaNs of either sign, or +-inf with them: their NaN outputs (and
+    # logsumexp's NaN) came with signs that depended on the loop (row mode +NaN, column mode
+    # -NaN for the same row); now PyTorch's +NaN wherever a row's statistics are NaN, in the
+    # forward, the backward from x (which computes the forward first) and logsumexp's
+    # backward, in row mode, column mode, rows split across threads and every layout
+    af.set_num_threads(n_threads)
+    n = 3 * BLOCK if long_rows else 40
+    f = function(name)
+    with np.errstate(invalid="ignore"):
+        negative_nan = np.array(np.inf, dtype) - np.array(np.inf, dtype)   # 0xffc00000
+    x = logits(rng, (n, 6), dtype)          # the rows run along axis 0
+    x[3, 0], x[n - 2, 0] = np.inf, negative_nan                           # row 0
+    x[n // 2, 1] = np.nan                                                 # row 1
+    x[7, 2], x[n // 3, 2] = negative_nan, np.nan                          # row 2
+    x[1, 3], x[n - 1, 3] = -np.inf, negative_nan                          # row 3
+    x[5, 4] = np.inf                                                      # row 4: +inf alone
+    g = grad_output_like(rng, f(x, axis=0).shape, dtype)
+    calls = [lambda a, ax: f(a, axis=ax),
+             lambda a, ax: f.backward(g if ax == 0 else np.ascontiguousarray(g.T), a, axis=ax)]
+    for call in calls:
+        columns = call(x, 0)
+        rows = call(np.ascontiguousarray(x.T), 1)
+        fortran = call(np.asfortranarray(x), 0)
+        assert_bitwise_equal(rows.T if rows.ndim == 2 else rows, columns, what="row mode")
+        assert_bitwise_equal(fortran, columns, what="Fortran layout")
+        nan = np.isnan(columns)
+        assert nan.any() and not np.any(np.signbit(columns[nan]))
+
+
 # ---- rows of a wider array: row-strided operands, not copied --------------------------------
 # Along the last axis, an operand whose rows are contiguous but farther apart than their
 # length (a slice x[:, :n] of a wider array, leading axes that walk the rows at one stride)
