@@ -840,17 +840,20 @@ def test_row_mode_and_column_mode_agree(name, dtype, masked, rng):
                              what="backward from the output")
 
 
+# rows of 40 elements and of 3 blocks (split across threads on 2), 1 and 2 threads
+NAN_ROWS = pytest.mark.parametrize("n, n_threads", [
+    pytest.param(n, t, id=f"{'3-blocks' if n > 40 else 'short'}-{t}-thread")
+    for n in (40, 3 * BLOCK) for t in (1, 2)])
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE_FUNCTIONS)
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("long_rows", [False, True], ids=["short", "3-blocks"])
-@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
-def test_nan_dot_products_have_one_sign_in_every_mode(name, dtype, long_rows, n_threads, rng,
-                                                      threads):
+@NAN_ROWS
+def test_nan_dot_products_have_one_sign_in_every_mode(name, dtype, n, n_threads, rng, threads):
     # A row whose grad_output holds +inf and -inf (and NaNs) has a NaN dot product; whichever
     # NaN an addition keeps depended on the loop (column mode gave -NaN, row mode +NaN): now
     # PyTorch's +NaN in row mode, column mode, rows split across threads, every layout
     af.set_num_threads(n_threads)
-    n = 3 * BLOCK if long_rows else 40
     f = function(name)
     x = logits(rng, (n, 5), dtype)         # the rows run along axis 0
     g = grad_output_like(rng, x.shape, dtype)
@@ -860,30 +863,35 @@ def test_nan_dot_products_have_one_sign_in_every_mode(name, dtype, long_rows, n_
     g[7, 3] = np.nan                                          # row 3: a NaN alone
     for source in ("x", "output"):
         v = x if source == "x" else f(x, axis=0)
-        columns = f.backward(g, **{source: v}, axis=0)
-        rows = f.backward(np.ascontiguousarray(g.T), **{source: np.ascontiguousarray(v.T)},
-                          axis=1).T
-        fortran = f.backward(np.asfortranarray(g), **{source: np.asfortranarray(v)}, axis=0)
-        assert_bitwise_equal(rows, columns, what=f"row mode from {source}")
-        assert_bitwise_equal(fortran, columns, what=f"Fortran layout from {source}")
+        columns = in_every_mode(lambda gl, vl, axis: f.backward(gl, **{source: vl}, axis=axis),
+                                g, v, f"backward from {source}")
         assert np.all(np.isnan(columns[:, :4])) and not np.any(np.isnan(columns[:, 4]))
         from_dot = np.isnan(columns) & ~np.isnan(g)          # NaN from the dot product alone
         assert from_dot.any() and not np.any(np.signbit(columns[from_dot]))
 
 
+def in_every_mode(call, a, b, what):
+    """call(a, b, axis) along axis 0 of C arrays (column mode), along axis 1 of their
+    transposes (row mode) and along axis 0 of their Fortran copies: the same bits (the
+    column-mode result is returned)."""
+    columns = call(a, b, 0)
+    rows = call(np.ascontiguousarray(a.T) if a.ndim == 2 else a, np.ascontiguousarray(b.T), 1)
+    fortran = call(np.asfortranarray(a), np.asfortranarray(b), 0)
+    assert_bitwise_equal(rows.T if rows.ndim == 2 else rows, columns, what=f"{what}, row mode")
+    assert_bitwise_equal(fortran, columns, what=f"{what}, Fortran layout")
+    return columns
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("long_rows", [False, True], ids=["short", "3-blocks"])
-@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
-def test_nan_rows_have_one_sign_in_every_mode(name, dtype, long_rows, n_threads, rng,
-                                              threads):
+@NAN_ROWS
+def test_nan_rows_have_one_sign_in_every_mode(name, dtype, n, n_threads, rng, threads):
     # Rows whose x holds NaNs of either sign, or +-inf with them: their NaN outputs (and
     # logsumexp's NaN) came with signs that depended on the loop (row mode +NaN, column mode
     # -NaN for the same row); now PyTorch's +NaN wherever a row's statistics are NaN, in the
     # forward, the backward from x (which computes the forward first) and logsumexp's
     # backward, in row mode, column mode, rows split across threads and every layout
     af.set_num_threads(n_threads)
-    n = 3 * BLOCK if long_rows else 40
     f = function(name)
     with np.errstate(invalid="ignore"):
         negative_nan = np.array(np.inf, dtype) - np.array(np.inf, dtype)   # 0xffc00000
@@ -894,14 +902,9 @@ def test_nan_rows_have_one_sign_in_every_mode(name, dtype, long_rows, n_threads,
     x[1, 3], x[n - 1, 3] = -np.inf, negative_nan                          # row 3
     x[5, 4] = np.inf                                                      # row 4: +inf alone
     g = grad_output_like(rng, f(x, axis=0).shape, dtype)
-    calls = [lambda a, ax: f(a, axis=ax),
-             lambda a, ax: f.backward(g if ax == 0 else np.ascontiguousarray(g.T), a, axis=ax)]
-    for call in calls:
-        columns = call(x, 0)
-        rows = call(np.ascontiguousarray(x.T), 1)
-        fortran = call(np.asfortranarray(x), 0)
-        assert_bitwise_equal(rows.T if rows.ndim == 2 else rows, columns, what="row mode")
-        assert_bitwise_equal(fortran, columns, what="Fortran layout")
+    for call, what in ((lambda gl, xl, axis: f(xl, axis=axis), "forward"),
+                       (lambda gl, xl, axis: f.backward(gl, xl, axis=axis), "backward from x")):
+        columns = in_every_mode(call, g, x, what)
         nan = np.isnan(columns)
         assert nan.any() and not np.any(np.signbit(columns[nan]))
 
