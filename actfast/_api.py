@@ -93,23 +93,11 @@ def _check_out(out, shape, dtype, name="out"):
 
 def _same_view(a, b):
     """a and b are the same view of memory in which no two elements coincide (in place is
-    then safe elementwise; see _self_disjoint)."""
+    then safe elementwise: a view made with as_strided may repeat elements, and written in
+    place an element would be read after another alias of it was written)."""
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides and a.dtype == b.dtype and _self_disjoint(b))
-
-
-def _self_disjoint(a):
-    """No two elements of `a` share memory, by pyx/arrays.pxd self_disjoint's test (a view
-    made with as_strided may repeat elements: written in place, an element would be read
-    after another alias of it was written)."""
-    if a.size == 0 or a.flags.c_contiguous or a.flags.f_contiguous:
-        return True
-    span = a.itemsize
-    for stride, length in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
-        if stride < span:
-            return False
-        span += stride * (length - 1)
-    return True
+            and a.strides == b.strides and a.dtype == b.dtype
+            and _elementwise.no_repeated_elements(b))
 
 
 def apply(direction, kernel, numeric, inputs, names, out):

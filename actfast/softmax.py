@@ -172,7 +172,7 @@ def _row_stride(array, axis):
     size, n = array.itemsize, array.shape[axis]
     if n < 2 or array.strides[axis] != size:
         return None
-    stride = span = None
+    stride = span = None      # (a single row is C-contiguous: loop_view does not ask)
     for d in range(axis - 1, -1, -1):
         if array.shape[d] == 1:
             continue
@@ -181,9 +181,9 @@ def _row_stride(array, axis):
         elif array.strides[d] != span:
             return None
         span *= array.shape[d]
-    if stride is None:
-        return n * size                     # one row
-    return stride if stride % size == 0 and stride >= n * size else None
+    if stride is None or stride % size or stride < n * size:
+        return None
+    return stride
 
 
 def _overlaps(a, b):

@@ -312,15 +312,15 @@ def test_in_place_on_an_out_whose_elements_repeat(case, direction, dtype, rng):
     assert_bitwise_equal(repeated, expected, what=f"in place on {operand}")
 
 
-def test_self_disjoint():
+def test_no_repeated_elements():
     from numpy.lib.stride_tricks import as_strided
-    from actfast._api import _self_disjoint
+    from actfast._elementwise import no_repeated_elements
     a = np.zeros((6, 10, 4))
     for view in (a, a.T, a[::2, 1:, ::-1], a[:, 3], np.asfortranarray(a)[1:], a[:0]):
-        assert _self_disjoint(view)
+        assert no_repeated_elements(view)
     for shape, strides in (((3, 4), (8, 8)), ((5, 3), (0, 8)), ((4, 4), (24, 16))):
-        assert not _self_disjoint(as_strided(a, shape, strides))
-    assert _self_disjoint(as_strided(a, (4, 3), (24, 8)))   # rows apart by exactly their span
+        assert not no_repeated_elements(as_strided(a, shape, strides))
+    assert no_repeated_elements(as_strided(a, (4, 3), (24, 8)))  # rows one span apart
 
 
 # ---- inputs never modified -----------------------------------------------------------------
