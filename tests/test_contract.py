@@ -72,6 +72,7 @@ def test_python_scalar_gives_float64_scalar(case, direction, value):
     assert_bitwise_equal(np.asarray(result), expected[0])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # float16
 @pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32, np.float64)))
 @pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
 def test_numpy_scalar_and_0d_array_give_scalar_of_dtype(case, direction, dtype, rng):
