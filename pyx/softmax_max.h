@@ -31,11 +31,13 @@ typedef AF_T AF_VEC __attribute__((vector_size(32)));
 typedef AF_INT AF_VINT __attribute__((vector_size(32)));
 typedef uint8_t AF_VMASK __attribute__((vector_size(AF_LANES)));
 
-/* m where v <= m or not keep, else v (v > m is false for NaN: NaN never taken) */
-static inline AF_VEC AF_TAKE(AF_VEC v, AF_VEC m, AF_VINT keep)
+/* *m = *v where *v > *m and keep, else *m unchanged (v > m is false for NaN: NaN never taken).
+ * Through pointers: a build without AVX (ACTFAST_ARCH=portable) would warn that 32-byte
+ * vectors passed or returned by value have another ABI there (-Wpsabi). */
+static inline void AF_TAKE(AF_VEC *m, const AF_VEC *v, const AF_VINT *keep)
 {
-    AF_VINT t = (v > m) & keep;
-    return (AF_VEC)((t & (AF_VINT)v) | (~t & (AF_VINT)m));
+    AF_VINT t = (*v > *m) & *keep;
+    *m = (AF_VEC)((t & (AF_VINT)*v) | (~t & (AF_VINT)*m));
 }
 
 static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T sign)
@@ -44,6 +46,7 @@ static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T
     const AF_VINT all = ~(AF_VINT){0};          /* every lane kept */
     AF_VEC m[4], v;
     AF_VMASK keep;
+    AF_VINT kept;
     Py_ssize_t i = 0;
     int k, l;
     AF_T r = ninf, y;
@@ -57,14 +60,16 @@ static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T
                 memcpy(&v, x + i + AF_LANES * k, sizeof v);
                 memcpy(&keep, mask + i + AF_LANES * k, sizeof keep);
                 v = v * sign;
-                m[k] = AF_TAKE(v, m[k], __builtin_convertvector(keep, AF_VINT) != 0);
+                kept = __builtin_convertvector(keep, AF_VINT) != 0;
+                AF_TAKE(&m[k], &v, &kept);
             }
         }
         for (; i + AF_LANES <= n; i += AF_LANES) {
             memcpy(&v, x + i, sizeof v);
             memcpy(&keep, mask + i, sizeof keep);
             v = v * sign;
-            m[0] = AF_TAKE(v, m[0], __builtin_convertvector(keep, AF_VINT) != 0);
+            kept = __builtin_convertvector(keep, AF_VINT) != 0;
+            AF_TAKE(&m[0], &v, &kept);
         }
     } else {
         for (; i + 4 * AF_LANES <= n; i += 4 * AF_LANES) {
@@ -73,13 +78,13 @@ static inline AF_T AF_MAX(const AF_T *x, const uint8_t *mask, Py_ssize_t n, AF_T
             for (k = 0; k < 4; k++) {
                 memcpy(&v, x + i + AF_LANES * k, sizeof v);
                 v = v * sign;
-                m[k] = AF_TAKE(v, m[k], all);
+                AF_TAKE(&m[k], &v, &all);
             }
         }
         for (; i + AF_LANES <= n; i += AF_LANES) {
             memcpy(&v, x + i, sizeof v);
             v = v * sign;
-            m[0] = AF_TAKE(v, m[0], all);
+            AF_TAKE(&m[0], &v, &all);
         }
     }
     for (k = 0; k < 4; k++)
