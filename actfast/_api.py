@@ -1,6 +1,7 @@
 """Argument handling, done once for every function: array conversion, dtype resolution,
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
 import os
+import warnings
 
 import numpy as np
 
@@ -31,21 +32,49 @@ def _default_num_threads():
 
 
 _num_threads = _default_num_threads()
+_forked = False
+
+
+def _one_thread_after_fork():
+    # GNU OpenMP's thread pool does not survive fork(): a child forked after its parent ran a
+    # parallel region (multiprocessing's 'fork' start method, Linux's default before Python
+    # 3.14) waits forever in its own first parallel region for threads that exist only in the
+    # parent (PyTorch 2.13 hangs there too). A forked child runs every kernel on one thread,
+    # without a parallel region.
+    global _num_threads, _forked
+    if openmp_enabled():
+        _num_threads = 1
+        _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def set_num_threads(n):
-    """Set the number of threads the kernels use (n >= 1). Returns None."""
+    """Set the number of threads the kernels use (n >= 1). Returns None.
+
+    In a process forked from another (multiprocessing's 'fork' start method), OpenMP's
+    threads cannot be used: actfast runs on one thread there, and n > 1 warns
+    (RuntimeWarning). Start worker processes with 'spawn' or 'forkserver' for threads."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads(): n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads(): n must be >= 1, got {n}")
+    if _forked and n > 1:
+        warnings.warn("set_num_threads(): this process was forked, and OpenMP's threads do not "
+                      "survive fork(); actfast stays on one thread here (start processes with "
+                      "multiprocessing's 'spawn' or 'forkserver' method for threads)",
+                      RuntimeWarning, stacklevel=2)
+        n = 1
     _num_threads = int(n)
 
 
 def get_num_threads():
     """The number of threads the kernels use: ACTFAST_NUM_THREADS, else OMP_NUM_THREADS, else
-    the cores this process may run on, unless changed by set_num_threads()."""
+    the cores this process may run on, unless changed by set_num_threads(); 1 in a forked
+    process (see set_num_threads)."""
     return _num_threads
 
 
@@ -135,7 +164,21 @@ def apply(direction, kernel, numeric, inputs, names, out):
 
 # ---- the public function objects -----------------------------------------------------------
 
-class Activation:
+def _function_named(name):
+    import actfast
+    return getattr(actfast, name)
+
+
+class PickledByName:
+    """Base of the public function objects: pickled and copied as a reference to
+    ``actfast.<__name__>``, as NumPy's ufuncs are, so that the object itself comes back
+    (``multiprocessing.Pool.map(af.gelu, chunks)`` sends the function to the workers)."""
+
+    def __reduce__(self):
+        return _function_named, (self.__name__,)
+
+
+class Activation(PickledByName):
     """An elementwise activation: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
 

@@ -25,7 +25,7 @@ import operator
 import numpy as np
 
 from . import _api, _softmax
-from ._api import _as_input, _check_out, _result_dtype, _same_view
+from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
 
 try:                                            # NumPy >= 2
     from numpy.lib.array_utils import normalize_axis_index
@@ -227,7 +227,7 @@ def _deliver(view, shape, out, result_dtype, direct):
 
 # ---- softmax, log_softmax, softmin ---------------------------------------------------------
 
-class SoftmaxFunction:
+class SoftmaxFunction(PickledByName):
     """softmax, softmin or log_softmax along an axis: call it for the forward, ``.backward``
     for the vector-Jacobian product."""
 
@@ -338,7 +338,7 @@ def _reduced_shape(shape, axis, keepdims, flat):
     return shape[:axis] + shape[axis + 1:]
 
 
-class LogSumExp:
+class LogSumExp(PickledByName):
     """logsumexp along an axis: call it for the forward, ``.backward`` for the
     vector-Jacobian product."""
 

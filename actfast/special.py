@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from . import _api, _special
-from ._api import _as_input, _check_out, _result_dtype, _same_view
+from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
 from .catalogue import Param
 
 Op = _special.Op
@@ -236,7 +236,7 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     return _finish(target, out, result), result.type(total)
 
 
-class _Function:
+class _Function(PickledByName):
     """A function object of this module: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
 

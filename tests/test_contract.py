@@ -2,7 +2,9 @@
 every registry entry: array_like inputs and scalars, dtype rules, out= (errors, identity,
 overlap), inputs never modified, parameter validation, backward's arguments, threads
 (settings, environment, concurrency, the GIL) and docstrings."""
+import copy
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -601,6 +603,21 @@ def test_concurrent_calls_match_serial(entry, rng):
                                  what=f"thread {k} ({case.id}) call {i}")
 
 
+@pytest.mark.skipif(not af.openmp_enabled() or not hasattr(os, "fork"),
+                    reason="needs OpenMP and fork()")
+def test_forked_workers_run_on_one_thread(rng):
+    # a process that ran parallel regions forks workers (multiprocessing's 'fork'): each runs
+    # every function, forward and backward, on one thread with the parent's bits, where
+    # GNU OpenMP's pool would make it wait forever; set_num_threads(2) there warns and keeps 1
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forked_workers.py")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(af.__file__)))
+    environment = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, script, str(rng.integers(1 << 31))], env=environment,
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert int(done.stdout.split()[-1]) >= 2 * 32, done.stdout   # results compared
+
+
 def _gil_case():
     names = [case.name for case in DEFAULT_CASES]
     return DEFAULT_CASES[names.index("gelu") if "gelu" in names else 0]
@@ -631,6 +648,25 @@ def test_every_entry_is_public(entry):
 
 def _normalise(text):
     return re.sub(r"\s+", " ", text)
+
+
+PUBLIC_FUNCTIONS = [pytest.param(name, id=name) for name in af.__all__
+                    if isinstance(getattr(af, name), af._api.PickledByName)]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_pickled_and_copied_as_itself(name, protocol):
+    # as NumPy's ufuncs: a reference to actfast.<name> (multiprocessing sends it to workers)
+    function = getattr(af, name)
+    assert pickle.loads(pickle.dumps(function, protocol)) is function
+    assert copy.copy(function) is function and copy.deepcopy(function) is function
+
+
+def test_every_public_function_is_pickled_by_name():
+    names = {param.values[0] for param in PUBLIC_FUNCTIONS}
+    assert names == set(af.__all__) - {"Activation", "get_num_threads", "openmp_enabled",
+                                       "set_num_threads"}
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in ENTRIES])
