@@ -362,7 +362,7 @@ ENTRIES = (
         summary="Soft shrinkage.",
         kernel="softshrink",
         params=(Param("lambd", 0.5, check=_finite_nonnegative),),
-        examples=({}, {"lambd": 1.5}),
+        examples=({}, {"lambd": 1.5}, {"lambd": 0.1}),   # 0.1: no float32 holds it
     ),
     Entry(
         "tanhshrink",

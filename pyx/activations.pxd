@@ -25,6 +25,7 @@
 # Limits: at +-inf every forward returns the mathematical limit (gelu(-inf) = silu(-inf) = 0),
 # where the plain formula would give inf * 0 = NaN; NaN in gives NaN out.
 
+from libc.float cimport FLT_MAX as FLOAT_MAX
 from libc.math cimport INFINITY
 from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_parts_of,
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
@@ -908,13 +909,22 @@ cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept
     return kept_or_nan((x < at_least(-lambd, x)) | (x > at_most(lambd, x)), grad_output, x)
 
 cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
-    # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd (lambd
-    # rounded to float32 for float32, within 1 ulp, as in PyTorch), x - x = +0 inside (as
-    # PyTorch's vector loop and the reference), NaN for NaN; the comparisons are the double
-    # ones (at_most/at_least). A clamp and a subtraction: a third of the operations of
-    # selecting among the three results.
-    cdef real c = <real>lambd if x > at_most(lambd, x) else (
-        -<real>lambd if x < at_least(-lambd, x) else x)
+    # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd, x - x = +0
+    # inside (as PyTorch's vector loop and the reference), NaN for NaN; the comparisons are
+    # the double ones (at_most/at_least). A clamp and a subtraction: a third of the operations
+    # of selecting among the three results. float32: lambd as hi + lo, hi the largest float
+    # <= lambd: near the kink x - hi is exact, so the result is rounded once (within 1.5 ulp
+    # everywhere). With lambd rounded to float32 (PyTorch's way), x - lambd lost the rounding
+    # error of lambd: softshrink(0.1f, lambd=0.1) was 0 instead of 1.5e-9. Beyond float's
+    # range lo is 0: only +-inf is outside, and inf - hi is inf.
+    cdef real hi, lo, c, c_lo
+    if real is float:
+        hi = at_most(lambd, x)
+        lo = <float>(lambd - hi) if lambd <= FLOAT_MAX else 0
+        c = hi if x > hi else (-hi if x < -hi else x)
+        c_lo = lo if x > hi else (-lo if x < -hi else 0)
+        return (x - c) - c_lo
+    c = lambd if x > lambd else (-lambd if x < -lambd else x)
     return x - c
 
 cdef inline real softshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:

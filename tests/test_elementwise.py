@@ -487,6 +487,34 @@ def test_sigmoid_and_tanh_from_any_output(name, dtype, rng):
                          expected.astype(dtype), {"output": special})
 
 
+# softshrink in float32 with a lambd that no float32 holds: x - lambd within a few ulp of the
+# kink is as small as the rounding error of lambd itself, so it must be the double lambd's
+# difference (x - 0.1f, PyTorch's, gave 0 for x = 0.1f and lambd = 0.1 instead of 1.5e-9)
+
+@pytest.mark.parametrize("lambd", [0.1, 0.3, 1 / 3, 1e-3, 0.7, 2.2, 1e-40])
+def test_softshrink_float32_near_a_lambd_no_float32_holds(lambd, rng):
+    centre = np.float32(lambd)
+    steps = np.arange(-300, 301)
+    around = np.nextafter(centre, np.float32(np.inf)).view(np.int32) - 1 + steps
+    x = np.concatenate([around.astype(np.int32).view(np.float32),
+                        rng.uniform(lambd / 2, 2 * lambd, 2000).astype(np.float32)])
+    x = np.concatenate([x, -x])
+    x = x[np.isfinite(x) & (x.view(np.int32) & 0x7FFFFFFF > 0)]
+    wide = x.astype(np.float64)
+    expected = np.where(np.abs(wide) > lambd, wide - np.copysign(lambd, wide), 0.0)
+    assert_ulp_close(af.softshrink(x, lambd=lambd), expected, np.float32, 1.5, {"x": x})
+
+
+def test_softshrink_float32_lambd_beyond_float32_range():
+    # only +-inf is outside [-lambd, lambd]: inf - lambd = inf (it was inf - inf = NaN)
+    big = float(np.finfo(np.float32).max)
+    x = np.array([np.inf, -np.inf, big, -big, 1.0, -0.0, np.nan], np.float32)
+    for lambd in (1e300, 2 * big):
+        result = af.softshrink(np.tile(x, 5), lambd=lambd)
+        expected = np.tile(np.array([np.inf, -np.inf, 0.0, 0.0, 0.0, 0.0, np.nan], np.float32), 5)
+        assert_bitwise_equal(result, expected, what=f"lambd={lambd}")
+
+
 # ---- gradients against finite differences --------------------------------------------------
 
 @pytest.mark.parametrize("case", case_params(CASES))
