@@ -769,12 +769,18 @@ cdef inline real softsign_fwd(real x) noexcept nogil:
     return nan_passing(x, x / (<real>1 + fabs(x)))   # (fabs makes a NaN of the other sign)
 
 cdef inline real softsign_bwd(real grad_output, real x) noexcept nogil:
-    # grad / (1 + |x|)^2, divided twice: the square overflows float32 from |x| = 1.8e19
+    # grad / (1 + |x|)^2, divided twice in float32: the square overflows float32 from |x| =
+    # 1.8e19. In double the square overflows from 1.3e154 (where grad / d^2 was 0 for any
+    # grad: 1e-20 for grad = 1e300, x = 1e160): there grad / d^2 = (grad s / (d s)^2) s with
+    # s = 2^-600, no overflow, the products by s exact until the last one's rounding (where
+    # grad s underflows, the result is below the smallest subnormal anyway).
     cdef real d = <real>1 + fabs(x)
+    cdef double s
     if real is float:
         return nan_passing(x, (grad_output / d) / d)
     else:
-        return nan_passing(x, grad_output / (d * d))
+        s = 2.409919865102884e-181 if d > 3.273390607896142e+150 else 1.0   # 2^-600, 2^500
+        return nan_passing(x, ((grad_output * s) / ((d * s) * (d * s))) * s)
 
 
 # ---- mish: x tanh(softplus(x)) -------------------------------------------------------------

@@ -515,6 +515,17 @@ def test_softshrink_float32_lambd_beyond_float32_range():
         assert_bitwise_equal(result, expected, what=f"lambd={lambd}")
 
 
+def test_softsign_backward_float64_where_the_square_overflows(rng):
+    # (1 + |x|)^2 overflows double from |x| = 1.3e154: grad / d^2 was 0 there for any grad
+    x = 10.0 ** rng.uniform(150, 308, 3000) * rng.choice([-1.0, 1.0], 3000)
+    grad_output = 10.0 ** rng.uniform(0, 300, 3000) * rng.choice([-1.0, 1.0], 3000)
+    expected = np.array([float(Fraction(g) / (1 + abs(Fraction(v))) ** 2)
+                         for g, v in zip(grad_output, x)])
+    assert expected.any()
+    assert_ulp_close(af.softsign.backward(grad_output, x), expected, np.float64, 2,
+                     {"x": x, "grad_output": grad_output})
+
+
 # ---- gradients against finite differences --------------------------------------------------
 
 @pytest.mark.parametrize("case", case_params(CASES))
