@@ -282,7 +282,7 @@ ENTRIES = (
         kernel=lambda alpha: "celu_positive" if alpha > 0 else "celu",
         params=(Param("alpha", 1.0, check=_finite_nonzero),),
         backward_from_output=lambda alpha: alpha >= 0,
-        examples=({}, {"alpha": 2.0}, {"alpha": -1.5}),
+        examples=({}, {"alpha": 2.0}, {"alpha": -1.5}, {"alpha": 100.0}),
     ),
     Entry(
         "selu",

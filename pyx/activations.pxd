@@ -664,7 +664,13 @@ cdef inline real celu_bwd(real grad_output, real x, double alpha) noexcept nogil
 # its relative size. Only here the derivative follows from the output (y > 0 exactly when
 # x > 0; the API refuses the output for alpha < 0, as PyTorch).
 cdef inline real celu_positive_fwd(real x, double alpha) noexcept nogil:
-    return x if x > 0 else <real>alpha * expm1_neg(x / <real>alpha)
+    # x itself where |x| < alpha 2^-26 (2^-55 for double): celu(x) = x (1 + x / 2 alpha + ...)
+    # rounds to x there, while x / alpha could fall into the subnormal range and lose its
+    # digits (50 ulp at x = -5.9e-39, alpha = 100; 0 instead of -1e-300 in double for
+    # alpha = 1e30)
+    # (x > -tiny: one comparison, as x > 0 was)
+    cdef real tiny = <real>(alpha * (1.4901161193847656e-08 if real is float else 2.7755575615628914e-17))
+    return x if x > -tiny else <real>alpha * expm1_neg(x / <real>alpha)
 
 cdef inline real celu_positive_bwd(real grad_output, real x, double alpha) noexcept nogil:
     # exp(x / alpha) <= 1 where it is used, with the quotient in double: for float32, its

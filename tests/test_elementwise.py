@@ -7,6 +7,7 @@ thread, bit for bit (NaN positions included). Their large arrays (> 70000 elemen
 that are not multiples of 8 or 16) take the parallel path on two threads.
 """
 import functools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -513,6 +514,25 @@ def test_softshrink_float32_lambd_beyond_float32_range():
         result = af.softshrink(np.tile(x, 5), lambd=lambd)
         expected = np.tile(np.array([np.inf, -np.inf, 0.0, 0.0, 0.0, 0.0, np.nan], np.float32), 5)
         assert_bitwise_equal(result, expected, what=f"lambd={lambd}")
+
+
+@pytest.mark.parametrize("alpha", [10.0, 100.0, 1e30])
+def test_celu_float32_where_x_over_alpha_is_subnormal(alpha, rng):
+    # celu(x) = alpha expm1(x / alpha) rounds to x where |x| << alpha; x / alpha in float32
+    # fell into the subnormal range there and lost digits (50 ulp at alpha = 100, -0 for
+    # alpha = 1e30)
+    magnitude = 10.0 ** rng.uniform(-44, np.log10(alpha) - 5, 4000)
+    x = np.concatenate([-magnitude, -rng.uniform(0, 3 * alpha, 1000)]).astype(np.float32)
+    wide = x.astype(np.float64)
+    expected = np.array([alpha * math.expm1(v / alpha) for v in wide])
+    assert_ulp_close(af.celu(x, alpha=alpha), expected, np.float32, 4, {"x": x})
+
+
+@pytest.mark.parametrize("alpha", [1e30, 1e300])
+def test_celu_float64_where_x_over_alpha_is_subnormal(alpha, rng):
+    x = -(10.0 ** rng.uniform(-320, -250, 2000))
+    expected = x * (1 + x / (2 * alpha))   # the rest of the series below double's precision
+    assert_ulp_close(af.celu(x, alpha=alpha), expected, np.float64, 1, {"x": x})
 
 
 def test_softsign_backward_float64_where_the_square_overflows(rng):
