@@ -516,6 +516,20 @@ def test_softshrink_float32_lambd_beyond_float32_range():
         assert_bitwise_equal(result, expected, what=f"lambd={lambd}")
 
 
+@pytest.mark.parametrize("beta", [0.001, 0.01, 0.1, 0.5, 2.0])
+@pytest.mark.parametrize("dtype", dtype_params())
+def test_softplus_where_exp_of_beta_x_is_subnormal(beta, dtype, rng):
+    # softplus = log1p(e) / beta with e = exp(beta x) subnormal: e's lost digits were scaled
+    # up by 1/beta into the normal range (500 ulp in float32 at beta = 0.001)
+    mpmath = pytest.importorskip("mpmath")
+    low, high = (-110.0, -80.0) if dtype == np.float32 else (-750.0, -700.0)
+    x = (rng.uniform(low, high, 300) / beta).astype(dtype)
+    with mpmath.workdps(40):
+        expected = np.array([float(mpmath.log1p(mpmath.exp(mpmath.mpf(beta) * mpmath.mpf(float(v))))
+                                   / mpmath.mpf(beta)) for v in x])
+    assert_ulp_close(af.softplus(x, beta=beta), expected, dtype, 2, {"x": x})
+
+
 @pytest.mark.parametrize("alpha", [10.0, 100.0, 1e30])
 def test_celu_float32_where_x_over_alpha_is_subnormal(alpha, rng):
     # celu(x) = alpha expm1(x / alpha) rounds to x where |x| << alpha; x / alpha in float32
