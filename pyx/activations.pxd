@@ -667,8 +667,7 @@ cdef inline real celu_positive_fwd(real x, double alpha) noexcept nogil:
     # x itself where |x| < alpha 2^-26 (2^-55 for double): celu(x) = x (1 + x / 2 alpha + ...)
     # rounds to x there, while x / alpha could fall into the subnormal range and lose its
     # digits (50 ulp at x = -5.9e-39, alpha = 100; 0 instead of -1e-300 in double for
-    # alpha = 1e30)
-    # (x > -tiny: one comparison, as x > 0 was)
+    # alpha = 1e30). x > -tiny is one comparison, as x > 0 was.
     cdef real tiny = <real>(alpha * (1.4901161193847656e-08 if real is float else 2.7755575615628914e-17))
     return x if x > -tiny else <real>alpha * expm1_neg(x / <real>alpha)
 
