@@ -129,9 +129,10 @@ def _same_view(a, b):
             and _elementwise.no_repeated_elements(b))
 
 
-def apply(direction, kernel, numeric, inputs, names, out):
+def apply(direction, kernel, numeric, inputs, names, out, float32_problem=None):
     """Run `kernel` in `direction` on the array_like `inputs` (named `names` for errors): the
-    general path, after _elementwise.run_fast declined the call."""
+    general path, after _elementwise.run_fast declined the call. `float32_problem`: the
+    ValueError's message when the parameters cannot be used for float32 (and float16) input."""
     arrays, compute_dtypes = zip(*(_as_input(value, name) for value, name in zip(inputs, names)))
     shape = arrays[0].shape
     for array, name in zip(arrays[1:], names[1:]):
@@ -139,6 +140,8 @@ def apply(direction, kernel, numeric, inputs, names, out):
             raise ValueError(f"argument '{name}' has shape {array.shape}, "
                              f"argument '{names[0]}' has shape {shape}")
     compute_dtype = np.result_type(*compute_dtypes)
+    if float32_problem is not None and compute_dtype == np.float32:
+        raise ValueError(float32_problem)
     result_dtype = _result_dtype(arrays, compute_dtype)
     if out is not None:
         _check_out(out, shape, result_dtype)
@@ -200,7 +203,7 @@ class Activation(PickledByName):
 
     def _resolve(self, params):
         """Validate keyword parameters: (kernel, numeric args, normalised params, the
-        kernel's index in _elementwise)."""
+        kernel's index in _elementwise, the error for float32 input or None)."""
         name = self.entry.name
         values = dict(self._defaults)
         for key, value in params.items():
@@ -213,7 +216,8 @@ class Activation(PickledByName):
         self.entry.validate(values)
         kernel = _KERNELS[self.entry.kernel_name(values)]
         numeric = tuple(values[p] for p in kernel.params)
-        return kernel, numeric, values, _KERNEL_INDEX[kernel.name]
+        return (kernel, numeric, values, _KERNEL_INDEX[kernel.name],
+                self.entry.float32_problem(values))
 
     def _resolution(self, params):
         if not params and self._default_resolution is not None:
@@ -239,37 +243,44 @@ class Activation(PickledByName):
     # The common call (float32/float64 ndarrays, out None or simple) is checked and run in
     # compiled code (_elementwise.run_fast): it then costs about what a ufunc call does.
 
+    # Parameters that float32 kernels cannot use (float32_problem) send every call to apply,
+    # which refuses them for float32 and float16 input.
+
     def __call__(self, x, /, *, out=None, **params):
-        kernel, numeric, _, index = self._resolution(params)
-        result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads)
-        if result is not None:
-            return result
-        return apply(FORWARD, kernel, numeric, (x,), ("x",), out)
+        kernel, numeric, _, index, float32_problem = self._resolution(params)
+        if float32_problem is None:
+            result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads)
+            if result is not None:
+                return result
+        return apply(FORWARD, kernel, numeric, (x,), ("x",), out, float32_problem)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, **params):
         """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
-        kernel, numeric, values, index = self._resolution(params)
+        kernel, numeric, values, index, float32_problem = self._resolution(params)
         name = self.entry.name
         if (x is None) == (output is None):
             raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
         if x is not None:
-            result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out, numeric,
-                                           _num_threads)
-            if result is not None:
-                return result
-            return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out)
+            if float32_problem is None:
+                result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out, numeric,
+                                               _num_threads)
+                if result is not None:
+                    return result
+            return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out,
+                         float32_problem)
         if not self.entry.backward_from_output:
             raise TypeError(f"{name}.backward(): the derivative of {name} is not a function of "
                             "its output; pass 'x'")
         if not self.entry.allows_output(values):
             raise ValueError(f"{name}.backward(): 'output' cannot determine the derivative for "
                              f"these parameters ({values}); pass 'x'")
-        result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output, output, out,
-                                       numeric, _num_threads)
-        if result is not None:
-            return result
+        if float32_problem is None:
+            result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output, output, out,
+                                           numeric, _num_threads)
+            if result is not None:
+                return result
         return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
-                     ("grad_output", "output"), out)
+                     ("grad_output", "output"), out, float32_problem)
 
 
 def _docstring(entry):

@@ -122,6 +122,29 @@ def _finite_nonnegative(value):
     return _finite(value) or (None if value >= 0 else "must be >= 0")
 
 
+FLOAT32_MIN, FLOAT32_MAX = 2.0 ** -126, (2.0 - 2.0 ** -23) * 2.0 ** 127
+
+
+def float32_number(label, value):
+    """For a value that the float32 kernels use as a float32 number (a slope, a scale): None
+    when it is 0 or a normal float32's magnitude, else the message for float32 and float16
+    input. Beyond FLT_MAX the kernels would meet inf (and inf * 0 = NaN; PyTorch refuses such
+    values too); a subnormal one keeps too few digits for the 4-ulp bound."""
+    if value == 0 or FLOAT32_MIN <= abs(value) <= FLOAT32_MAX:
+        return None
+    return (f"{label} = {value!r} is not a number float32 input can use (0, or a magnitude "
+            f"from {FLOAT32_MIN:.6g} to {FLOAT32_MAX:.8g}); pass float64 input for it")
+
+
+def float32_numbers(**values):
+    """float32_number of each parameter given: the first message, or None."""
+    for name, value in values.items():
+        message = float32_number(f"argument '{name}'", value)
+        if message:
+            return message
+    return None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One public elementwise function.
@@ -142,12 +165,21 @@ class Entry:
     examples: tuple = ({},)
     summary: str = ""
     check: object = None  # a function of all parameters: an error message, or None
+    # a function of all parameters: the message when float32 kernels cannot use them (see
+    # float32_numbers), or None
+    float32_check: object = None
 
     def validate(self, params):
         """Raise ValueError when the parameters are invalid together (e.g. min_val > max_val)."""
         message = self.check(**params) if self.check else None
         if message:
             raise ValueError(f"{self.name}(): {message}")
+
+    def float32_problem(self, params):
+        """The ValueError message for float32 and float16 input with these parameters, or
+        None when they are fine."""
+        message = self.float32_check(**params) if self.float32_check else None
+        return f"{self.name}(): {message}" if message else None
 
     def kernel_name(self, params):
         return self.kernel(**params) if callable(self.kernel) else self.kernel
@@ -202,6 +234,7 @@ ENTRIES = (
         summary="Leaky rectified linear unit.",
         kernel="leaky_relu",
         params=(Param("negative_slope", 0.01, check=_finite),),
+        float32_check=lambda negative_slope: float32_numbers(negative_slope=negative_slope),
         # y > 0 exactly when x > 0 only if the slope is not negative
         backward_from_output=lambda negative_slope: negative_slope >= 0,
         examples=({}, {"negative_slope": 0.2}, {"negative_slope": -0.5}),
@@ -268,6 +301,7 @@ ENTRIES = (
         summary="Exponential linear unit.",
         kernel="elu",
         params=(Param("alpha", 1.0, check=_finite),),
+        float32_check=lambda alpha: float32_numbers(alpha=alpha),
         # y > 0 exactly when x > 0 only for alpha >= 0 (PyTorch refuses the same)
         backward_from_output=lambda alpha: alpha >= 0,
         examples=({}, {"alpha": 0.5}),
@@ -281,6 +315,8 @@ ENTRIES = (
         # of x / alpha <= 0 only
         kernel=lambda alpha: "celu_positive" if alpha > 0 else "celu",
         params=(Param("alpha", 1.0, check=_finite_nonzero),),
+        # (alpha < 0: computed in double, any alpha)
+        float32_check=lambda alpha: float32_numbers(alpha=alpha) if alpha > 0 else None,
         backward_from_output=lambda alpha: alpha >= 0,
         examples=({}, {"alpha": 2.0}, {"alpha": -1.5}, {"alpha": 100.0}),
     ),
@@ -303,6 +339,7 @@ ENTRIES = (
         # keeps beta x exact
         kernel=lambda beta, threshold: "softplus_beta1" if beta == 1.0 else "softplus",
         params=(Param("beta", 1.0, check=_finite_nonzero), Param("threshold", 20.0)),
+        float32_check=lambda beta, threshold: float32_numbers(beta=beta),
         examples=({}, {"beta": 2.0, "threshold": 10.0}),
     ),
     Entry(
@@ -336,6 +373,11 @@ ENTRIES = (
         kernel="hardsigmoid",
         params=(Param("slope", 1.0 / 6.0, check=_finite_nonzero),
                 Param("offset", 0.5, check=_finite)),
+        # (float32 computes (x + offset / slope) * slope)
+        float32_check=lambda slope, offset: float32_numbers(slope=slope) or (
+            None if abs(offset / slope) <= FLOAT32_MAX else
+            f"offset / slope = {offset / slope!r} is beyond float32's range (float32 input "
+            "computes (x + offset / slope) * slope); pass float64 input for it"),
         examples=({}, {"slope": 0.2}),
     ),
     Entry(

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _api, _special
 from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
-from .catalogue import Param
+from .catalogue import Param, float32_number
 
 Op = _special.Op
 
@@ -619,6 +619,7 @@ class RReLU(_Function):
             raise ValueError("rrelu(): argument 'noise' is written in training mode only "
                              "(training=True)")
         if not training:
+            self._check_eval_slope(lower, upper, x)
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
         return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
 
@@ -635,6 +636,7 @@ class RReLU(_Function):
             raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
                              "not tell x's; pass 'x'")
         if not training:
+            self._check_eval_slope(lower, upper, x if x is not None else output)
             return _api.FUNCTIONS["leaky_relu"].backward(
                 grad_output, x, output=output, out=out, negative_slope=(lower + upper) / 2)
         x_name, x = ("x", x) if x is not None else ("output", output)
@@ -643,6 +645,14 @@ class RReLU(_Function):
         grad_input, _ = _backward("rrelu", Op.RRELU_TRAIN_BWD, grad_output, x, x_name, out,
                                   lower, upper - lower, seed)
         return grad_input
+
+    @staticmethod
+    def _check_eval_slope(lower, upper, x):
+        # eval mode is leaky_relu, whose float32 kernel takes the slope as a float32 number:
+        # refused there for float32 and float16 input when no float32 holds it, named here
+        message = float32_number("the eval-mode slope (lower + upper) / 2", (lower + upper) / 2)
+        if message and _as_input(x, "x")[1] == np.float32:
+            raise ValueError(f"rrelu(): {message}")
 
     def _backward_from_noise(self, grad_output, x, output, out, lower, upper, training, seed,
                              noise):

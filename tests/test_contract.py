@@ -16,7 +16,7 @@ import pytest
 import actfast as af
 from actfast.catalogue import ENTRIES, REQUIRED
 
-from conftest import (CASES, REPRESENTATIONS, Case, assert_bitwise_equal,
+from conftest import (CASES, REPRESENTATIONS, Case, assert_bitwise_equal, assert_ulp_close,
                       assert_other_threads_run, bits, case_params, draw, draw_grad_output, dtype_params, single_thread)
 
 # One case per entry (its first example: the defaults, or the required parameters).
@@ -433,6 +433,67 @@ def test_invalid_parameter_value(entry, name, value, error):
     if case.allows_output:
         with pytest.raises(error):
             function.backward(x, output=x, **params)
+
+
+# Parameters the float32 kernels use as float32 numbers (slopes, scales): for float32 and
+# float16 input a value beyond float32's normal range (whose inf gave -inf and inf * 0 = NaN,
+# or whose subnormal rounding cost hundreds of ulp) is refused naming it, as PyTorch refuses
+# the values beyond FLT_MAX; float64 input computes with it.
+BIG = float(np.finfo(np.float32).max)
+FLOAT32_REFUSED = [
+    ("leaky_relu", {"negative_slope": 1e39}, "negative_slope"),
+    ("leaky_relu", {"negative_slope": -1e-40}, "negative_slope"),
+    ("elu", {"alpha": 2 * BIG}, "alpha"),
+    ("elu", {"alpha": 1e-39}, "alpha"),
+    ("celu", {"alpha": 1e39}, "alpha"),
+    ("softplus", {"beta": 1e-40}, "beta"),
+    ("softplus", {"beta": -1e39}, "beta"),
+    ("hardsigmoid", {"slope": 1e-46}, "slope"),
+    ("hardsigmoid", {"offset": 1e39}, "offset / slope"),
+    ("rrelu", {"lower": 1e39, "upper": 2e39}, "(lower + upper) / 2"),
+]
+FLOAT32_ACCEPTED = [   # the range's ends, 0, and celu's alpha < 0 (computed in double)
+    ("leaky_relu", {"negative_slope": BIG}), ("leaky_relu", {"negative_slope": -0.0}),
+    ("leaky_relu", {"negative_slope": float(np.finfo(np.float32).tiny)}),
+    ("elu", {"alpha": 0.0}), ("celu", {"alpha": -1e39}), ("softplus", {"beta": -BIG}),
+    ("hardsigmoid", {"slope": 1.0, "offset": BIG}),
+]
+
+
+def _float32_calls(name, params, x):
+    function = getattr(af, name)
+    yield "forward", lambda: function(x, **params)
+    yield "backward", lambda: function.backward(x, x, **params)
+    entry = {e.name: e for e in ENTRIES}.get(name)   # (rrelu: not in the registry)
+    if entry is not None and entry.allows_output({**{p.name: p.default for p in entry.params},
+                                                  **params}):
+        yield "backward-from-output", lambda: function.backward(x, output=x, **params)
+
+
+@pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32)))
+@pytest.mark.parametrize("name, params, named", FLOAT32_REFUSED,
+                         ids=[f"{n}-{'-'.join(f'{k}={v:g}' for k, v in p.items())}"
+                              for n, p, _ in FLOAT32_REFUSED])
+def test_parameter_no_float32_holds_is_refused_for_float32_input(name, params, named, dtype,
+                                                                 rng):
+    x = (rng.standard_normal(100) * 3).astype(dtype)
+    for operand in (x, x[0]):   # an array and a NumPy scalar
+        for direction, call in _float32_calls(name, params, operand):
+            with pytest.raises(ValueError, match=re.escape(named)):
+                call()
+    for direction, call in _float32_calls(name, params, x.astype(np.float64)):
+        assert np.asarray(call()).dtype == np.float64, direction
+
+
+@pytest.mark.parametrize("name, params", FLOAT32_ACCEPTED,
+                         ids=[f"{n}-{'-'.join(f'{k}={v:g}' for k, v in p.items())}"
+                              for n, p in FLOAT32_ACCEPTED])
+def test_parameter_at_float32_range_ends_is_taken(name, params, rng):
+    x = np.concatenate([rng.standard_normal(100) * 3, [0.0, -0.0, 1e-30, -1e-30]])
+    narrow = dict(_float32_calls(name, params, x.astype(np.float32)))
+    for direction, call in _float32_calls(name, params, x):
+        with np.errstate(over="ignore"):
+            assert_ulp_close(narrow[direction](), call(), np.float32, 4, {"x": x}, what=direction)
 
 
 # ---- backward's arguments ------------------------------------------------------------------
