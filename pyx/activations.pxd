@@ -931,19 +931,23 @@ cdef inline real hardshrink_bwd(real grad_output, real x, double lambd) noexcept
 cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
     # x - clamp(x, -lambd, lambd): x - lambd above lambd, x + lambd below -lambd, x - x = +0
     # inside (as PyTorch's vector loop and the reference), NaN for NaN; the comparisons are
-    # the double ones (at_most/at_least). A clamp and a subtraction: a third of the operations
-    # of selecting among the three results. float32: lambd as hi + lo, hi the largest float
-    # <= lambd: near the kink x - hi is exact, so the result is rounded once (within 1.5 ulp
-    # everywhere). With lambd rounded to float32 (PyTorch's way), x - lambd lost the rounding
-    # error of lambd: softshrink(0.1f, lambd=0.1) was 0 instead of 1.5e-9. Beyond float's
-    # range lo is 0: only +-inf is outside, and inf - hi is inf.
-    cdef real hi, lo, c, c_lo
+    # the double ones (at_most). A clamp and a subtraction: a third of the operations of
+    # selecting among the three results. float32: lambd as three floats hi + mid + lo (72
+    # bits: all of a double's), hi the largest float <= lambd; near the kink x - hi is exact,
+    # and the result rounded twice, within an ulp everywhere. lambd rounded to float32
+    # (PyTorch's way) lost its rounding error, softshrink(0.1f, lambd=0.1) was 0 instead of
+    # 1.5e-9; as two floats (48 bits) 1408 ulp at x = 2.9042003, lambd = 2.9042003154218086;
+    # the subtraction in double cost twice the time. Beyond float's range mid and lo are 0:
+    # only +-inf is outside, and inf - hi is inf.
+    cdef real hi, mid, lo, c, c_mid, c_lo
     if real is float:
         hi = at_most(lambd, x)
-        lo = <float>(lambd - hi) if lambd <= FLOAT_MAX else 0
+        mid = <float>(lambd - hi) if lambd <= FLOAT_MAX else 0
+        lo = <float>((lambd - hi) - mid) if lambd <= FLOAT_MAX else 0
         c = hi if x > hi else (-hi if x < -hi else x)
+        c_mid = mid if x > hi else (-mid if x < -hi else 0)
         c_lo = lo if x > hi else (-lo if x < -hi else 0)
-        return (x - c) - c_lo
+        return ((x - c) - c_mid) - c_lo
     c = lambd if x > lambd else (-lambd if x < -lambd else x)
     return x - c
 
