@@ -603,7 +603,11 @@ cdef inline real hardtanh_bwd(real grad_output, real x, double min_val, double m
     return kept_or_nan((x > at_most(min_val, x)) & (x < at_least(max_val, x)), grad_output, x)
 
 cdef inline real hardtanh_bwd_from_output(real grad_output, real y, double min_val, double max_val) noexcept nogil:
-    return hardtanh_bwd(grad_output, y, min_val, max_val)
+    # y is the forward's clamp: at its ends the bounds rounded to `real` (for float32 the
+    # nearest floats, which may lie inside [min_val, max_val]: compared with the double bounds
+    # a clipped element passed the gradient, for min_val = 0.1, say); strictly between them
+    # x was strictly inside
+    return kept_or_nan((y > <real>min_val) & (y < <real>max_val), grad_output, y)
 
 cdef extern from *:
     """

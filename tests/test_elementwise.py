@@ -551,6 +551,24 @@ def test_celu_float64_where_x_over_alpha_is_subnormal(alpha, rng):
     assert_ulp_close(af.celu(x, alpha=alpha), expected, np.float64, 1, {"x": x})
 
 
+@pytest.mark.parametrize("min_val, max_val", [(0.1, 0.7), (-1 / 3, 0.3), (-2.0, 0.5)])
+@pytest.mark.parametrize("dtype", dtype_params())
+def test_hardtanh_backward_from_output_stops_at_the_clamped_values(min_val, max_val, dtype, rng):
+    # the forward clamps to the bounds rounded to the dtype; from the output, those values are
+    # the kinks (gradient 0), whether the rounding moved them inside the bounds or not (for
+    # float32 and min_val = 0.1, the clipped elements passed the gradient)
+    x = np.concatenate([rng.uniform(-2, 2, 3000), [-5.0, 5.0, min_val, max_val]]).astype(dtype)
+    y = af.hardtanh(x, min_val=min_val, max_val=max_val)
+    grad_output = rng.normal(0, 1, x.size).astype(dtype)
+    low, high = np.dtype(dtype).type(min_val), np.dtype(dtype).type(max_val)
+    clamped = (y == low) | (y == high)
+    assert clamped.sum() > 100
+    expected = np.where(clamped, np.zeros_like(grad_output), grad_output)
+    assert_bitwise_equal(af.hardtanh.backward(grad_output, output=y, min_val=min_val,
+                                              max_val=max_val), expected,
+                         {"output": y, "grad_output": grad_output})
+
+
 def test_softsign_backward_float64_where_the_square_overflows(rng):
     # (1 + |x|)^2 overflows double from |x| = 1.3e154: grad / d^2 was 0 there for any grad
     x = 10.0 ** rng.uniform(150, 308, 3000) * rng.choice([-1.0, 1.0], 3000)
