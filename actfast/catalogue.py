@@ -100,7 +100,10 @@ class Param:
         if type(value) is not float and (isinstance(value, bool)
                                          or not isinstance(value, numbers.Real)):
             raise TypeError(f"{where} must be a real number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:   # an int beyond double's range
+            raise ValueError(f"{where} is an int beyond double's range") from None
         if math.isnan(value):
             raise ValueError(f"{where} must not be NaN")
         if self.check is not None:
@@ -339,6 +342,11 @@ ENTRIES = (
         # keeps beta x exact
         kernel=lambda beta, threshold: "softplus_beta1" if beta == 1.0 else "softplus",
         params=(Param("beta", 1.0, check=_finite_nonzero), Param("threshold", 20.0)),
+        # (the kernels multiply by 1/beta: inf for |beta| < 5.6e-309, NaN at x = -inf)
+        check=lambda beta, threshold: (
+            None if math.isfinite(1.0 / beta) else
+            f"1 / beta must be finite (|beta| >= {1 / 1.7976931348623157e308:.3g}), got "
+            f"beta = {beta!r}"),
         float32_check=lambda beta, threshold: float32_numbers(beta=beta),
         examples=({}, {"beta": 2.0, "threshold": 10.0}),
     ),
@@ -373,6 +381,11 @@ ENTRIES = (
         kernel="hardsigmoid",
         params=(Param("slope", 1.0 / 6.0, check=_finite_nonzero),
                 Param("offset", 0.5, check=_finite)),
+        # (the kernels compute (x + offset * (1/slope)) / (1/slope), NaN where either is inf)
+        check=lambda slope, offset: (
+            None if math.isfinite(1.0 / slope) and math.isfinite(offset * (1.0 / slope)) else
+            f"1 / slope and offset / slope must be finite, got slope = {slope!r}, "
+            f"offset = {offset!r}"),
         # (float32 computes (x + offset / slope) * slope)
         float32_check=lambda slope, offset: float32_numbers(slope=slope) or (
             None if abs(offset / slope) <= FLOAT32_MAX else

@@ -59,7 +59,10 @@ def _axis(function, axis, ndim):
     except TypeError:
         raise TypeError(f"{function}(): argument 'axis' must be an int or None, "
                         f"got {type(axis).__name__}") from None
-    return normalize_axis_index(axis, max(ndim, 1))
+    ndim = max(ndim, 1)
+    if not -ndim <= axis < ndim:   # (normalize_axis_index takes a C int: OverflowError beyond)
+        raise np.exceptions.AxisError(axis, ndim)
+    return normalize_axis_index(axis, ndim)
 
 
 def _mask(function, where, shape):

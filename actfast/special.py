@@ -154,6 +154,8 @@ def _non_negative(value):
 def _integer(function, name, value):
     if type(value) is int:      # the common case (bool is a subclass, not this type)
         return value
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()    # a 0-d array counts as its element (NumPy's axis, PyTorch's)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{function}(): argument '{name}' must be an int, "
                         f"got {type(value).__name__}")
@@ -518,6 +520,12 @@ class PACT(_Function):
 
 # ---- rrelu ---------------------------------------------------------------------------------
 
+def _mean(lower, upper):
+    """(lower + upper) / 2, also where the sum overflows (lower, upper near +-1.8e308)."""
+    mean = (lower + upper) / 2
+    return mean if math.isfinite(mean) else lower / 2 + upper / 2
+
+
 class RReLU(_Function):
     """Randomized leaky rectified linear unit (Xu et al. 2015), as torch.nn.functional.rrelu.
 
@@ -601,9 +609,9 @@ class RReLU(_Function):
         if lower > upper:
             raise ValueError(f"rrelu(): argument 'lower' ({lower!r}) must be <= 'upper' "
                              f"({upper!r})")
-        if not math.isfinite(upper - lower):
-            raise ValueError(f"rrelu(): upper - lower overflows ({lower!r}, {upper!r})")
         training = _bool("rrelu", "training", training)
+        if training and not math.isfinite(upper - lower):   # (the draws' range)
+            raise ValueError(f"rrelu(): upper - lower overflows ({lower!r}, {upper!r})")
         if training and draws == "again" and seed is None:
             raise TypeError("rrelu.backward(training=True) needs the 'seed' of the forward, "
                             "to draw the same slopes, or its 'noise'")
@@ -620,7 +628,7 @@ class RReLU(_Function):
                              "(training=True)")
         if not training:
             self._check_eval_slope(lower, upper, x)
-            return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=(lower + upper) / 2)
+            return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=_mean(lower, upper))
         return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
@@ -631,14 +639,14 @@ class RReLU(_Function):
                                              training, seed, noise)
         _one_of("rrelu", x, output)
         lower, upper, training, seed = self._params(lower, upper, training, seed, "again")
-        smallest_slope = lower if training else (lower + upper) / 2
+        smallest_slope = lower if training else _mean(lower, upper)
         if output is not None and smallest_slope < 0:
             raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
                              "not tell x's; pass 'x'")
         if not training:
             self._check_eval_slope(lower, upper, x if x is not None else output)
             return _api.FUNCTIONS["leaky_relu"].backward(
-                grad_output, x, output=output, out=out, negative_slope=(lower + upper) / 2)
+                grad_output, x, output=output, out=out, negative_slope=_mean(lower, upper))
         x_name, x = ("x", x) if x is not None else ("output", output)
         # From the output: with slopes >= 0, output <= 0 exactly where x <= 0 (the kernel's
         # test), so the same loop serves both.
@@ -650,7 +658,7 @@ class RReLU(_Function):
     def _check_eval_slope(lower, upper, x):
         # eval mode is leaky_relu, whose float32 kernel takes the slope as a float32 number:
         # refused there for float32 and float16 input when no float32 holds it, named here
-        message = float32_number("the eval-mode slope (lower + upper) / 2", (lower + upper) / 2)
+        message = float32_number("the eval-mode slope (lower + upper) / 2", _mean(lower, upper))
         if message and _as_input(x, "x")[1] == np.float32:
             raise ValueError(f"rrelu(): {message}")
 

@@ -1055,6 +1055,9 @@ def grouped_fast(bint is_glu, object x, object grad_output, object out, object p
     nd = cnp.PyArray_NDIM(ax)
     if type_num < 0 or nd > 64 or not simple(ax):
         return None
+    # (compared as Python ints first: an int beyond C's range is the Python layer's error)
+    if not -nd <= axis < nd or not 1 <= pieces <= cnp.PyArray_SIZE(ax):
+        return None
     p, a = pieces, axis
     a = a + nd if a < 0 else a
     if p < 1 or not 0 <= a < nd:

@@ -391,9 +391,10 @@ KNOWN_INVALID = {
     ("hardtanh", "min_val"): [5.0],           # min_val > max_val (default 1)
     ("hardtanh", "max_val"): [-5.0],          # max_val < min_val (default -1)
     ("celu", "alpha"): [0.0],                 # x / alpha
-    ("softplus", "beta"): [0.0],              # / beta
+    ("softplus", "beta"): [0.0, 5e-324],      # / beta (1/beta overflows below 5.6e-309)
     ("softshrink", "lambd"): [-0.5],          # PyTorch requires lambd >= 0
-    ("hardsigmoid", "slope"): [0.0],
+    ("hardsigmoid", "slope"): [0.0, 5e-324],  # 1/slope overflows
+    ("hardsigmoid", "offset"): [1.7e308],     # offset / slope (slope 1/6) overflows
     ("gelu", "approximate"): ["cubic", "Tanh", ""],
 }
 
@@ -408,6 +409,7 @@ def _invalid_params():
             else:
                 cases = [("nan", float("nan"), ValueError), ("numpy-nan", np.float32("nan"),
                                                              ValueError),
+                         ("int-beyond-double", 10 ** 400, ValueError),   # (was OverflowError)
                          ("str", "0.5", TypeError), ("none", None, TypeError),
                          ("list", [0.5], TypeError), ("complex", 1j, TypeError)]
             for value in KNOWN_INVALID.get((entry.name, p.name), []):

@@ -1117,8 +1117,10 @@ def test_numpy_scalar_keeps_dtype(name):
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-@pytest.mark.parametrize("axis", [2, -3, 5])
+@pytest.mark.parametrize("axis", [2, -3, 5, 2 ** 31, -2 ** 40, 2 ** 70],
+                         ids=["2", "-3", "5", "2**31", "-2**40", "2**70"])
 def test_bad_axis_raises_axis_error(name, axis):
+    # (ints beyond C's range too: they raised OverflowError)
     with pytest.raises(AxisError):
         function(name)(np.ones((2, 3)), axis=axis)
     with pytest.raises(AxisError):

@@ -585,6 +585,23 @@ def test_rrelu_eval_is_leaky_relu(dtype, rng):
                          af.leaky_relu.backward(g, x, negative_slope=slope))
 
 
+@pytest.mark.parametrize("lower, upper, slope", [(1e308, 1.5e308, 1.25e308),
+                                                 (-1e308, 1e308, 0.0),
+                                                 (-1.7e308, -1.5e308, -1.6e308)])
+def test_rrelu_eval_slope_where_lower_plus_upper_overflows(lower, upper, slope, rng):
+    # the eval-mode slope is the mean, also where lower + upper overflows (it was inf, and
+    # leaky_relu refused it naming its own parameter); upper - lower overflowing matters in
+    # training mode only, where it is the draws' range
+    x = values(rng, (500,), np.float64)
+    assert_bitwise_equal(af.rrelu(x, lower=lower, upper=upper),
+                         af.leaky_relu(x, negative_slope=slope))
+    assert_bitwise_equal(af.rrelu.backward(x, x, lower=lower, upper=upper),
+                         af.leaky_relu.backward(x, x, negative_slope=slope))
+    if not np.isfinite(upper - lower):
+        with pytest.raises(ValueError, match="upper - lower"):
+            af.rrelu(x, lower=lower, upper=upper, training=True, seed=1)
+
+
 def test_rrelu_training_with_lower_equal_upper_is_leaky_relu(rng):
     x = values(rng, (5000,))
     assert_bitwise_equal(af.rrelu(x, lower=0.25, upper=0.25, training=True, seed=3),
@@ -1494,7 +1511,28 @@ ERRORS = [
     ("glu-backward-grad-shape", lambda: af.glu.backward(G, X), ValueError),
     ("glu-backward-output", lambda: af.glu.backward(G[:, :2], output=X), TypeError),
     ("glu-x-complex", lambda: af.glu(X + 0j), TypeError),
+    # ints beyond C's or double's range: the same errors as other bad values (not OverflowError)
+    ("maxout-pieces-2**70", lambda: af.maxout(X, 2 ** 70), ValueError),
+    ("maxout-axis-2**70", lambda: af.maxout(X, 2, axis=2 ** 70), ValueError),
+    ("glu-axis-2**70", lambda: af.glu(X, axis=2 ** 70), ValueError),
+    ("glu-backward-axis--2**63", lambda: af.glu.backward(G[:, :2], X, axis=-2 ** 63), ValueError),
+    ("maxout-pieces-0d-bool", lambda: af.maxout(X, np.array(True)), TypeError),
+    ("maxout-pieces-0d-float", lambda: af.maxout(X, np.array(2.0)), TypeError),
+    ("swish-beta-10**400", lambda: af.swish(X, beta=10 ** 400), ValueError),
+    ("pact-alpha-10**400", lambda: af.pact(X, 10 ** 400), ValueError),
+    ("rrelu-upper-10**400", lambda: af.rrelu(X, upper=10 ** 400), ValueError),
+    ("noisy_relu-sigma-10**400", lambda: af.noisy_relu(X, sigma=10 ** 400), ValueError),
 ]
+
+
+@pytest.mark.parametrize("kind", ["numpy-int", "0-d-array"])
+def test_maxout_and_glu_take_numpy_ints_and_0d_arrays(kind):
+    # as NumPy's axis and the softmax family's: an integer scalar or 0-d array (they refused
+    # the 0-d arrays)
+    integer = np.int64 if kind == "numpy-int" else (lambda v: np.array(v))
+    assert_bitwise_equal(af.maxout(X, integer(2), axis=integer(1)), af.maxout(X, 2, axis=1))
+    assert_bitwise_equal(af.glu(X, integer(-1)), af.glu(X, -1))
+    assert_bitwise_equal(af.glu.backward(G[:, :2], X, integer(1)), af.glu.backward(G[:, :2], X, 1))
 
 OUT_ERRORS = [
     ("shape", lambda shape, dtype: np.empty(shape[::-1] + (1,), dtype), ValueError),
