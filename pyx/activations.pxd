@@ -739,7 +739,10 @@ cdef inline real softplus_fwd(real x, double beta, double threshold) noexcept no
         return x
     if z < -40:
         return tail
-    return ((z if z > 0 else <real>0) + log1p_unit(e)) * <real>(1 / beta)
+    # (z + log1p(e)) / beta as x + log1p(e) / beta above 0: x is exact, where z / beta would
+    # carry z's and 1/beta's roundings, and z overflowing (beta x > 3.4e38 in float32, with a
+    # threshold beyond it) gave inf instead of x
+    return (x if z > 0 else <real>0) + log1p_unit(e) * <real>(1 / beta)
 
 cdef inline real softplus_bwd(real grad_output, real x, double beta, double threshold) noexcept nogil:
     # grad * sigmoid(z), as logistic_times, z = beta x as z + lo

@@ -532,6 +532,16 @@ def test_softplus_where_exp_of_beta_x_is_subnormal(beta, dtype, rng):
     assert_ulp_close(af.softplus(x, beta=beta), expected, dtype, 2, {"x": x})
 
 
+@pytest.mark.parametrize("dtype, x, beta", [(np.float32, 3e38, 2.0), (np.float32, 1e30, 1e10),
+                                            (np.float64, 1e10, 1e300), (np.float64, 1e300, 1e10)])
+def test_softplus_where_beta_x_overflows(dtype, x, beta):
+    # with a threshold beyond beta x, softplus(x) = x + log1p(exp(-beta x)) / beta is x; from
+    # (beta x + log1p(...)) / beta it was inf where beta x overflows
+    values = np.array([x, -x], dtype)
+    expected = np.array([x, 0.0], dtype)
+    assert_bitwise_equal(af.softplus(values, beta=beta, threshold=np.inf), expected)
+
+
 @pytest.mark.parametrize("alpha", [10.0, 100.0, 1e30])
 def test_celu_float32_where_x_over_alpha_is_subnormal(alpha, rng):
     # celu(x) = alpha expm1(x / alpha) rounds to x where |x| << alpha; x / alpha in float32
