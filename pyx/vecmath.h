@@ -192,9 +192,16 @@ AF_INLINE double af_two_product(double x, double y, double* lo) {
 #ifdef __FMA__
     *lo = __builtin_fma(x, y, -hi);
 #else
-    double c = 134217729.0 * x, xh = c - (c - x), xl = x - xh;
-    double d = 134217729.0 * y, yh = d - (d - y), yl = y - yh;
-    *lo = ((xh * yh - hi) + xh * yl + xl * yh) + xl * yl;
+    /* Dekker's product; a factor beyond 2^995 is scaled by 2^-60 first (exact), else
+     * 134217729 times it overflows and the low part is NaN (softplus(-1e301, beta=2) was NaN
+     * in the portable build); the partial products then make hi scaled, the low part's scale
+     * restored at the end */
+    double sx = __builtin_fabs(x) > 0x1p995 ? 0x1p-60 : 1.0;
+    double sy = __builtin_fabs(y) > 0x1p995 ? 0x1p-60 : 1.0;
+    double xs = x * sx, ys = y * sy, hs = xs * ys;
+    double c = 134217729.0 * xs, xh = c - (c - xs), xl = xs - xh;
+    double d = 134217729.0 * ys, yh = d - (d - ys), yl = ys - yh;
+    *lo = (((xh * yh - hs) + xh * yl + xl * yh) + xl * yl) / (sx * sy);
 #endif
     return hi;
 }
@@ -567,9 +574,10 @@ AF_INLINE float af_two_productf(float x, float y, float* lo) {
 #ifdef __FMA__
     *lo = __builtin_fmaf(x, y, -hi);
 #else
-    float a = 4097.0f * x, xh = a - (a - x), xl = x - xh;
-    float b = 4097.0f * y, yh = b - (b - y), yl = y - yh;
-    *lo = ((xh * yh - hi) + xh * yl + xl * yh) + xl * yl;
+    /* the product of two floats is exact in double: the same low part as the FMA's (Dekker's
+     * split overflowed beyond 8.3e34, 4097 times a float, and made it NaN) */
+    double p = (double)x * y;
+    *lo = (float)(p - (double)hi);
 #endif
     return hi;
 }
