@@ -542,6 +542,19 @@ def test_softplus_where_beta_x_overflows(dtype, x, beta):
     assert_bitwise_equal(af.softplus(values, beta=beta, threshold=np.inf), expected)
 
 
+@pytest.mark.parametrize("dtype, big, beta", [(np.float32, 1e36, 1e-36), (np.float32, 1e38, -2e-38),
+                                              (np.float64, 1e301, 1e-301)])
+def test_softplus_of_huge_x_with_a_tiny_beta(dtype, big, beta):
+    # beta x as an exact pair: in a build without FMA (ACTFAST_ARCH=portable) Dekker's split
+    # of x overflowed beyond 8.3e34 (float32) / 1.3e300 (float64) and made the pair NaN
+    x = np.array([-big, big, -big / 3, big / 3], dtype)
+    z = [beta * float(v) for v in x]   # (exact enough: |z| <= 3)
+    expected = [math.log1p(math.exp(t)) / beta for t in z]
+    assert_ulp_close(af.softplus(x, beta=beta), expected, dtype, 4, {"x": x})
+    slope = [1 / (1 + math.exp(-t)) for t in z]
+    assert_ulp_close(af.softplus.backward(np.ones_like(x), x, beta=beta), slope, dtype, 8, {"x": x})
+
+
 @pytest.mark.parametrize("alpha", [10.0, 100.0, 1e30])
 def test_celu_float32_where_x_over_alpha_is_subnormal(alpha, rng):
     # celu(x) = alpha expm1(x / alpha) rounds to x where |x| << alpha; x / alpha in float32
@@ -561,16 +574,18 @@ def test_celu_float64_where_x_over_alpha_is_subnormal(alpha, rng):
     assert_ulp_close(af.celu(x, alpha=alpha), expected, np.float64, 1, {"x": x})
 
 
-@pytest.mark.parametrize("min_val, max_val", [(0.1, 0.7), (-1 / 3, 0.3), (-2.0, 0.5)])
-@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("min_val, max_val", [(0.1, 0.7), (-1 / 3, 0.3), (-2.0, 0.5), (0.7, 2.0)])
+@pytest.mark.parametrize("dtype", dtype_params((np.float16, np.float32, np.float64)))
 def test_hardtanh_backward_from_output_stops_at_the_clamped_values(min_val, max_val, dtype, rng):
-    # the forward clamps to the bounds rounded to the dtype; from the output, those values are
-    # the kinks (gradient 0), whether the rounding moved them inside the bounds or not (for
-    # float32 and min_val = 0.1, the clipped elements passed the gradient)
+    # the forward clamps to the bounds rounded to the dtype (float16: via float32); from the
+    # output, those values are the kinks (gradient 0), whether the rounding moved them inside
+    # the bounds or not (for float32 and min_val = 0.1, float16 and 0.7, the clipped elements
+    # passed the gradient)
     x = np.concatenate([rng.uniform(-2, 2, 3000), [-5.0, 5.0, min_val, max_val]]).astype(dtype)
     y = af.hardtanh(x, min_val=min_val, max_val=max_val)
     grad_output = rng.normal(0, 1, x.size).astype(dtype)
-    low, high = np.dtype(dtype).type(min_val), np.dtype(dtype).type(max_val)
+    narrow = np.float32 if np.dtype(dtype) == np.float16 else float   # (float16 via float32)
+    low, high = (np.dtype(dtype).type(narrow(v)) for v in (min_val, max_val))
     clamped = (y == low) | (y == high)
     assert clamped.sum() > 100
     expected = np.where(clamped, np.zeros_like(grad_output), grad_output)
