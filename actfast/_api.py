@@ -143,6 +143,12 @@ def apply(direction, kernel, numeric, inputs, names, out, float32_problem=None):
     if float32_problem is not None and compute_dtype == np.float32:
         raise ValueError(float32_problem)
     result_dtype = _result_dtype(arrays, compute_dtype)
+    if (direction == BACKWARD_FROM_OUTPUT and kernel.output_bounds
+            and arrays[1].dtype.itemsize == 2):
+        # a float16 output was clamped to the bounds rounded to float16 (via float32): those
+        # are its kinks (hardtanh(x, min_val=0.7) is 0.7002 where clipped)
+        numeric = tuple(float(np.float16(np.float32(value))) if name in kernel.output_bounds
+                        else value for name, value in zip(kernel.params, numeric))
     if out is not None:
         _check_out(out, shape, result_dtype)
     arrays = [a.astype(compute_dtype, copy=False) for a in arrays]
@@ -175,10 +181,15 @@ def _function_named(name):
 class PickledByName:
     """Base of the public function objects: pickled and copied as a reference to
     ``actfast.<__name__>``, as NumPy's ufuncs are, so that the object itself comes back
-    (``multiprocessing.Pool.map(af.gelu, chunks)`` sends the function to the workers)."""
+    (``multiprocessing.Pool.map(af.gelu, chunks)`` sends the function to the workers). An
+    object that is not the package's own (an Activation built from an Entry of one's own) is
+    pickled and copied as any object is."""
 
-    def __reduce__(self):
-        return _function_named, (self.__name__,)
+    def __reduce_ex__(self, protocol):
+        import actfast
+        if getattr(actfast, self.__name__, None) is self:
+            return _function_named, (self.__name__,)
+        return super().__reduce_ex__(protocol)
 
 
 class Activation(PickledByName):

@@ -30,7 +30,10 @@ class Kernel:
     (see :data:`PARALLEL_FROM`); ``moderate`` names the directions whose kernel takes a last
     argument ``moderate``, true for blocks of moderate inputs (see activations.pxd);
     ``streamed`` the directions that stream their stores when the operands exceed the cache
-    (memory-bound there: every direction of a cheap kernel, and these).
+    (memory-bound there: every direction of a cheap kernel, and these); ``output_bounds`` the
+    parameters whose values, rounded to the output's dtype, the forward clamps to and the
+    backward from the output compares with (for a float16 output, computed in float32, the
+    API rounds them to float16 first).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Kernel:
     moderate: tuple = ()
     streamed: tuple = ()
     heavy: tuple = ()
+    output_bounds: tuple = ()
 
     def streams(self, direction):
         """Does direction "fwd" or "bwd" stream its stores at large sizes?"""
@@ -201,7 +205,8 @@ KERNELS = (
     Kernel("gelu_tanh", heavy=("fwd", "bwd")),
     Kernel("silu", moderate=("fwd", "bwd"), streamed=("fwd", "bwd")),
     Kernel("relu6", from_output=True, cheap=True),
-    Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True),
+    Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True,
+           output_bounds=("min_val", "max_val")),
     Kernel("elu", ("alpha",), from_output=True, streamed=("fwd", "bwd")),
     # (alpha < 0 only: no backward from the output there)
     Kernel("celu", ("alpha",), heavy=("fwd", "bwd")),

@@ -627,7 +627,7 @@ class RReLU(_Function):
             raise ValueError("rrelu(): argument 'noise' is written in training mode only "
                              "(training=True)")
         if not training:
-            self._check_eval_slope(lower, upper, x)
+            self._check_eval_slope(lower, upper, (x,))
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=_mean(lower, upper))
         return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
 
@@ -644,7 +644,7 @@ class RReLU(_Function):
             raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
                              "not tell x's; pass 'x'")
         if not training:
-            self._check_eval_slope(lower, upper, x if x is not None else output)
+            self._check_eval_slope(lower, upper, (grad_output, x if x is not None else output))
             return _api.FUNCTIONS["leaky_relu"].backward(
                 grad_output, x, output=output, out=out, negative_slope=_mean(lower, upper))
         x_name, x = ("x", x) if x is not None else ("output", output)
@@ -655,11 +655,11 @@ class RReLU(_Function):
         return grad_input
 
     @staticmethod
-    def _check_eval_slope(lower, upper, x):
+    def _check_eval_slope(lower, upper, operands):
         # eval mode is leaky_relu, whose float32 kernel takes the slope as a float32 number:
-        # refused there for float32 and float16 input when no float32 holds it, named here
+        # refused there when the call computes in float32 and no float32 holds it, named here
         message = float32_number("the eval-mode slope (lower + upper) / 2", _mean(lower, upper))
-        if message and _as_input(x, "x")[1] == np.float32:
+        if message and np.result_type(*(_as_input(v, "x")[1] for v in operands)) == np.float32:
             raise ValueError(f"rrelu(): {message}")
 
     def _backward_from_noise(self, grad_output, x, output, out, lower, upper, training, seed,

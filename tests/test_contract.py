@@ -726,6 +726,18 @@ def test_pickled_and_copied_as_itself(name, protocol):
     assert copy.copy(function) is function and copy.deepcopy(function) is function
 
 
+def test_an_activation_of_ones_own_is_not_taken_for_the_packages():
+    # pickled by name only when it is actfast's own object: a copy of an Activation built
+    # from another Entry keeps its behaviour (it became af.leaky_relu by name)
+    import dataclasses
+    from actfast.catalogue import Param
+    entry = {e.name: e for e in ENTRIES}["leaky_relu"]
+    custom = af.Activation(dataclasses.replace(entry, params=(Param("negative_slope", 0.2),)))
+    for copied in (copy.copy(custom), copy.deepcopy(custom)):
+        assert copied is not af.leaky_relu
+        assert copied(np.array([-1.0]))[0] == -0.2
+
+
 def test_every_public_function_is_pickled_by_name():
     names = {param.values[0] for param in PUBLIC_FUNCTIONS}
     assert names == set(af.__all__) - {"Activation", "get_num_threads", "openmp_enabled",

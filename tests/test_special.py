@@ -602,6 +602,20 @@ def test_rrelu_eval_slope_where_lower_plus_upper_overflows(lower, upper, slope, 
             af.rrelu(x, lower=lower, upper=upper, training=True, seed=1)
 
 
+def test_rrelu_eval_slope_no_float32_holds_with_mixed_dtypes(rng):
+    # refused only when the call computes in float32: a float64 grad_output makes a float32
+    # x's backward a float64 computation (as leaky_relu's)
+    x = values(rng, (50,), np.float32)
+    g = np.ones(50)
+    for kwargs in ({"x": x}, {"output": x}):   # (an output has x's signs)
+        result = af.rrelu.backward(g, lower=1e39, upper=1e39, **kwargs)
+        expected = af.leaky_relu.backward(g, negative_slope=1e39, **kwargs)
+        assert result.dtype == np.float64
+        assert_bitwise_equal(result, expected)
+    with pytest.raises(ValueError, match="eval-mode slope"):
+        af.rrelu.backward(g.astype(np.float32), x, lower=1e39, upper=1e39)
+
+
 def test_rrelu_training_with_lower_equal_upper_is_leaky_relu(rng):
     x = values(rng, (5000,))
     assert_bitwise_equal(af.rrelu(x, lower=0.25, upper=0.25, training=True, seed=3),
