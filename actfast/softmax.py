@@ -27,11 +27,6 @@ import numpy as np
 from . import _api, _softmax
 from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
 
-try:                                            # NumPy >= 2
-    from numpy.lib.array_utils import normalize_axis_index
-except ImportError:                             # NumPy 1.x
-    from numpy.core.multiarray import normalize_axis_index
-
 _FWD = _softmax.FORWARD_OPS
 _BWD = _softmax.BACKWARD_OPS
 
@@ -60,9 +55,9 @@ def _axis(function, axis, ndim):
         raise TypeError(f"{function}(): argument 'axis' must be an int or None, "
                         f"got {type(axis).__name__}") from None
     ndim = max(ndim, 1)
-    if not -ndim <= axis < ndim:   # (normalize_axis_index takes a C int: OverflowError beyond)
+    if not -ndim <= axis < ndim:   # (compared as Python ints: any size of int)
         raise np.exceptions.AxisError(axis, ndim)
-    return normalize_axis_index(axis, ndim)
+    return axis % ndim
 
 
 def _mask(function, where, shape):
