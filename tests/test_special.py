@@ -446,6 +446,45 @@ def test_streamed_elementwise_forward_gives_the_same_bits(name, dtype, n_threads
     assert_bitwise_equal(y, expected, {"x": x}, what="in place")
 
 
+# The operations whose elements are computed each alone store from the output's first 64-byte
+# boundary on (runs of 1024 elements or more): a few elements first, then the blocks shifted.
+# Every alignment of the output gives the bits of calls below that length.
+ALIGNED_RUNS = {
+    "pact": lambda g, x, **kw: af.pact(x, alpha=1.5, **kw),
+    "swish-beta=1": lambda g, x, **kw: af.swish(x, beta=1.0, **kw),
+    "swish-beta=1.7": lambda g, x, **kw: af.swish(x, beta=1.7, **kw),
+    "swish-beta=0": lambda g, x, **kw: af.swish(x, beta=0.0, **kw),
+    "swish-beta=1.7-fixed-backward": lambda g, x, **kw: af.swish.backward(
+        g, x, beta=1.7, beta_grad=False, **kw)[0],
+    "swish-beta=1-fixed-backward": lambda g, x, **kw: af.swish.backward(
+        g, x, beta=1.0, beta_grad=False, **kw)[0],
+    "noisy_relu-backward-from-output": lambda g, x, **kw: af.noisy_relu.backward(
+        g, output=np.maximum(x, 0), **kw),
+    "rrelu-backward-from-the-noise": lambda g, x, **kw: af.rrelu.backward(
+        g, noise=np.abs(x), training=True, **kw),
+}
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(ALIGNED_RUNS))
+def test_aligned_runs_give_the_same_bits_at_every_output_address(name, dtype, n_threads, rng):
+    call = ALIGNED_RUNS[name]
+    n = 70001 + int(rng.integers(0, 4096))   # two threads from 65536 elements on
+    x = with_special_values(rng, values(rng, (n,), dtype))
+    g = grad_values(rng, (n,), dtype)
+    expected = np.concatenate([call(g[i:i + 1000], x[i:i + 1000]) for i in range(0, n, 1000)])
+    per_line = 64 // np.dtype(dtype).itemsize
+    base = np.empty(n + per_line + 64, dtype)
+    first = (-base.ctypes.data % 64) // np.dtype(dtype).itemsize
+    for offset in range(per_line):
+        out = base[first + offset:first + offset + n]
+        out[...] = np.nan
+        assert call(g, x, out=out) is out
+        assert_bitwise_equal(out, expected, {"x": x, "grad_output": g},
+                             what=f"out {offset} elements past a 64-byte boundary")
+
+
 # ---- special values ------------------------------------------------------------------------
 
 INF, NAN = np.inf, np.nan
