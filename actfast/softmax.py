@@ -375,24 +375,33 @@ class LogSumExp(PickledByName):
         result = result.transpose(np.argsort([d if d < axis else d - 1 for d in kept]))
         return _deliver(result, shape, out, result_dtype, False)
 
-    def backward(self, grad_output, x, /, axis=-1, keepdims=False, *, where=None, out=None):
-        """grad_output (the shape of logsumexp's result) times softmax(x) along axis."""
+    def backward(self, grad_output, x, /, axis=-1, keepdims=False, *, where=None, output=None,
+                 out=None):
+        """grad_output (the shape of logsumexp's result) times softmax(x) along axis; with
+        `output`, logsumexp's result for x, as grad_output * exp(x - output)."""
         if where is None:        # the common call, checked and run in compiled code
-            result = _softmax.logsumexp_backward_fast(grad_output, x, axis, keepdims, out,
-                                                      _api._num_threads, PARALLEL_FROM_FORWARD)
+            # (the forward's 0-d result is a NumPy scalar: as an array for the compiled path)
+            result = _softmax.logsumexp_backward_fast(
+                grad_output, x, axis, keepdims, out, _api._num_threads, PARALLEL_FROM_FORWARD,
+                np.asarray(output) if isinstance(output, np.generic) else output)
             if result is not None:
                 return result
         keepdims = _keepdims("logsumexp.backward", keepdims)
         g, g_dtype = _as_input(grad_output, "grad_output")
         v, v_dtype = _as_input(x, "x")
-        compute = np.result_type(g_dtype, v_dtype)
-        result_dtype = _result_dtype((g, v), compute)
+        given = [g, v]
+        if output is not None:
+            output, output_dtype = _as_input(output, "output")
+            given.append(output)
+        compute = np.result_type(g_dtype, v_dtype, *([] if output is None else [output_dtype]))
+        result_dtype = _result_dtype(given, compute)
         flat = axis is None or v.ndim == 0
         axis = _axis("logsumexp.backward", axis, v.ndim)
         expected = _reduced_shape(v.shape, axis, keepdims, flat)
-        if g.shape != expected:
-            raise ValueError(f"logsumexp.backward(): argument 'grad_output' has shape "
-                             f"{g.shape}, logsumexp's result has shape {expected}")
+        for name, array in (("grad_output", g), ("output", output)):
+            if array is not None and array.shape != expected:
+                raise ValueError(f"logsumexp.backward(): argument '{name}' has shape "
+                                 f"{array.shape}, logsumexp's result has shape {expected}")
         mask = _mask("logsumexp.backward", where, v.shape)
         if out is not None:
             _check_out(out, v.shape, result_dtype)
@@ -400,15 +409,27 @@ class LogSumExp(PickledByName):
         v, axis = _rows(v.astype(compute, copy=False), axis)
         layout = _Layout(v, axis)
         mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
-        # grad_output with the reduced axis kept as length 1, in the loops' (outer, inner) order
-        g = g.astype(compute, copy=False).reshape(_reduced_shape(v.shape, axis, True, False))
-        if not layout.identity:
-            g = g.transpose(layout.perm)
-        rowvals = np.ascontiguousarray(g).reshape(layout.dims[0], layout.dims[2])
-        target, view, (x3, rowvals), direct = _target(layout, out, compute, v.shape,
-                                                      (layout.to_loop(v), rowvals), False)
-        _softmax.forward(_FWD["softmax_scaled"], x3, target, mask3, rowvals, 1.0,
-                         _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
+
+        def per_row(a):
+            # a value per row (of the result's shape) as the loops' (outer, inner) array
+            a = a.astype(compute, copy=False).reshape(_reduced_shape(v.shape, axis, True, False))
+            if not layout.identity:
+                a = a.transpose(layout.perm)
+            return np.ascontiguousarray(a).reshape(layout.dims[0], layout.dims[2])
+
+        rowvals = per_row(g)
+        if output is None:
+            target, view, (x3, rowvals), direct = _target(
+                layout, out, compute, v.shape, (layout.to_loop(v), rowvals), False)
+            _softmax.forward(_FWD["softmax_scaled"], x3, target, mask3, rowvals, 1.0,
+                             _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
+        else:   # one pass, each element read before it is written: out may be x
+            target, view, (x3, rowvals, values), direct = _target(
+                layout, out, compute, v.shape, (layout.to_loop(v), rowvals, per_row(output)),
+                True)
+            _softmax.logsumexp_backward_from_output(rowvals, x3, values, target, mask3,
+                                                    _api._num_threads,
+                                                    PARALLEL_FROM_FORWARD[x3.itemsize])
         return _deliver(view, shape, out, result_dtype, direct)
 
 
@@ -542,10 +563,15 @@ finite input. Special rows as PyTorch: any NaN gives NaN; all -inf (or an empty 
 
 Backward
 --------
-``logsumexp.backward(grad_output, x, axis=-1, keepdims=False, *, where=None, out=None)``
-returns grad_output (of the forward's result shape) times softmax(x) along axis, broadcast
-back to x's shape; 0 where masked out. A row holding +inf (and no NaN) gives PyTorch's
-``grad_output * exp(x - inf)``: 0 for the finite elements, NaN for the infinite ones.
+``logsumexp.backward(grad_output, x, axis=-1, keepdims=False, *, where=None, output=None,
+out=None)`` returns grad_output (of the forward's result shape) times softmax(x) along axis,
+broadcast back to x's shape; 0 where masked out. A row holding +inf (and no NaN) gives
+PyTorch's ``grad_output * exp(x - inf)``: 0 for the finite elements, NaN for the infinite
+ones. ``output``, the forward's result for x (with the same axis, keepdims and where), makes
+it one pass, ``grad_output * exp(x - output)`` as PyTorch's autograd computes it; its value
+as given: the forward's rounding of it (half an ulp of
+|output|, relative) carries into every element, as the rounding of y into softmax's backward
+from its output. out may then be x.
 
 Examples
 --------
@@ -553,6 +579,8 @@ Examples
 >>> af.logsumexp([[0.0, 0.0], [1e30, 1e30]], axis=1)
 array([6.93147181e-01, 1.00000000e+30])
 >>> g = af.logsumexp.backward([1.0, 1.0], [[0.0, 0.0], [1.0, 2.0]], axis=1)
+>>> x = [[0.0, 0.0], [1.0, 2.0]]
+>>> g = af.logsumexp.backward([1.0, 1.0], x, axis=1, output=af.logsumexp(x, axis=1))
 """)
 
 softmax = SoftmaxFunction("softmax", "softmax", 1.0, _SOFTMAX_DOC)

@@ -18,11 +18,13 @@ are single-threaded) and writes into a preallocated output where it can:
   the input's dtype, what a user without a library would write.
 
 logsumexp: ``af.logsumexp(x, axis, out=out)`` against ``torch.ops.aten.logsumexp.out``,
-``scipy.special.logsumexp`` and NumPy's ``log(sum(exp(x - max))) + max``. Its backward,
-``af.logsumexp.backward(g, x, axis, out=out)``, has no aten kernel to compare with: torch's
-autograd computes ``grad * exp(x - result)`` (logsumexp_backward in FunctionsManual.cpp),
-here written into the output without temporaries (``torch.sub(x, r, out=out)``, ``exp_``,
-``mul_``), and NumPy the same in one expression.
+``scipy.special.logsumexp`` and NumPy's ``log(sum(exp(x - max))) + max``. Its backward has
+no aten kernel to compare with: torch's autograd computes ``grad * exp(x - result)``
+(logsumexp_backward in FunctionsManual.cpp) from the forward's result, here written into the
+output without temporaries (``torch.sub(x, r, out=out)``, ``exp_``, ``mul_``), and NumPy the
+same in one expression; actfast is given the result too,
+``af.logsumexp.backward(g, x, axis, output=r, out=out)``, and "actfast (from x)" is
+``af.logsumexp.backward(g, x, axis, out=out)``, which computes the row's max and sum again.
 
 Each library's time is the median of single-call times, gathered round-robin (every library
 in turn, in batches of about 10 ms after one untimed call that wakes the OpenMP workers),
@@ -61,7 +63,7 @@ except ImportError:
 # (shape, axis): the target shapes
 SHAPES = [((64, 1000), -1), ((1024, 1000), -1), ((4096, 4096), -1), ((32, 32000), -1),
           ((8, 10**6), -1), ((1000, 1024), 0)]
-LIBRARIES = ("actfast", "torch", "scipy", "numpy")
+LIBRARIES = ("actfast", "torch", "scipy", "numpy", "actfast (from x)")
 
 
 def _numpy_softmax(x, axis):
@@ -127,7 +129,8 @@ def _calls(function, direction, x, axis):
             calls["numpy"] = partial(_numpy_logsumexp, x, axis)
         else:
             g = np.random.default_rng(1).standard_normal(r.shape).astype(x.dtype)
-            calls["actfast"] = partial(af.logsumexp.backward, g, x, axis, out=out)
+            calls["actfast"] = partial(af.logsumexp.backward, g, x, axis, output=r, out=out)
+            calls["actfast (from x)"] = partial(af.logsumexp.backward, g, x, axis, out=out)
             if torch is not None:
                 calls["torch"] = partial(_torch_logsumexp_backward, torch.from_numpy(g),
                                          torch.from_numpy(x), torch.from_numpy(r), axis,

@@ -1146,6 +1146,119 @@ def backward(int op, cnp.ndarray grad_output not None, cnp.ndarray y not None,
                  n_threads, parallel_threshold)
 
 
+# ---- logsumexp's backward from its output --------------------------------------------------
+# grad_output * exp(x - L) with L = logsumexp(x), as PyTorch's autograd computes it from the
+# forward's result: one pass, where the backward from x recomputes the row's statistics
+# (two more passes). Each element alone, so the cut between threads changes no bit.
+
+cdef inline real lse_gradient(real g, real x, real L) noexcept nogil:
+    """g exp(x - L) (NaN for a row of -inf, as from x and in PyTorch: -inf - -inf); a NaN as
+    the positive quiet NaN (canonical_nan: which operand's NaN an instruction keeps differs
+    between loops)."""
+    cdef real v = g * vexp(x - L)
+    return NAN if v != v else v
+
+
+cdef void lse_gradient_row(const real* x, const uint8_t* mask, real* out, real g, real L,
+                           Py_ssize_t m) noexcept nogil:
+    """m elements of one row (row mode): one g and L for all."""
+    cdef Py_ssize_t k
+    if mask == NULL:
+        for k in range(m):
+            out[k] = lse_gradient(g, x[k], L)
+    else:
+        for k in range(m):
+            out[k] = lse_gradient(g, x[k], L) if mask[k] else 0
+
+
+cdef void lse_gradient_columns(const real* x, const uint8_t* mask, real* out, const real* g,
+                               const real* L, Py_ssize_t m) noexcept nogil:
+    """m adjacent columns of one row (column mode): a g and L per column."""
+    cdef Py_ssize_t k
+    if mask == NULL:
+        for k in range(m):
+            out[k] = lse_gradient(g[k], x[k], L[k])
+    else:
+        for k in range(m):
+            out[k] = lse_gradient(g[k], x[k], L[k]) if mask[k] else 0
+
+
+cdef void lse_gradient_range(const real* x, Py_ssize_t sx, const uint8_t* mask, real* out,
+                             Py_ssize_t so, const real* g, const real* L, Py_ssize_t n,
+                             Py_ssize_t inner, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """Elements start .. stop - 1, in the order of the C-contiguous (outer, n, inner) arrays
+    (x's and out's rows sx and so elements apart when inner is 1: rows_fit)."""
+    cdef Py_ssize_t i = start, o, j, c, end
+    while i < stop:
+        if inner == 1:
+            o = i // n
+            j = i - o * n
+            end = min(stop, (o + 1) * n)
+            lse_gradient_row(x + o * sx + j, offset(mask, i), out + o * so + j, g[o], L[o],
+                             end - i)
+        else:
+            o = i // (n * inner)
+            c = i % inner
+            end = min(stop, i + inner - c)
+            lse_gradient_columns(x + i, offset(mask, i), out + i, g + o * inner + c,
+                                 L + o * inner + c, end - i)
+        i = end
+
+
+cdef void lse_gradient_all(const real* x, Py_ssize_t sx, const uint8_t* mask, real* out,
+                           Py_ssize_t so, const real* g, const real* L, Py_ssize_t size,
+                           Py_ssize_t n, Py_ssize_t inner, int n_threads) noexcept nogil:
+    """Each thread one contiguous range, from a multiple of 16 elements."""
+    cdef Py_ssize_t per = ((size + n_threads - 1) // n_threads + 15) // 16 * 16, t
+    if n_threads <= 1:
+        lse_gradient_range(x, sx, mask, out, so, g, L, n, inner, 0, size)
+        return
+    for t in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        lse_gradient_range(x, sx, mask, out, so, g, L, n, inner, min(t * per, size),
+                           min((t + 1) * per, size))
+
+
+cdef void run_lse_gradient(cnp.ndarray grad_output, cnp.ndarray x, cnp.ndarray output,
+                           cnp.ndarray out, cnp.ndarray mask, Py_ssize_t outer, Py_ssize_t n,
+                           Py_ssize_t inner, int n_threads, Py_ssize_t parallel_threshold):
+    """logsumexp_backward_from_output() on checked arrays of these dimensions."""
+    cdef Py_ssize_t size = outer * n * inner
+    if size == 0:
+        return
+    if size < parallel_threshold:
+        n_threads = 1
+    n_threads = max(1, n_threads)
+    cdef Py_ssize_t sx = row_stride(x, n), so = row_stride(out, n)
+    cdef void* px = data(x)
+    cdef void* pout = data(out)
+    cdef void* pg = data(grad_output)
+    cdef void* pL = data(output)
+    cdef uint8_t* pmask = <uint8_t*>data(mask)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        with nogil:
+            lse_gradient_all[float](<float*>px, sx, pmask, <float*>pout, so, <float*>pg,
+                                    <float*>pL, size, n, inner, n_threads)
+    else:
+        with nogil:
+            lse_gradient_all[double](<double*>px, sx, pmask, <double*>pout, so, <double*>pg,
+                                     <double*>pL, size, n, inner, n_threads)
+
+
+def logsumexp_backward_from_output(cnp.ndarray grad_output not None, cnp.ndarray x not None,
+                                   cnp.ndarray output not None, cnp.ndarray out not None,
+                                   cnp.ndarray mask, int n_threads,
+                                   Py_ssize_t parallel_threshold):
+    """out = grad_output exp(x - output), grad_output and output (logsumexp's result) taken
+    along the axis: x and out (outer, n, inner) arrays as forward()'s (row-strided when inner
+    is 1: rows_fit; out may be x), mask None or a C-contiguous uint8 array of x's shape,
+    grad_output and output C-contiguous (outer, inner) arrays of x's dtype. The Python layer
+    checks shapes, dtypes and overlap. Below parallel_threshold elements one thread works."""
+    rows_fit(x, x.shape[0], x.shape[1], x.shape[2], "x")
+    rows_fit(out, x.shape[0], x.shape[1], x.shape[2], "out")
+    run_lse_gradient(grad_output, x, output, out, mask, x.shape[0], x.shape[1], x.shape[2],
+                     n_threads, parallel_threshold)
+
+
 # ---- the common call, checked and run here (the Python layer's fast path) ------------------
 # A C-contiguous float32/float64 ndarray, an int axis, no mask, out None or a simple array:
 # the same loops as the general path (so the same bits), without its Python-level work,
@@ -1297,11 +1410,13 @@ def logsumexp_fast(object x, object axis, object keepdims, object out, int n_thr
 
 
 def logsumexp_backward_fast(object grad_output, object x, object axis, object keepdims,
-                            object out, int n_threads, dict parallel_from):
-    """logsumexp.backward for the common call: x and axis as in forward_fast, grad_output a
-    C-contiguous ndarray of x's dtype and logsumexp's result shape (its memory is the loops'
-    (outer, inner) factors), out None or a writeable C-contiguous ndarray of x's dtype and
-    shape overlapping neither. Returns out or the new result, or None (see logsumexp_fast)."""
+                            object out, int n_threads, dict parallel_from, object output=None):
+    """logsumexp.backward for the common call: x and axis as in forward_fast, grad_output
+    (and output, the forward's result, when given) a C-contiguous ndarray of x's dtype and
+    logsumexp's result shape (its memory is the loops' (outer, inner) values), out None or a
+    writeable C-contiguous ndarray of x's dtype and shape overlapping neither (with output:
+    x itself, or overlapping none). Returns out or the new result, or None (see
+    logsumexp_fast)."""
     cdef Dims dims
     cdef cnp.npy_intp shape[64]
     cdef int type_num = fast_input(x, axis, &dims)
@@ -1311,8 +1426,16 @@ def logsumexp_backward_fast(object grad_output, object x, object axis, object ke
     cdef int nd = reduced_shape(ax, axis, keepdims, shape)
     if not like(grad_output, type_num, nd, shape, True):
         return None
-    target = simple_target(out, ax, type_num, False, grad_output)
-    if target is not None:
+    if output is not None and not like(output, type_num, nd, shape, True):
+        return None
+    target = simple_target(out, ax, type_num, output is not None, grad_output)
+    if target is None or (output is not None and out is not None
+                          and not writable_beside(<cnp.ndarray>output, target, True)):
+        return None
+    if output is None:
         run_forward(SOFTMAX_SCALED, ax, target, None, grad_output, dims.outer, dims.n,
                     dims.inner, 1.0, n_threads, parallel_from[cnp.PyArray_ITEMSIZE(ax)])
+    else:
+        run_lse_gradient(grad_output, ax, output, target, None, dims.outer, dims.n, dims.inner,
+                         n_threads, parallel_from[cnp.PyArray_ITEMSIZE(ax)])
     return target

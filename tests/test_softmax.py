@@ -64,10 +64,22 @@ def function(name):
     return getattr(af, name)
 
 
-# backward from x for every function, from the forward's output for those that have one
+# backward from x for every function, and from the forward's output (logsumexp: x and its
+# output)
 BACKWARDS = [pytest.param(name, direction, id=f"{name}-from-{direction}")
-             for name in FUNCTIONS for direction in ("x", "output")
-             if not (name == "logsumexp" and direction == "output")]
+             for name in FUNCTIONS for direction in ("x", "output")]
+
+
+def backward_of(name, direction, g, x, **kw):
+    """function(name).backward from x, or from the forward's output (computed here with the
+    same axis and where; logsumexp takes x and its output)."""
+    f = function(name)
+    if direction == "x":
+        return f.backward(g, x, **kw)
+    y = f(x, **{k: v for k, v in kw.items() if k in ("axis", "where")})
+    if name == "logsumexp":
+        return f.backward(g, x, output=y, **kw)
+    return f.backward(g, output=y, **kw)
 
 
 @pytest.fixture
@@ -287,13 +299,12 @@ def test_backward_accuracy_against_oracle(name, dtype, direction, shape, axis, r
     f = function(name)
     if name == "logsumexp":
         g = grad_output_like(rng, f(x, axis=axis).shape, dtype)
-        gx = f.backward(g, x, axis=axis)
+        gx = backward_of(name, direction, g, x, axis=axis)
         expected = oracle_grad(name, g, x, axis)
         scale = np.abs(np.expand_dims(g, axis)) * oracle("softmax", x, axis)
     else:
         g = grad_output_like(rng, shape, dtype)
-        gx = (f.backward(g, x, axis=axis) if direction == "x"
-              else f.backward(g, output=f(x, axis=axis), axis=axis))
+        gx = backward_of(name, direction, g, x, axis=axis)
         expected = oracle_grad(name, g, x, axis)
         y = oracle("softmax" if name == "log_softmax" else name, x, axis)
         if name == "log_softmax":
@@ -313,6 +324,10 @@ def test_backward_accuracy_against_oracle(name, dtype, direction, shape, axis, r
     if direction == "output" and name == "log_softmax":
         # exp of the rounded log: z's absolute error (up to ~|z| ulp) times dz
         allowed = allowed + 4 * eps * np.abs(np.asarray(f(x, axis=axis), np.float64)) * scale
+    if direction == "output" and name == "logsumexp":
+        # exp(x - L) of the rounded L: its absolute error (half an ulp of |L|) times the value
+        L = np.expand_dims(np.asarray(f(x, axis=axis), np.float64), axis)
+        allowed = allowed + 2 * eps * np.abs(L) * scale
     err = np.abs(gx.astype(np.float64) - expected.astype(np.float64))
     assert gx.dtype == dtype and gx.shape == x.shape
     bad = err > allowed + 1e-300
@@ -404,8 +419,7 @@ def test_backward_matches_torch(name, dtype, direction, shape, axis, rng):
     x = logits(rng, shape, dtype, scale=5.0)
     f = function(name)
     g = grad_output_like(rng, f(x, axis=axis).shape, dtype)
-    gx = (f.backward(g, x, axis=axis) if direction == "x"
-          else f.backward(g, output=f(x, axis=axis), axis=axis))
+    gx = backward_of(name, direction, g, x, axis=axis)
     expected = torch_backward(name, g, x, axis)
     assert gx.shape == expected.shape and gx.dtype == expected.dtype
     rtol = 1e-4 if dtype == np.float32 else 1e-11
@@ -591,10 +605,7 @@ def test_mask_backward_against_oracle(name, dtype, direction, shape, axis, rng):
     mask = random_mask(rng, shape, axis=axis)
     f = function(name)
     g = grad_output_like(rng, f(x, axis=axis, where=mask).shape, dtype)
-    if direction == "x":
-        gx = f.backward(g, x, axis=axis, where=mask)
-    else:
-        gx = f.backward(g, output=f(x, axis=axis, where=mask), axis=axis, where=mask)
+    gx = backward_of(name, direction, g, x, axis=axis, where=mask)
     expected = oracle_grad(name, g, x, axis, mask)
     np.testing.assert_allclose(gx, expected.astype(np.float64), rtol=TOLERANCE[dtype][0],
                                atol=30 * TOLERANCE[dtype][1])
@@ -1064,6 +1075,165 @@ def test_log_softmax_backward_from_any_output(dtype, shape, axis, masked, into, 
     dot = -at_zero[beyond]
     with np.errstate(over="ignore", invalid="ignore"):
         assert_bitwise_equal(result[beyond], -(exp_big * dot), what="beyond")
+
+
+# ---- logsumexp's backward from its output ---------------------------------------------------
+# grad_output * exp(x - output), one pass, each element alone: every layout and thread count
+# gives the bits of the plain call; the special rows as PyTorch's autograd (which computes
+# that formula from its forward's result); an output not the forward's still gets it.
+
+def logsumexp_from_output(g, x, **kw):
+    return af.logsumexp.backward(g, x, output=af.logsumexp(
+        x, **{k: v for k, v in kw.items() if k in ("axis", "where")}), **kw)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape, axis", shape_params())
+def test_logsumexp_backward_from_output_is_the_formula(dtype, shape, axis, rng):
+    # against g * exp(x - output) in long double from the very output given: the argument
+    # x - output rounds once (an error of up to half an ulp of |x - output|, times the value)
+    x = logits(rng, shape, dtype)
+    output = af.logsumexp(x, axis=axis)
+    output = output + np.asarray(rng.uniform(-3, 3, np.shape(output)), dtype)  # any output
+    g = grad_output_like(rng, np.shape(output), dtype)
+    gx = af.logsumexp.backward(g, x, axis=axis, output=output)
+    L, G = (np.expand_dims(np.asarray(a, LD), axis) for a in (output, g))
+    with np.errstate(over="ignore"):
+        expected = G * np.exp(np.asarray(x, LD) - L)
+    eps, tiny = np.finfo(dtype).eps, float(np.finfo(dtype).smallest_subnormal)
+    spread_ = np.abs(np.asarray(x, np.float64) - np.asarray(L, np.float64))
+    # (+ a subnormal ulp or two: the exp and the product rounded into the subnormal range)
+    allowed = (2 * eps * (1 + spread_) * np.abs(expected.astype(np.float64))
+               + tiny * (1 + np.abs(G.astype(np.float64))))
+    err = np.abs(gx.astype(np.float64) - expected.astype(np.float64))
+    assert gx.dtype == dtype and gx.shape == x.shape
+    assert np.all(err <= allowed), f"worst ratio {float(np.max(err / allowed, initial=0)):.3g}"
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("long_row", [False, True], ids=["short", "3-blocks"])
+@pytest.mark.parametrize("row", list(SPECIAL_ROWS))
+def test_logsumexp_backward_from_output_special_rows_as_torch(dtype, long_row, row):
+    with np.errstate(over="ignore"):
+        x = special_row(row, dtype, long_row)
+    g = np.linspace(-1, 2, x.shape[0]).astype(dtype)
+    t = _tensor(x)
+    result = torch.logsumexp(t, dim=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = (_tensor(g).unsqueeze(-1) * torch.exp(t - result.unsqueeze(-1))).numpy()
+        gx = af.logsumexp.backward(g, x, output=result.numpy())
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected), err_msg="NaN positions")
+    np.testing.assert_allclose(gx, expected, rtol=TOLERANCE[dtype][0],
+                               atol=TOLERANCE[dtype][1])
+    assert not np.any(np.signbit(gx[np.isnan(gx)])), "NaNs are the positive quiet NaN"
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("shape, axis", shape_params(DETERMINISM_SHAPES))
+def test_logsumexp_backward_from_output_bitwise_for_any_thread_count(masked, shape, axis, rng,
+                                                                     threads):
+    x = logits(rng, shape, np.float32)
+    mask = rng.random(shape) < 0.8 if masked else None
+    g = grad_output_like(rng, af.logsumexp(x, axis=axis).shape, np.float32)
+    af.set_num_threads(1)
+    expected = logsumexp_from_output(g, x, axis=axis, where=mask)
+    for count in (2, 3, 7):
+        af.set_num_threads(count)
+        assert_bitwise_equal(logsumexp_from_output(g, x, axis=axis, where=mask), expected,
+                             what=f"{count} threads")
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS) + ["row-strided"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_logsumexp_backward_from_output_bitwise_for_any_layout(layout, axis, rng):
+    x = logits(rng, (300, 2 * BLOCK + 5), np.float32)
+    g = grad_output_like(rng, af.logsumexp(x, axis=axis).shape, np.float32)
+    output = af.logsumexp(x, axis=axis)
+    expected = af.logsumexp.backward(g, x, axis=axis, output=output)
+    xl = wider(rng, x) if layout == "row-strided" else LAYOUTS[layout](x)
+    assert np.array_equal(xl, x)
+    assert_bitwise_equal(af.logsumexp.backward(g, xl, axis=axis, output=output), expected)
+    gl, ol = (a[::-1][::-1] if a.ndim else a for a in (np.repeat(g, 2)[::2],
+                                                         np.repeat(output, 2)[::2]))
+    assert_bitwise_equal(af.logsumexp.backward(gl, x, axis=axis, output=ol), expected,
+                         what="strided grad_output and output")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("into", ["off-boundary", "x", "x-transposed"])
+def test_logsumexp_backward_from_output_out_and_in_place(dtype, into, rng):
+    x = logits(rng, (40, 1000), dtype)
+    g = grad_output_like(rng, (40,), dtype)
+    output = af.logsumexp(x)
+    expected = af.logsumexp.backward(g, x, output=output)
+    if into == "off-boundary":
+        target, source = np.empty(x.size + 1, dtype)[1:].reshape(x.shape), x
+    elif into == "x":
+        target = source = x.copy()
+    else:   # column mode in place: axis 0 of the transposed copy
+        source = np.ascontiguousarray(x.T)
+        target = source
+        expected = af.logsumexp.backward(g, x.T.copy(), axis=0, output=output)
+    axis = 0 if into == "x-transposed" else -1
+    assert af.logsumexp.backward(g, source, axis=axis, output=output, out=target) is target
+    assert_bitwise_equal(target, expected)
+
+
+@pytest.mark.parametrize("inside", ["output", "grad_output"])
+def test_logsumexp_backward_from_output_into_out_overlapping_its_row_values(inside, rng):
+    # out's memory holding the output (or grad_output) values: the result is as if they had
+    # been copied first
+    x = logits(rng, (40, 1000), np.float32)
+    g = grad_output_like(rng, (40,), np.float32)
+    output = af.logsumexp(x)
+    expected = af.logsumexp.backward(g, x, output=output)
+    out = np.empty_like(x)
+    held = out[0, :40]
+    held[...] = output if inside == "output" else g
+    kw = {"output": held, "grad_output": g} if inside == "output" else {
+        "output": output, "grad_output": held}
+    result = af.logsumexp.backward(kw["grad_output"], x, output=kw["output"], out=out)
+    assert result is out
+    assert_bitwise_equal(out, expected)
+
+
+def test_logsumexp_backward_from_output_keepdims_none_axis_and_float16(rng):
+    x = logits(rng, (3, 4, 5), np.float64)
+    for axis in (0, 1, 2, None):
+        for keepdims in (False, True):
+            output = af.logsumexp(x, axis=axis, keepdims=keepdims)
+            g = grad_output_like(rng, np.shape(output), np.float64)
+            gx = af.logsumexp.backward(g, x, axis=axis, keepdims=keepdims, output=output)
+            from_x = af.logsumexp.backward(g, x, axis=axis, keepdims=keepdims)
+            # (both within a rounding of x - L, up to |x - L| ~ 50 here, of the exact value)
+            np.testing.assert_allclose(gx, from_x, rtol=1e-13, atol=1e-300)
+    h = x.astype(np.float16)
+    gh = np.ones(5, np.float16)
+    result = af.logsumexp.backward(gh, h[0], axis=0, output=af.logsumexp(h[0], axis=0))
+    assert result.dtype == np.float16   # computed in float32 from the float16 values
+    expected = af.logsumexp.backward(gh.astype(np.float32), h[0].astype(np.float32), axis=0,
+                                     output=af.logsumexp(h[0], axis=0).astype(np.float32))
+    assert_bitwise_equal(result, expected.astype(np.float16))
+
+
+def test_logsumexp_backward_output_errors(rng):
+    x = logits(rng, (4, 6), np.float64)
+    g = np.ones(4)
+    with pytest.raises(ValueError, match="'output' has shape"):
+        af.logsumexp.backward(g, x, output=np.zeros(6))
+    with pytest.raises(ValueError, match="'output' has shape"):
+        af.logsumexp.backward(g[:, None], x, axis=1, keepdims=True, output=np.zeros(4))
+    with pytest.raises(TypeError, match="output"):
+        af.logsumexp.backward(g, x, output=np.zeros(4, complex))
+    with pytest.raises(TypeError, match="output"):
+        af.logsumexp.backward(g, x, output="lse")
+    before = x.copy(), g.copy()
+    output = af.logsumexp(x)
+    out = af.logsumexp.backward(g, x, output=output)
+    assert_bitwise_equal(x, before[0], what="x unchanged")
+    assert_bitwise_equal(g, before[1], what="grad_output unchanged")
+    assert out.shape == x.shape
 
 
 # ---- the package contract ------------------------------------------------------------------
