@@ -334,10 +334,13 @@ AF_INLINE double af_cos_sin_circle(double theta, double* sine) {
     return q == 1.0 || q == 2.0 ? -cosine : cosine;
 }
 
-/* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: -(e^y - 1) / ((e^y - 1) + 2)
- * below |x| = 0.625 (no cancellation near 0), (1 - e^y) / (1 + e^y) above, where e^y - 1
- * rounded would carry an absolute error of ulp(1)/2 into the result. One reduction gives both
- * e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1); the selects pick one division's operands. */
+/* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: (1 - e^y) / (1 + e^y), with
+ * e^y = 2^n (q + 1) from one reduction (q = e^r - 1). Numerator and denominator are each one
+ * fma, rounded once: 1 - 2^n q - 2^n and 1 + 2^n q + 2^n (1 -+ 2^n exact for n >= -52), so
+ * there is no cancellation near 0 (the numerator is -q there) and no rounding of e^y - 1 for
+ * large |x|. Over 6e7 samples of [0, 21] against long double: 2.18 ulp at most; the earlier
+ * select between -(e^y - 1) / ((e^y - 1) + 2) below |x| = 0.625 and (1 - e^y) / (1 + e^y)
+ * above gave 2.63 ulp in more operations. */
 AF_INLINE double af_tanh(double x) {
     double a = __builtin_fabs(x);
     /* beyond |x| = 20, e^y < 2^-57: the result rounds to 1 (also at inf) */
@@ -346,10 +349,7 @@ AF_INLINE double af_tanh(double x) {
     double r = AF_FMA(-n, AF_LN2_LO, AF_FMA(-n, AF_LN2_HI, y));
     double q = af_expm1_reduced(r);
     double s = af_exp2i(n);                  /* n in [-58, 0] */
-    double em = AF_FMA(s, q, s - 1.0);
-    double e = AF_FMA(s, q, s);
-    int small = a < 0.625;
-    double th = (small ? -em : 1.0 - e) / (small ? em + 2.0 : 1.0 + e);
+    double th = AF_FMA(-s, q, 1.0 - s) / AF_FMA(s, q, s + 1.0);
     return __builtin_copysign(th, x);
 }
 
@@ -666,11 +666,11 @@ AF_INLINE float af_log1p_unitf(float z) {
     return k * AF_LN2_HIF - ((hfsq - (s * (hfsq + R) + k * AF_LN2_LOF)) - f);
 }
 
-/* tanh(|x|) with the sign of x (tanh(-0) = -0), from y = -2|x|: -(e^y - 1) / ((e^y - 1) + 2) below
- * |x| = 0.625 (no cancellation near 0), (1 - e^y) / (1 + e^y) above, where e^y - 1 rounded
- * to float32 would carry an absolute error of ulp(1)/2 into the result (2.5 ulp, against
- * ~1.5 this way). One reduction gives both e^y = 2^n (q + 1) and e^y - 1 = 2^n q + (2^n - 1),
- * and the selects pick one division's operands. */
+/* tanh(|x|) with the sign of x (tanh(-0) = -0), as af_tanh: (1 - 2^n q - 2^n) / (1 + 2^n q +
+ * 2^n), each an fma rounded once (1 -+ 2^n exact for n >= -23; below, 2^n is under half an ulp
+ * of 1 either way). Every float32 of [0, 11] against double: 2.03 ulp at most (mean 0.072);
+ * the earlier select between the forms -(e^y - 1) / ((e^y - 1) + 2) and (1 - e^y) / (1 + e^y)
+ * gave 2.26 (mean 0.074) in six operations more. */
 AF_INLINE float af_tanhf(float x) {
     float a = __builtin_fabsf(x);
     /* beyond |x| = 10, e^y < 2^-28: the result rounds to 1 (also at inf) */
@@ -680,10 +680,7 @@ AF_INLINE float af_tanhf(float x) {
     float r = AF_FMAF(-n, AF_LN2_LOF, AF_FMAF(-n, AF_LN2_HIF, y));
     float q = af_expm1_reducedf(r);
     float s = af_from_bitsf((af_bitsf(k) - af_bitsf(AF_SHIFTERF) + 127) << 23);  /* 2^n, n in [-29, 0] */
-    float em = AF_FMAF(s, q, s - 1.0f);
-    float e = AF_FMAF(s, q, s);
-    int small = a < 0.625f;
-    float th = (small ? -em : 1.0f - e) / (small ? em + 2.0f : 1.0f + e);
+    float th = AF_FMAF(-s, q, 1.0f - s) / AF_FMAF(s, q, s + 1.0f);
     return __builtin_copysignf(th, x);
 }
 
