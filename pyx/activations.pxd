@@ -31,6 +31,7 @@ from vecmath cimport (real, exp, exp_neg, exp_neg_parts, exp_neg_parts_for, exp_
                       exp_neg_parts_of, exp_neg_dd_parts, two_product, expm1, expm1_neg, tanh,
                       log1p_unit, fabs, copysign, gauss_parts, mills_ratio, mills_ratio_minus_a,
                       exp_neg_parts_m1_for, exprel_small, at_most, at_least, af_x_minus_tanhf,
+                      af_x_minus_tanh,
                       fma, one_minus_square, times_one_minus)
 
 cdef extern from *:
@@ -961,24 +962,13 @@ cdef inline real softshrink_fwd(real x, double lambd) noexcept nogil:
 cdef inline real softshrink_bwd(real grad_output, real x, double lambd) noexcept nogil:
     return hardshrink_bwd(grad_output, x, lambd)   # the same derivative
 
-cdef inline double tanhshrink_fwd_double(double x) noexcept nogil:
-    # x - tanh(x) cancels for small |x| (it is x^3/3 - ...): there the Taylor series, whose
-    # terms fall by ~0.4 x^2 each, so seven reach double precision below |x| = 1/8. (+ 0.0:
-    # tanhshrink(-0.0) = -0.0 - -0.0 = +0.0, as in PyTorch.)
-    cdef double x2
-    if fabs(x) < 0.125:
-        x2 = x * x
-        return x * x2 * (1.0 / 3.0 + x2 * (-2.0 / 15.0 + x2 * (17.0 / 315.0 + x2 * (-62.0 / 2835.0
-            + x2 * (1382.0 / 155925.0 + x2 * (-21844.0 / 6081075.0 + x2 * (929569.0 / 638512875.0))))))) + 0.0
-    return x - tanh(x)
-
 cdef inline real tanhshrink_fwd(real x) noexcept nogil:
-    # float32: vecmath.h's x^3 f(x^2) near 0 (float32's x - tanh(x) would lose ~log2(3 / x^2)
-    # bits up to |x| = 1.4), in float32 arithmetic
+    # vecmath.h's x^3 f(x^2) below |x| = 1.4 (x - tanh(x) would lose ~log2(3 / x^2) bits
+    # there), in the dtype's arithmetic
     if real is float:
         return af_x_minus_tanhf(x)
     else:
-        return tanhshrink_fwd_double(x)
+        return af_x_minus_tanh(x)
 
 cdef inline real tanhshrink_bwd(real grad_output, real x) noexcept nogil:
     # 1 - (1 - tanh^2) = tanh(x)^2

@@ -48,6 +48,7 @@ cdef extern from "vecmath.h" nogil:
     float af_expm1_negf(float x) noexcept
     float af_tanhf(float x) noexcept
     float af_x_minus_tanhf(float x) noexcept
+    double af_x_minus_tanh(double x) noexcept
     float af_log1p_unitf(float z) noexcept
     float af_gauss_partsf(float a, float* scale) noexcept
     double af_mills_ratiof(float a) noexcept
