@@ -568,10 +568,10 @@ out=None)`` returns grad_output (of the forward's result shape) times softmax(x)
 broadcast back to x's shape; 0 where masked out. A row holding +inf (and no NaN) gives
 PyTorch's ``grad_output * exp(x - inf)``: 0 for the finite elements, NaN for the infinite
 ones. ``output``, the forward's result for x (with the same axis, keepdims and where), makes
-it one pass, ``grad_output * exp(x - output)`` as PyTorch's autograd computes it; its value
-as given: the forward's rounding of it (half an ulp of
-|output|, relative) carries into every element, as the rounding of y into softmax's backward
-from its output. out may then be x.
+it one pass, ``grad_output * exp(x - output)`` as PyTorch's autograd computes it, from the
+value given: the forward's rounding of it (half an ulp of |output|, relative) carries into
+every element, as the rounding of y into softmax's backward from its output. out may then
+be x.
 
 Examples
 --------

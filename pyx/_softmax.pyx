@@ -1428,9 +1428,13 @@ def logsumexp_backward_fast(object grad_output, object x, object axis, object ke
         return None
     if output is not None and not like(output, type_num, nd, shape, True):
         return None
-    target = simple_target(out, ax, type_num, output is not None, grad_output)
-    if target is None or (output is not None and out is not None
-                          and not writable_beside(<cnp.ndarray>output, target, True)):
+    # in place on x alone (from the output: each element read before it is written); out
+    # must be apart from grad_output and output, of another shape (a row of out could be
+    # their memory, written before the next row reads it)
+    target = simple_target(out, ax, type_num, output is not None)
+    if target is None or (out is not None and (
+            not apart(<cnp.ndarray>grad_output, target)
+            or (output is not None and not apart(<cnp.ndarray>output, target)))):
         return None
     if output is None:
         run_forward(SOFTMAX_SCALED, ax, target, None, grad_output, dims.outer, dims.n,

@@ -1198,6 +1198,29 @@ def test_logsumexp_backward_from_output_into_out_overlapping_its_row_values(insi
     assert_bitwise_equal(out, expected)
 
 
+@pytest.mark.parametrize("inside", ["output", "grad_output"])
+@pytest.mark.parametrize("shape, n_threads", [((2, 3), 1), ((200000, 1), 2)],
+                         ids=["rows", "column-2threads"])
+def test_logsumexp_backward_from_output_row_values_in_outs_first_row(inside, shape, n_threads,
+                                                                     rng, threads):
+    # keepdims along axis 0: grad_output and output have the shape of out's first row, so
+    # they can be that row's very memory (same address, same strides): the loop writes row 0
+    # before it reads them for row 1 (and the other thread races with it)
+    af.set_num_threads(n_threads)
+    x = logits(rng, shape, np.float64)
+    output = af.logsumexp(x, axis=0, keepdims=True)
+    g = grad_output_like(rng, output.shape, np.float64)
+    expected = af.logsumexp.backward(g, x, 0, True, output=output)
+    out = np.empty_like(x)
+    out[:1] = output if inside == "output" else g
+    values = {"output": output, "grad_output": g}
+    values[inside] = out[:1]
+    result = af.logsumexp.backward(values["grad_output"], x, 0, True, output=values["output"],
+                                   out=out)
+    assert result is out
+    assert_bitwise_equal(out, expected)
+
+
 def test_logsumexp_backward_from_output_keepdims_none_axis_and_float16(rng):
     x = logits(rng, (3, 4, 5), np.float64)
     for axis in (0, 1, 2, None):
