@@ -127,13 +127,16 @@ cdef inline bint self_disjoint(cnp.ndarray a):
 
 
 cdef inline bint independent_or_same(cnp.ndarray a, cnp.ndarray out):
-    """For a and out of one shape: True when `a` is the very same view as `out` and no two
+    """True when `a` is the very same view as `out` (address, shape and strides) and no two
     elements of it share memory (plain in place: safe elementwise), or their memory extents
-    do not overlap."""
+    do not overlap. (An array of another shape at out's address, such as out's first row,
+    is not the same view: logsumexp's backward took one for it until b4643f5.)"""
     cdef int d
-    cdef bint same = cnp.PyArray_DATA(a) == cnp.PyArray_DATA(out)
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(out, d):
+    cdef bint same = (cnp.PyArray_DATA(a) == cnp.PyArray_DATA(out)
+                      and cnp.PyArray_NDIM(a) == cnp.PyArray_NDIM(out))
+    for d in range(cnp.PyArray_NDIM(a) if same else 0):
+        if (cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(out, d)
+                or cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(out, d)):
             same = False
     return (same and self_disjoint(out)) or disjoint(a, out)
 
