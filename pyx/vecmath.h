@@ -716,8 +716,8 @@ AF_INLINE float af_x_minus_tanhf(float x) {
  * f(w) = (x - tanh x) / x^3 a polynomial in w - 0.98 (degree 21: a Chebyshev fit on [0, 1.96]
  * in 200-bit arithmetic, coefficients rounded to double, relative error 1.9e-17), x^3 as an
  * exact pair, so that the result is rounded about once; above, x - tanh(x), at least half of
- * x there. (x - tanh(x) from |x| = 1/8 up, as before, lost log2(3 / x^2) bits to the
- * cancellation: 228 ulp near 0.13, 5 near 1.) A zero result is +0. */
+ * x there; against mpmath 1.54 ulp at most. (x - tanh(x) from |x| = 1/8 up, as before, lost
+ * log2(3 / x^2) bits to the cancellation: 265 ulp near 0.13, 6 near 1.) A zero result is +0. */
 static const double AF_X_MINUS_TANH_F[22] = {
     -1.9192122935278606e-12, 6.6162945723641475e-12, -1.2671358011621205e-11,
     4.3683253551207668e-11, -1.7371719917919709e-10, 5.9887286358659366e-10,

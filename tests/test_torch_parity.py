@@ -41,6 +41,12 @@ DOCUMENTED_RTOL = {
 # above that, rather than the 1e-6 of TOLERANCE
 DOCUMENTED_ATOL = {
     ("gelu-approximate=tanh", np.dtype(np.float32), "backward"): 2e-6,
+    # PyTorch's float32 gelu (its vectorised erf) is off by up to 1.13e-6 absolute at
+    # x in [-4, -3] (and 1.21e-6 at x = 3.49, where the relative tolerance covers it): over
+    # 2e6 points of [-10, 10] against float64 x Phi(x). At x = -3.4947083 it gives
+    # -0.0008302872 where x Phi(x) is -0.00082925955 (actfast: -0.0008292595), 1.03e-6 off:
+    # beyond TOLERANCE's 1e-6, so a draw that hit such a point failed
+    ("gelu", np.dtype(np.float32), "forward"): 1.5e-6,
 }
 
 # Where PyTorch gives NaN at +-inf: the limits actfast returns instead.
