@@ -389,11 +389,12 @@ class LogSumExp(PickledByName):
         keepdims = _keepdims("logsumexp.backward", keepdims)
         g, g_dtype = _as_input(grad_output, "grad_output")
         v, v_dtype = _as_input(x, "x")
-        given = [g, v]
+        given, dtypes = [g, v], [g_dtype, v_dtype]
         if output is not None:
             output, output_dtype = _as_input(output, "output")
             given.append(output)
-        compute = np.result_type(g_dtype, v_dtype, *([] if output is None else [output_dtype]))
+            dtypes.append(output_dtype)
+        compute = np.result_type(*dtypes)
         result_dtype = _result_dtype(given, compute)
         flat = axis is None or v.ndim == 0
         axis = _axis("logsumexp.backward", axis, v.ndim)
