@@ -1,6 +1,7 @@
 cdef extern from "stream.h" nogil:
     void af_stream_copy(char* dst, const char* src, size_t bytes) noexcept
     void af_stream_fence() noexcept
+    void af_prefetch(const char* p, size_t bytes) noexcept
 
 cdef enum:
     # A call whose operands take this many bytes or more writes its output with streaming
@@ -18,6 +19,14 @@ cdef enum:
     # streamed stores alternated in longer phases, and the memory-bound kernels at 10^7 took
     # 1.1-1.9x the time
     STREAM_BYTES = 512
+    # A call whose operands take this many bytes or more, with a kernel that is not cheap,
+    # prefetches its contiguous inputs (af_prefetch): PREFETCH_AHEAD bytes ahead of the
+    # elements computed, PREFETCH_STEP bytes at a time (a kernel call each). On the Intel
+    # machine, 10^6 elements: float64 backwards (24 MB) 0-17 % faster; float32 backwards
+    # (12 MB) and float64 forwards (16 MB) from 9 % slower to 17 % faster, left out
+    PREFETCH_FROM = 16 << 20
+    PREFETCH_AHEAD = 16384
+    PREFETCH_STEP = 1024
 
 
 cdef inline Py_ssize_t to_vector_boundary(const void* p, size_t itemsize) noexcept nogil:

@@ -335,6 +335,66 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
         assert_bitwise_equal(x, expected, inputs, what="forward in place")
 
 
+# ---- prefetched inputs: calls beyond the cache whose kernels are not cheap -------------------
+# From PREFETCH_FROM bytes of operands on (stream.pxd), the kernels that are not cheap
+# (Kernel.cost) compute their contiguous runs PREFETCH_STEP bytes at a time, each step's inputs
+# prefetched PREFETCH_AHEAD bytes ahead (streamed or not): the same bits as any other call.
+# The threshold is lowered here so that small arrays take that path: runs longer and shorter
+# than the distance ahead, out= off the vector boundary, rows with gaps, in place.
+
+PREFETCH_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
+                   for case in {c.name: c for c in reversed(CASES)}.values()
+                   for direction in ("forward", "backward")
+                   if _KERNELS[case.entry.kernel_name(case.values)].cost(
+                       KERNEL_DIRECTION[direction]) != "cheap"]
+
+
+@pytest.fixture
+def prefetch_everywhere():
+    old = _elementwise.set_prefetch_from(1)
+    yield
+    _elementwise.set_prefetch_from(old)
+
+
+def test_prefetch_threshold():
+    old = _elementwise.set_prefetch_from(1)
+    assert _elementwise.set_prefetch_from(old) == 1
+    assert old == 16 << 20
+    with pytest.raises(ValueError, match="bytes"):
+        _elementwise.set_prefetch_from(0)
+    assert _elementwise.set_prefetch_from(old) == old
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("case, direction", PREFETCH_PARAMS)
+def test_prefetched_calls_give_the_same_bits(case, direction, dtype, n_threads, rng,
+                                             prefetch_everywhere):
+    n = 20011 + int(rng.integers(0, 4096))
+    x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
+    inputs = {"x": x, "grad_output": grad_output}
+    assert_bitwise_equal(_compute(case, direction, grad_output, x), expected, inputs,
+                         what=direction)
+    out = np.empty(n + 1, dtype)[1:]
+    assert _compute(case, direction, grad_output, x, out=out) is out
+    assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
+    for length in (1021, 5003):   # rows shorter and longer than PREFETCH_AHEAD, with gaps
+        rows = n // length
+
+        def in_rows(a):
+            wide = np.empty((rows, length + 3), dtype)
+            wide[:, :length] = a[:rows * length].reshape(rows, length)
+            return wide[:, :length]
+        out = in_rows(np.empty(n, dtype))
+        _compute(case, direction, in_rows(grad_output), in_rows(x), out=out)
+        assert_bitwise_equal(out, in_rows(expected), inputs,
+                             what=f"{direction}, rows of {length} with gaps")
+    if direction == "forward":
+        x = x.copy()
+        case.forward(x, out=x)
+        assert_bitwise_equal(x, expected, inputs, what="forward in place")
+
+
 # ---- the parallel thresholds -----------------------------------------------------------------
 # A call runs on all its threads from PARALLEL_FROM's size for its kernel's direction and
 # dtype (actfast/catalogue.py; the compiled table is generated from it). At the thresholds the
