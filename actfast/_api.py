@@ -1,6 +1,7 @@
 """Argument handling, done once for every function: array conversion, dtype resolution,
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
 import os
+import types
 import warnings
 
 import numpy as np
@@ -192,6 +193,29 @@ class PickledByName:
         return super().__reduce_ex__(protocol)
 
 
+def own_class(base, name):
+    """A subclass of `base` for the public function `name` alone, whose ``__call__`` and
+    ``backward`` carry that name: the interpreter's own signature errors (an argument missing,
+    one too many) then read "gelu() missing 1 required positional argument: 'x'" and
+    "gelu.backward() ...", as a NumPy ufunc names itself, not "Activation.__call__() ...".
+    The methods are the same code. The function is made an instance of it from the start
+    (assigning ``__class__`` afterwards cost its calls ~50 ns: Python's attribute caches no
+    longer matched its instance dictionary). Only the package's own objects are made so (one's
+    own Activation is pickled as any object, which a class made here would not allow)."""
+    methods = {"__module__": base.__module__, "__qualname__": base.__qualname__,
+               "__doc__": base.__doc__}
+    for attribute, qualname in (("__call__", name), ("backward", name + ".backward")):
+        method = getattr(base, attribute)
+        renamed = types.FunctionType(method.__code__, method.__globals__, method.__name__,
+                                     method.__defaults__, method.__closure__)
+        renamed.__kwdefaults__ = method.__kwdefaults__
+        renamed.__doc__ = method.__doc__
+        renamed.__module__ = method.__module__
+        renamed.__qualname__ = qualname
+        methods[attribute] = renamed
+    return type(base.__name__, (base,), methods)
+
+
 class Activation(PickledByName):
     """An elementwise activation: call it for the forward; ``.backward`` for the
     vector-Jacobian product."""
@@ -319,4 +343,4 @@ def _docstring(entry):
     return "\n".join(lines)
 
 
-FUNCTIONS = {entry.name: Activation(entry) for entry in ENTRIES}
+FUNCTIONS = {entry.name: own_class(Activation, entry.name)(entry) for entry in ENTRIES}

@@ -25,7 +25,8 @@ import operator
 import numpy as np
 
 from . import _api, _softmax
-from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
+from ._api import (PickledByName, _as_input, _check_out, _result_dtype, _same_view,
+                   own_class)
 
 _FWD = _softmax.FORWARD_OPS
 _BWD = _softmax.BACKWARD_OPS
@@ -584,10 +585,11 @@ array([6.93147181e-01, 1.00000000e+30])
 >>> g = af.logsumexp.backward([1.0, 1.0], x, axis=1, output=af.logsumexp(x, axis=1))
 """)
 
-softmax = SoftmaxFunction("softmax", "softmax", 1.0, _SOFTMAX_DOC)
-softmin = SoftmaxFunction("softmin", "softmax", -1.0, _SOFTMIN_DOC)
-log_softmax = SoftmaxFunction("log_softmax", "log_softmax", 1.0, _LOG_SOFTMAX_DOC)
-logsumexp = LogSumExp(_LOGSUMEXP_DOC)
+softmax = own_class(SoftmaxFunction, "softmax")("softmax", "softmax", 1.0, _SOFTMAX_DOC)
+softmin = own_class(SoftmaxFunction, "softmin")("softmin", "softmax", -1.0, _SOFTMIN_DOC)
+log_softmax = own_class(SoftmaxFunction, "log_softmax")("log_softmax", "log_softmax", 1.0,
+                                                        _LOG_SOFTMAX_DOC)
+logsumexp = own_class(LogSumExp, "logsumexp")(_LOGSUMEXP_DOC)
 
 FUNCTIONS = {"softmax": softmax, "log_softmax": log_softmax, "softmin": softmin,
              "logsumexp": logsumexp}

@@ -30,7 +30,8 @@ import os
 import numpy as np
 
 from . import _api, _special
-from ._api import PickledByName, _as_input, _check_out, _result_dtype, _same_view
+from ._api import (PickledByName, _as_input, _check_out, _result_dtype, _same_view,
+                   own_class)
 from .catalogue import Param, float32_number
 
 Op = _special.Op
@@ -924,13 +925,13 @@ class GLU(_Function):
         return _finish(target, out, result)
 
 
-prelu = PReLU()
-swish = Swish()
-pact = PACT()
-rrelu = RReLU()
-noisy_relu = NoisyReLU()
-maxout = Maxout()
-glu = GLU()
+prelu = own_class(PReLU, PReLU.name)()
+swish = own_class(Swish, Swish.name)()
+pact = own_class(PACT, PACT.name)()
+rrelu = own_class(RReLU, RReLU.name)()
+noisy_relu = own_class(NoisyReLU, NoisyReLU.name)()
+maxout = own_class(Maxout, Maxout.name)()
+glu = own_class(GLU, GLU.name)()
 
 FUNCTIONS = {f.name: f for f in (prelu, swish, pact, rrelu, noisy_relu, maxout, glu)}
 """The functions of this module by name (merged into the package namespace by __init__)."""

@@ -744,6 +744,25 @@ def test_every_public_function_is_pickled_by_name():
                                        "set_num_threads"}
 
 
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_signature_errors_name_the_function(name):
+    # the interpreter's own errors for a missing or an extra positional argument name the
+    # function, as a NumPy ufunc's do ("gelu() missing ...", not "Activation.__call__() ...")
+    function = getattr(af, name)
+    x = np.linspace(-2.0, 2.0, 8)
+    for call, prefix in ((lambda: function(), f"{name}()"),
+                         (lambda: function(x, 1, 2, 3, 4, 5), f"{name}()"),
+                         (lambda: function.backward(), f"{name}.backward()")):
+        with pytest.raises(TypeError) as error:
+            call()
+        assert str(error.value).startswith(prefix), str(error.value)
+    # and they stay the objects they were: their class's docstring, an Activation
+    assert type(function).__doc__ == type(function).__mro__[1].__doc__
+    assert type(function).__name__ == type(function).__mro__[1].__name__
+    if name in {e.name for e in ENTRIES}:
+        assert isinstance(function, af.Activation)
+
+
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in ENTRIES])
 def test_docstring_states_formula_and_derivative(entry):
     function = getattr(af, entry.name)
