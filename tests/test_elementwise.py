@@ -312,6 +312,14 @@ STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
 def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rng):
     operands = 2 if direction == "forward" else 3
     n = STREAM_BYTES // (operands * dtype.itemsize) + 1021 + int(rng.integers(1, 4096))
+    _check_large_run_variant(case, direction, dtype, rng, n, row_lengths=(1021,))
+
+
+def _check_large_run_variant(case, direction, dtype, rng, n, row_lengths):
+    """The checks of a loop variant for contiguous runs (streamed, prefetched) over n
+    elements: each value's bits alone, into a new array, out= off the vector boundary, rows of
+    each of row_lengths contiguous elements with gaps between them (no longer one run), and in
+    place (the forward)."""
     x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
     inputs = {"x": x, "grad_output": grad_output}
     assert_bitwise_equal(_compute(case, direction, grad_output, x), expected, inputs,
@@ -319,16 +327,17 @@ def test_streamed_calls_give_the_same_bits(case, direction, dtype, n_threads, rn
     out = np.empty(n + 1, dtype)[1:]
     assert _compute(case, direction, grad_output, x, out=out) is out
     assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
-    # rows of 1021 contiguous elements with gaps between them (no longer one run)
-    rows = n // 1021
+    for length in row_lengths:
+        rows = n // length
 
-    def in_rows(a):
-        wide = np.empty((rows, 1024), dtype)
-        wide[:, :1021] = a[:rows * 1021].reshape(rows, 1021)
-        return wide[:, :1021]
-    out = in_rows(np.empty(n, dtype))
-    _compute(case, direction, in_rows(grad_output), in_rows(x), out=out)
-    assert_bitwise_equal(out, in_rows(expected), inputs, what=f"{direction}, rows with gaps")
+        def in_rows(a):
+            wide = np.empty((rows, length + 3), dtype)
+            wide[:, :length] = a[:rows * length].reshape(rows, length)
+            return wide[:, :length]
+        out = in_rows(np.empty(n, dtype))
+        _compute(case, direction, in_rows(grad_output), in_rows(x), out=out)
+        assert_bitwise_equal(out, in_rows(expected), inputs,
+                             what=f"{direction}, rows of {length} with gaps")
     if direction == "forward":
         x = x.copy()
         case.forward(x, out=x)
@@ -370,29 +379,9 @@ def test_prefetch_threshold():
 @pytest.mark.parametrize("case, direction", PREFETCH_PARAMS)
 def test_prefetched_calls_give_the_same_bits(case, direction, dtype, n_threads, rng,
                                              prefetch_everywhere):
-    n = 20011 + int(rng.integers(0, 4096))
-    x, grad_output, expected = _periodic(case, direction, dtype, rng, n)
-    inputs = {"x": x, "grad_output": grad_output}
-    assert_bitwise_equal(_compute(case, direction, grad_output, x), expected, inputs,
-                         what=direction)
-    out = np.empty(n + 1, dtype)[1:]
-    assert _compute(case, direction, grad_output, x, out=out) is out
-    assert_bitwise_equal(out, expected, inputs, what=f"{direction}, out= off the boundary")
-    for length in (1021, 5003):   # rows shorter and longer than PREFETCH_AHEAD, with gaps
-        rows = n // length
-
-        def in_rows(a):
-            wide = np.empty((rows, length + 3), dtype)
-            wide[:, :length] = a[:rows * length].reshape(rows, length)
-            return wide[:, :length]
-        out = in_rows(np.empty(n, dtype))
-        _compute(case, direction, in_rows(grad_output), in_rows(x), out=out)
-        assert_bitwise_equal(out, in_rows(expected), inputs,
-                             what=f"{direction}, rows of {length} with gaps")
-    if direction == "forward":
-        x = x.copy()
-        case.forward(x, out=x)
-        assert_bitwise_equal(x, expected, inputs, what="forward in place")
+    # rows shorter and longer than PREFETCH_AHEAD
+    _check_large_run_variant(case, direction, dtype, rng, 20011 + int(rng.integers(0, 4096)),
+                             row_lengths=(1021, 5003))
 
 
 # ---- the parallel thresholds -----------------------------------------------------------------
