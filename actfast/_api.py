@@ -201,8 +201,11 @@ def own_class(base, name):
     The methods are the same code. The function is made an instance of it from the start
     (assigning ``__class__`` afterwards cost its calls ~50 ns: Python's attribute caches no
     longer matched its instance dictionary). Only the package's own objects are made so (one's
-    own Activation is pickled as any object, which a class made here would not allow)."""
-    methods = {"__module__": base.__module__, "__qualname__": base.__qualname__,
+    own Activation is pickled as any object, which a class made here would not allow). The
+    class is named after the function, and found as ``actfast.<name>.__class__`` (so pickle
+    finds it: ``<class 'actfast.gelu.__class__'>``); isinstance(af.gelu, af.Activation)
+    holds, while patching a method of the base class no longer reaches the function."""
+    methods = {"__module__": "actfast", "__qualname__": name + ".__class__",
                "__doc__": base.__doc__}
     for attribute, qualname in (("__call__", name), ("backward", name + ".backward")):
         method = getattr(base, attribute)
@@ -213,7 +216,7 @@ def own_class(base, name):
         renamed.__module__ = method.__module__
         renamed.__qualname__ = qualname
         methods[attribute] = renamed
-    return type(base.__name__, (base,), methods)
+    return type(name, (base,), methods)
 
 
 class Activation(PickledByName):

@@ -756,9 +756,10 @@ def test_signature_errors_name_the_function(name):
         with pytest.raises(TypeError) as error:
             call()
         assert str(error.value).startswith(prefix), str(error.value)
-    # and they stay the objects they were: their class's docstring, an Activation
-    assert type(function).__doc__ == type(function).__mro__[1].__doc__
-    assert type(function).__name__ == type(function).__mro__[1].__name__
+    # a class of its own, named after it, under its base: its docstring, pickled by reference
+    cls = type(function)
+    assert cls.__name__ == name and cls.__doc__ == cls.__mro__[1].__doc__
+    assert pickle.loads(pickle.dumps(cls)) is cls
     if name in {e.name for e in ENTRIES}:
         assert isinstance(function, af.Activation)
 
