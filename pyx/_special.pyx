@@ -833,11 +833,24 @@ cdef void maxout_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t rows,
             out[offset + p * piece + j * lane] = g[first + j] if where[j] == p else 0
 
 
-cdef inline void pair_maxima(const floating* pair, floating* dest, Py_ssize_t m) noexcept nogil:
-    """dest[j] = the maximum of pair[2 j] and pair[2 j + 1] (replaces' rule), j < m."""
+cdef inline void pairs_run(const floating* pair, const floating* g, floating* dest,
+                           Py_ssize_t m) noexcept nogil:
+    """m pairs of neighbours (replaces' rule) into dest. Forward (g NULL): dest[j] = the maximum
+    of pair[2 j] and pair[2 j + 1]. Backward (g the pairs' gradients, g[j] pair j's): g[j] at
+    the pair's maximum and 0 at the other, dest[2 j] and dest[2 j + 1] (each pair read before
+    it is written: dest may be pair)."""
     cdef Py_ssize_t j
+    cdef floating gv
+    cdef bint second
+    if g == NULL:
+        for j in range(m):
+            dest[j] = pair[2 * j + 1] if replaces(pair[2 * j + 1], pair[2 * j]) else pair[2 * j]
+        return
     for j in range(m):
-        dest[j] = pair[2 * j + 1] if replaces(pair[2 * j + 1], pair[2 * j]) else pair[2 * j]
+        second = replaces(pair[2 * j + 1], pair[2 * j])
+        gv = g[j]
+        dest[2 * j] = 0 if second else gv
+        dest[2 * j + 1] = gv if second else 0
 
 
 cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, const floating* g,
@@ -845,36 +858,35 @@ cdef void maxout_pairs(Py_ssize_t item, Py_ssize_t rows, const floating* x, cons
     """maxout_item for pieces == 2 and inner == 1 (pairs of neighbours along the last axis,
     the common case): the strides are constants, so GCC vectorises the loops (with the
     general item's runtime strides they stay scalar: 3-4x slower)."""
-    cdef Py_ssize_t first = item * CHUNK, j
+    cdef Py_ssize_t first = item * CHUNK
     cdef Py_ssize_t m = min(<Py_ssize_t>CHUNK, rows - first)
-    cdef const floating* pair = x + 2 * first
-    cdef floating* grad_pair = out + 2 * first
-    cdef floating gv
-    cdef bint second
     if g == NULL:
-        pair_maxima(pair, out + first, m)
-        return
-    for j in range(m):
-        second = replaces(pair[2 * j + 1], pair[2 * j])
-        gv = g[first + j]
-        grad_pair[2 * j] = 0 if second else gv
-        grad_pair[2 * j + 1] = gv if second else 0
+        pairs_run(x + 2 * first, g, out + first, m)
+    else:
+        pairs_run(x + 2 * first, g + first, out + 2 * first, m)
 
 
 cdef void maxout_pairs_streamed(Py_ssize_t start, Py_ssize_t stop, const floating* x,
-                                floating* out) noexcept nogil:
-    """The pairs' forward for rows start..stop-1 beyond the cache, as block_streamed: the rows
-    before out's first VECTOR boundary directly, then STREAM_BYTES of output at a time into a
-    buffer in the first-level cache, streamed from there; fenced at the end."""
+                                const floating* g, floating* out) noexcept nogil:
+    """The pairs of rows start..stop-1 beyond the cache (g NULL: the forward), as
+    block_streamed: the rows before out's first VECTOR boundary directly, then STREAM_BYTES of
+    output at a time into a buffer in the first-level cache, streamed from there; fenced at
+    the end. Each row's output is one element forward, two backward (`width`)."""
     cdef double buffer[STREAM_BYTES >> 3]
-    cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
-    cdef Py_ssize_t c = start + min(stop - start,
-                                    to_vector_boundary(out + start, sizeof(floating)))
-    pair_maxima(x + 2 * start, out + start, c - start)
+    cdef Py_ssize_t width = 1 if g == NULL else 2
+    cdef Py_ssize_t per = STREAM_BYTES // (width * sizeof(floating)), m
+    cdef Py_ssize_t c = start + min(stop - start, (to_vector_boundary(
+        out + width * start, sizeof(floating)) + width - 1) // width)
+    cdef const floating* grads = g   # (advanced with the rows: backward)
+    if g != NULL:
+        grads = g + start
+    pairs_run(x + 2 * start, grads, out + width * start, c - start)
     while c < stop:
         m = min(per, stop - c)
-        pair_maxima(x + 2 * c, <floating*>buffer, m)
-        af_stream_copy(<char*>(out + c), <char*>buffer, m * sizeof(floating))
+        if g != NULL:
+            grads = g + c
+        pairs_run(x + 2 * c, grads, <floating*>buffer, m)
+        af_stream_copy(<char*>(out + width * c), <char*>buffer, width * m * sizeof(floating))
         c += m
     af_stream_fence()
 
@@ -887,17 +899,19 @@ cdef void run_maxout(const floating* px, const floating* pg, floating* po, Py_ss
     # work items of CHUNK groups: CHUNK rows when inner == 1, else CHUNK inner positions
     cdef Py_ssize_t n_items = (rows + CHUNK - 1) // CHUNK if inner == 1 else rows * n_chunks
     cdef bint pairs = pieces == 2 and inner == 1
-    # the pairs' forward is memory-bound beyond the cache (x and out: three times out's bytes)
-    # and streams its output, each thread from a contiguous range of rows
-    cdef bint stream = (pairs and pg == NULL
-                        and 3 * rows * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
+    # the pairs are memory-bound beyond the cache (x and out: three times the forward's output
+    # bytes; x, grad_output and out five times grad_output's) and stream their output, each
+    # thread from a contiguous range of rows; not in place (out's lines were just read as x's)
+    cdef bint stream = (pairs and (pg == NULL or po != px)
+                        and (3 if pg == NULL else 5) * rows * <Py_ssize_t>sizeof(floating)
+                        >= STREAM_FROM)
     cdef Py_ssize_t per, t
     if rows * pieces * inner < parallel_threshold:
         n_threads = 1
     if stream:
         per = (rows + n_threads - 1) // n_threads
         for t in prange(n_threads, schedule='static', num_threads=n_threads):
-            maxout_pairs_streamed(min(t * per, rows), min((t + 1) * per, rows), px, po)
+            maxout_pairs_streamed(min(t * per, rows), min((t + 1) * per, rows), px, pg, po)
     elif n_threads <= 1 or n_items == 1:
         for item in range(n_items):
             if pairs:

@@ -420,6 +420,34 @@ def test_maxout_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
 
 
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_maxout_streamed_backward_puts_each_gradient_at_its_pair_maximum(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x, grad_output and grad_input on, maxout's backward over pairs
+    # streams its output: each pair's gradient at its first maximum (the first NaN), 0 at the
+    # other element, as numpy finds them; with out= one element and two elements off the
+    # vector boundary, and in place (not streamed)
+    groups = 33554432 // (5 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
+    x = rng.standard_normal(2 * groups).astype(dtype)
+    x[rng.integers(0, x.size, 50)] = np.nan
+    x[rng.integers(0, x.size, 50)] = -0.0
+    x[1:2001:2] = x[0:2000:2]            # ties: the first of the pair
+    g = grad_values(rng, groups, dtype)
+    pairs = x.reshape(-1, 2)
+    second = (pairs[:, 1] > pairs[:, 0]) | (np.isnan(pairs[:, 1]) & ~np.isnan(pairs[:, 0]))
+    expected = np.zeros_like(pairs)
+    expected[np.arange(groups), second.astype(np.intp)] = g
+    expected = expected.ravel()
+    assert_bitwise_equal(af.maxout.backward(g, x, 2), expected, {"x": x})
+    for offset in (1, 2):
+        out = np.empty(2 * groups + offset, dtype)[offset:]
+        assert af.maxout.backward(g, x, 2, out=out) is out
+        assert_bitwise_equal(out, expected, {"x": x}, what=f"out= {offset} element(s) off")
+    y = x.copy()
+    assert af.maxout.backward(g, y, 2, out=y) is y
+    assert_bitwise_equal(y, expected, {"x": x}, what="in place")
+
+
 STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
                      "swish": lambda x, **kw: af.swish(x, beta=1.0, **kw)}
 
