@@ -72,6 +72,7 @@ cdef struct Params:
     double a, b            # swish: beta; pact: alpha; rrelu: lower, upper - lower; noisy: sigma
     uint64_t seed
     void* noise            # RRELU_TRAIN_FWD: where to write the noise (all n elements), or NULL
+    Py_ssize_t noise_start # the element whose noise is noise[0] (0 but for the streamed buffer)
 
 
 cdef inline void add_terms(double* partial, const double* terms, Py_ssize_t n) noexcept nogil:
@@ -140,7 +141,10 @@ cdef void fill_draws(double* draws, bint normal, uint64_t seed, uint32_t stream,
 
 cdef double block(Op op, const floating* x, const floating* g, floating* out, Py_ssize_t start,
                   Py_ssize_t n, const Params* p) noexcept nogil:
-    """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output).
+    """Elements start..start+n-1: out = f(x) (forward) or the backward (g is grad_output);
+    RRELU_TRAIN_FWD also writes their noise where p.noise is not NULL (element i's at
+    p.noise[i - p.noise_start]). The ops that draw take the draws of pairs (2k, 2k + 1):
+    start is even for them.
 
     Returns the block's sum for SWISH_BWD and PACT_BWD (add_terms, total_of), else 0.
     In the backward loops each element's x and g are read before its out is written: out may
@@ -161,7 +165,7 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
         for i in range(16):
             partial[i] = 0.0
     if p.noise != NULL:
-        noise = <floating*>p.noise + start
+        noise = <floating*>p.noise + (start - p.noise_start)
     if op == SWISH_FWD:
         if a == 1.0:  # silu, to the bit (by its shorter kernel in moderate chunks, as silu's loop)
             c = 0
@@ -322,16 +326,26 @@ cdef void block_streamed(Op op, const floating* px, floating* po, Py_ssize_t sta
     """One thread's elements start..stop-1 of a memory-bound forward beyond the cache, as the
     elementwise loops' streamed rows (_elementwise.pyx.tp): block() of the elements before
     the output's first VECTOR boundary directly, then of STREAM_BYTES at a time into a buffer
-    in the first-level cache, streamed from there; fenced once at the end."""
+    in the first-level cache, streamed from there (rrelu's noise, where it is written, from
+    a second buffer); fenced once at the end. start is even, and so is every block's first
+    element (the head rounded up to an even count: the draws come in pairs)."""
     cdef double buffer[STREAM_BYTES >> 3]
+    cdef double noise_buffer[STREAM_BYTES >> 3]
+    cdef floating* noise = <floating*>p.noise
+    cdef Params q = p[0]   # (its noise the buffer)
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
-    cdef Py_ssize_t c = start + min(stop - start, to_vector_boundary(po + start,
-                                                                     sizeof(floating)))
+    cdef Py_ssize_t head = to_vector_boundary(po + start, sizeof(floating))
+    cdef Py_ssize_t c = start + min(stop - start, head + head % 2)
     block(op, px + start, px + start, po + start, start, c - start, p)
+    if noise != NULL:
+        q.noise = noise_buffer
     while c < stop:
         m = min(per, stop - c)
-        block(op, px + c, px + c, <floating*>buffer, c, m, p)
+        q.noise_start = c
+        block(op, px + c, px + c, <floating*>buffer, c, m, &q)
         af_stream_copy(<char*>(po + c), <char*>buffer, m * sizeof(floating))
+        if noise != NULL:
+            af_stream_copy(<char*>(noise + c), <char*>noise_buffer, m * sizeof(floating))
         c += m
     af_stream_fence()
 
@@ -356,10 +370,15 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double one_block
     cdef double* sums = &one_block
     cdef double[::1] block_sums
-    # the memory-bound forwards (pact's clip, swish's with beta = 1: silu's kernel) stream
-    # their output beyond the cache, as the elementwise loops (and as there, not in place)
-    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0)) and po != px
-                        and 2 * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
+    # the memory-bound forwards (pact's clip, swish's with beta = 1: silu's kernel, rrelu's
+    # when it writes its noise too) stream their output beyond the cache, as the elementwise
+    # loops (and as there, not in place). rrelu's forward at 10^7, streamed against plain
+    # (2 threads): with its noise float64 8.8 against 22.9 ms, float32 6.8 against 7.2;
+    # without it, streamed took 1.05x the time (bound by its draws): not streamed.
+    cdef Py_ssize_t operands = 3 if noise != NULL else 2
+    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
+                         or (op == RRELU_TRAIN_FWD and noise != NULL)) and po != px
+                        and operands * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     # NumPy's large arrays start 16 bytes past a 64-byte boundary, so every other vector store
     # would cross a cache line (pact's forward at 50,000 float64 elements, operands in the L2:
     # 1.37x the time of hardtanh's, whose loops start aligned; Intel Xeon). The ops whose
@@ -371,7 +390,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
             and (op == SWISH_FWD or op == PACT_FWD or op == NOISY_RELU_BWD_FROM_OUTPUT
                  or op == RRELU_NOISE_BWD or op == SWISH_BWD_INPUT)):
         head = to_vector_boundary(po, sizeof(floating))
-    p.a, p.b, p.seed, p.noise = a, b, seed, noise
+    p.a, p.b, p.seed, p.noise, p.noise_start = a, b, seed, noise, 0
     if head:
         one_of(op, px, pg, po, 0, head, &p)
         px, pg, po, n = px + head, pg + head, po + head, n - head
@@ -384,6 +403,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     with nogil:
         if stream:   # (forwards: no sums) each thread a contiguous range, fenced once
             per = (n + n_threads - 1) // n_threads
+            per += per % 2   # (even starts: the draws come in pairs)
             for t in prange(n_threads, schedule='static', num_threads=n_threads):
                 block_streamed(op, px, po, min(t * per, n), min((t + 1) * per, n), &p)
             return 0.0

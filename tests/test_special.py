@@ -1357,6 +1357,32 @@ def test_rrelu_forward_writes_the_noise(dtype, layout, kind, n_threads, rng):
 
 
 @THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_rrelu_streamed_forward_writes_the_noise(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x, out and noise on, rrelu's training forward that writes its
+    # noise streams both: the output is the one without noise (not streamed) and the one in
+    # place (not streamed either), the noise Philox's slopes; with out= and noise= one element
+    # off the vector boundary (an odd head, rounded up to even: the draws come in pairs), and
+    # an odd number of elements (an odd split between the threads, rounded up too)
+    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
+    n += 1 - n % 2
+    x = with_special_values(rng, (rng.standard_normal(n) * 4).astype(dtype))
+    expected = af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED)
+    expected_noise = _expected_noise(x, 0.1, 0.4, SEED, dtype)
+    y, noise = x.copy(), np.empty_like(x)
+    af.rrelu(y, lower=0.1, upper=0.4, training=True, seed=SEED, noise=noise, out=y)
+    assert_bitwise_equal(y, expected, what="in place")
+    assert_bitwise_equal(noise, expected_noise, what="noise in place")
+    for offset in (0, 1):
+        out = np.empty(n + offset, dtype)[offset:]
+        noise = np.empty(n + offset, dtype)[offset:]
+        assert af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED, noise=noise,
+                        out=out) is out
+        assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
+        assert_bitwise_equal(noise, expected_noise, what=f"noise {offset} element(s) off")
+
+
+@THREADS
 @pytest.mark.parametrize("kind", NOISE_KINDS)
 @pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "unaligned"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
