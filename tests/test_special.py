@@ -1128,6 +1128,37 @@ def test_prelu_exact_values(shape, dtype, rng):
     assert grad_weight.dtype == dtype and grad_weight.shape == weight.shape
 
 
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("channels", [3, 8])
+def test_prelu_streamed_whole_rows(channels, dtype, n_threads, rng):
+    # From STREAM_FROM bytes of operands on, prelu over whole rows streams its output from a
+    # buffer, carrying what lies past the last 64-byte boundary to the next segment: NumPy's
+    # values (a select and one product), and grad_weight the bits of the calls in place (not
+    # streamed); out= one element off the boundary, an odd number of rows
+    rows = 33554432 // (2 * channels * np.dtype(dtype).itemsize) + 1001
+    rows += 1 - rows % 2
+    x = values(rng, (rows, channels), dtype)
+    g = grad_values(rng, (rows, channels), dtype)
+    weight = rng.uniform(0.05, 0.5, channels).astype(dtype)
+    expected = np.where(x > 0, x, weight * x)
+    expected_grad = np.where(x > 0, g, g * weight)
+    y = x.copy()
+    af.prelu(y, weight, out=y)
+    assert_bitwise_equal(y, expected, what="in place")
+    y = g.copy()
+    _, expected_weight_grad = af.prelu.backward(y, x, weight, out=y)
+    assert_bitwise_equal(y, expected_grad, what="grad_input in place")
+    for offset in (0, 1):
+        out = np.empty(x.size + offset, dtype)[offset:].reshape(x.shape)
+        assert af.prelu(x, weight, out=out) is out
+        assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
+        grad_input, grad_weight = af.prelu.backward(g, x, weight, out=out)
+        assert grad_input is out
+        assert_bitwise_equal(grad_input, expected_grad, what=f"grad_input {offset} off")
+        assert_bitwise_equal(grad_weight, expected_weight_grad, what="grad_weight")
+
+
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_prelu_out_is_the_weight(direction, rng):
     # 1-D x with a weight per element: out may be the weight itself (read while out is
