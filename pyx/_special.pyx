@@ -17,7 +17,6 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memmove
 
 import numpy as np
 
@@ -26,7 +25,7 @@ cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
 from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy, af_stream_fence,
-                    to_vector_boundary)
+                    af_stream_push, af_streamer, af_streamer_to, to_vector_boundary)
 
 cnp.import_array()
 
@@ -594,18 +593,14 @@ cdef void prelu_rows(const floating* x, const floating* g, const floating* patte
     a segment is channel k % channels; its d/dweight terms add up in a lane sum, folded into
     the channels' block sums at the end.
 
-    With `stream`, the segments are computed into a buffer in the first-level cache, and out
-    written from there with streaming stores up to the last VECTOR boundary reached, the
-    rest carried to the next segment (the same lanes, terms and sums). A segment's end is
-    seldom on a boundary (NumPy's large arrays start 16 bytes past one): streamed whole,
-    each segment shared a cache line with the next, written by both kinds of stores, and
-    the float32 forward took twice the time."""
+    With `stream`, the segments are computed into a buffer in the first-level cache and
+    streamed out from there (af_stream_push, stream.h): the same lanes, terms and sums."""
     cdef Py_ssize_t width = segment_width(channels), end = rows * channels
     cdef Py_ssize_t k, s, m, j, c
-    cdef Py_ssize_t held = 0, written = 0, upto   # buffer[0] is out[written]
     cdef double lane_sums[PRELU_LANES]
-    cdef double buffer_space[PRELU_LANES + (VECTOR >> 3)]
-    cdef floating* buffer = <floating*>buffer_space
+    cdef double buffer[PRELU_LANES + (VECTOR >> 3)]
+    cdef af_streamer streamer = af_streamer_to(<char*>out, <char*>buffer, VECTOR,
+                                               sizeof(floating))
     cdef const floating* gs = g
     if g != NULL:
         for k in range(width):
@@ -618,17 +613,9 @@ cdef void prelu_rows(const floating* x, const floating* g, const floating* patte
         if not stream:
             prelu_segment(x + s, gs, pattern, out + s, lane_sums, m)
         else:
-            prelu_segment(x + s, gs, pattern, buffer + held, lane_sums, m)
-            held += m
-            upto = s + m    # (all of it at the end)
-            if upto < end:
-                upto -= <Py_ssize_t>((<size_t>(out + upto) % VECTOR) // sizeof(floating))
-            if upto > written:
-                af_stream_copy(<char*>(out + written), <char*>buffer,
-                               (upto - written) * sizeof(floating))
-                held -= upto - written
-                memmove(buffer, buffer + (upto - written), held * sizeof(floating))
-                written = upto
+            prelu_segment(x + s, gs, pattern,
+                          <floating*>(<char*>buffer + streamer.held), lane_sums, m)
+            af_stream_push(&streamer, m * sizeof(floating), s + m == end)
         s += m
     if stream:
         af_stream_fence()

@@ -2,6 +2,10 @@ cdef extern from "stream.h" nogil:
     void af_stream_copy(char* dst, const char* src, size_t bytes) noexcept
     void af_stream_fence() noexcept
     void af_prefetch(const char* p, size_t bytes) noexcept
+    ctypedef struct af_streamer:
+        size_t held
+    af_streamer af_streamer_to(char* dst, char* buf, size_t align, size_t unit) noexcept
+    void af_stream_push(af_streamer* s, size_t bytes, bint last) noexcept
 
 cdef enum:
     # A call whose operands take this many bytes or more writes its output with streaming
