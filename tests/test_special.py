@@ -448,6 +448,29 @@ def test_maxout_streamed_backward_puts_each_gradient_at_its_pair_maximum(dtype, 
     assert_bitwise_equal(y, expected, {"x": x}, what="in place")
 
 
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_pact_streamed_backward(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x, grad_output and grad_input on, pact's backward streams
+    # grad_input (af_stream_push): NumPy's select (g on [0, alpha), 0 elsewhere), and the
+    # alpha gradient the bits of the call in place (not streamed); out= one element off the
+    # vector boundary, an odd size
+    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
+    n += 1 - n % 2
+    x = with_special_values(rng, (rng.standard_normal(n) * 2).astype(dtype))
+    g = grad_values(rng, n, dtype)
+    expected = np.where((x >= 0) & (x < 1.5), g, 0).astype(dtype)
+    y = g.copy()
+    _, expected_alpha_grad = af.pact.backward(y, x, 1.5, out=y)
+    assert_bitwise_equal(y, expected, what="in place")
+    for offset in (0, 1):
+        out = np.empty(n + offset, dtype)[offset:]
+        grad_input, alpha_grad = af.pact.backward(g, x, 1.5, out=out)
+        assert grad_input is out
+        assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
+        assert_bitwise_equal(alpha_grad, expected_alpha_grad, what="alpha's gradient")
+
+
 STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
                      "swish": lambda x, **kw: af.swish(x, beta=1.0, **kw)}
 
