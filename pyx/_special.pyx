@@ -356,9 +356,9 @@ cdef void swish_grad_input(const floating* x, const floating* g, floating* out, 
         c += m
 
 
-cdef void block_streamed(Op op, const floating* px, floating* po, Py_ssize_t start,
-                         Py_ssize_t stop, const Params* p) noexcept nogil:
-    """One thread's elements start..stop-1 of a memory-bound forward beyond the cache, as the
+cdef void block_streamed(Op op, const floating* px, const floating* pg, floating* po,
+                         Py_ssize_t start, Py_ssize_t stop, const Params* p) noexcept nogil:
+    """One thread's elements start..stop-1 of a memory-bound op beyond the cache, as the
     elementwise loops' streamed rows (_elementwise.pyx.tp): block() of the elements before
     the output's first VECTOR boundary directly, then of STREAM_BYTES at a time into a buffer
     in the first-level cache, streamed from there (rrelu's noise, where it is written, from
@@ -371,13 +371,13 @@ cdef void block_streamed(Op op, const floating* px, floating* po, Py_ssize_t sta
     cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m
     cdef Py_ssize_t head = to_vector_boundary(po + start, sizeof(floating))
     cdef Py_ssize_t c = start + min(stop - start, head + head % 2)
-    block(op, px + start, px + start, po + start, start, c - start, p)
+    block(op, px + start, pg + start, po + start, start, c - start, p)
     if noise != NULL:
         q.noise = noise_buffer
     while c < stop:
         m = min(per, stop - c)
         q.noise_start = c
-        block(op, px + c, px + c, <floating*>buffer, c, m, &q)
+        block(op, px + c, pg + c, <floating*>buffer, c, m, &q)
         af_stream_copy(<char*>(po + c), <char*>buffer, m * sizeof(floating))
         if noise != NULL:
             af_stream_copy(<char*>(noise + c), <char*>noise_buffer, m * sizeof(floating))
@@ -407,14 +407,18 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double one_block
     cdef double* sums = &one_block
     cdef double[::1] block_sums
-    # the memory-bound forwards (pact's clip, swish's with beta = 1: silu's kernel, rrelu's
-    # when it writes its noise too) stream their output beyond the cache, as the elementwise
-    # loops (and as there, not in place). rrelu's forward at 10^7, streamed against plain
-    # (2 threads): with its noise float64 8.8 against 22.9 ms, float32 6.8 against 7.2;
-    # without it, streamed took 1.05x the time (bound by its draws): not streamed.
-    cdef Py_ssize_t operands = 3 if noise != NULL else 2
+    # the memory-bound ops (pact's clip, swish's forward with beta = 1: silu's kernel, rrelu's
+    # forward when it writes its noise too, the backwards from the noise or the output) stream
+    # their output beyond the cache, as the elementwise loops (and as there, not in place).
+    # rrelu's forward at 10^7, streamed against plain (2 threads): with its noise float64 8.8
+    # against 22.9 ms, float32 6.8 against 7.2; without it, streamed took 1.05x the time
+    # (bound by its draws): not streamed. Its backward from the noise: float32 2.77 against
+    # 3.26 ms, float64 5.13 against 6.62.
+    cdef bint two_inputs = op == RRELU_NOISE_BWD or op == NOISY_RELU_BWD_FROM_OUTPUT
+    cdef Py_ssize_t operands = 3 if noise != NULL or two_inputs else 2
     cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
-                         or (op == RRELU_TRAIN_FWD and noise != NULL)) and po != px
+                         or (op == RRELU_TRAIN_FWD and noise != NULL) or two_inputs)
+                        and po != px and po != pg
                         and operands * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     # NumPy's large arrays start 16 bytes past a 64-byte boundary, so every other vector store
     # would cross a cache line (pact's forward at 50,000 float64 elements, operands in the L2:
@@ -443,11 +447,11 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     if n < parallel_threshold:
         n_threads = 1
     with nogil:
-        if stream:   # (forwards: no sums) each thread a contiguous range, fenced once
+        if stream:   # (no sums) each thread a contiguous range, fenced once
             per = (n + n_threads - 1) // n_threads
             per += per % 2   # (even starts: the draws come in pairs)
             for t in prange(n_threads, schedule='static', num_threads=n_threads):
-                block_streamed(op, px, po, min(t * per, n), min((t + 1) * per, n), &p)
+                block_streamed(op, px, pg, po, min(t * per, n), min((t + 1) * per, n), &p)
             return 0.0
         if n_threads <= 1 or n_blocks == 1:
             for k in range(n_blocks):

@@ -15,6 +15,7 @@ layouts (C, F, transposed, strided, reversed), out= (including in place and over
 threads.
 """
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -469,6 +470,35 @@ def test_pact_streamed_backward(dtype, n_threads, rng):
         assert grad_input is out
         assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
         assert_bitwise_equal(alpha_grad, expected_alpha_grad, what="alpha's gradient")
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["rrelu", "noisy_relu"])
+def test_streamed_backward_from_the_noise_or_the_output(name, dtype, n_threads, rng):
+    # From STREAM_FROM bytes of operands on, rrelu's backward from the noise and noisy_relu's
+    # from the output stream grad_input: NumPy's product and select, and the bits of the
+    # call in place (not streamed); out= one element off the vector boundary, an odd size
+    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
+    n += 1 - n % 2
+    x = with_special_values(rng, (rng.standard_normal(n) * 4).astype(dtype))
+    g = grad_values(rng, n, dtype)
+    if name == "rrelu":
+        noise = np.empty_like(x)
+        af.rrelu(x, training=True, seed=SEED, noise=noise)
+        backward = partial(af.rrelu.backward, noise=noise, training=True)
+        expected = g * noise
+    else:
+        y = af.noisy_relu(x, sigma=0.5, seed=SEED)
+        backward = partial(af.noisy_relu.backward, output=y)
+        expected = np.where(~(y <= 0), g, 0).astype(dtype)
+    in_place = g.copy()
+    assert backward(in_place, out=in_place) is in_place
+    assert_bitwise_equal(in_place, expected, what="in place")
+    for offset in (0, 1):
+        out = np.empty(n + offset, dtype)[offset:]
+        assert backward(g, out=out) is out
+        assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
 
 
 STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
