@@ -403,16 +403,23 @@ def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
 
 
+def _streamed_pairs(rng, operands, dtype):
+    """x for maxout over pairs with `operands` times the groups' bytes just past STREAM_FROM
+    (an odd count of groups or not), NaNs and signed zeros in some pairs."""
+    groups = 33554432 // (operands * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
+    x = rng.standard_normal(2 * groups).astype(dtype)
+    x[rng.integers(0, x.size, 50)] = np.nan
+    x[rng.integers(0, x.size, 50)] = -0.0
+    return x, groups
+
+
 @THREADS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_maxout_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     # From STREAM_FROM bytes of x and out on, maxout's forward over pairs streams its output:
     # the same bits as pieces computed one call each (below it), with out= off the vector
     # boundary; NaNs and signed zeros in some pairs
-    groups = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
-    x = rng.standard_normal(2 * groups).astype(dtype)
-    x[rng.integers(0, x.size, 50)] = np.nan
-    x[rng.integers(0, x.size, 50)] = -0.0
+    x, groups = _streamed_pairs(rng, 3, dtype)
     pieces = np.array_split(np.arange(groups), 7)
     expected = np.concatenate([af.maxout(x[2 * p[0]:2 * p[-1] + 2], 2) for p in pieces])
     assert_bitwise_equal(af.maxout(x, 2), expected, {"x": x})
@@ -428,10 +435,7 @@ def test_maxout_streamed_backward_puts_each_gradient_at_its_pair_maximum(dtype, 
     # streams its output: each pair's gradient at its first maximum (the first NaN), 0 at the
     # other element, as numpy finds them; with out= one element and two elements off the
     # vector boundary, and in place (not streamed)
-    groups = 33554432 // (5 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
-    x = rng.standard_normal(2 * groups).astype(dtype)
-    x[rng.integers(0, x.size, 50)] = np.nan
-    x[rng.integers(0, x.size, 50)] = -0.0
+    x, groups = _streamed_pairs(rng, 5, dtype)
     x[1:2001:2] = x[0:2000:2]            # ties: the first of the pair
     g = grad_values(rng, groups, dtype)
     pairs = x.reshape(-1, 2)
