@@ -403,6 +403,14 @@ def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
     assert_bitwise_equal(out, expected, {"x": x}, what="out= off the boundary")
 
 
+def _streamed_values(rng, operands, dtype, scale):
+    """x of an odd size whose `operands` arrays of its size take just past STREAM_FROM bytes:
+    normal values times `scale`, and the special values."""
+    n = 33554432 // (operands * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
+    n += 1 - n % 2
+    return with_special_values(rng, (rng.standard_normal(n) * scale).astype(dtype))
+
+
 def _streamed_pairs(rng, operands, dtype):
     """x for maxout over pairs with `operands` times the groups' bytes just past STREAM_FROM
     (an odd count of groups or not), NaNs and signed zeros in some pairs."""
@@ -460,9 +468,8 @@ def test_pact_streamed_backward(dtype, n_threads, rng):
     # grad_input (af_stream_push): NumPy's select (g on [0, alpha), 0 elsewhere), and the
     # alpha gradient the bits of the call in place (not streamed); out= one element off the
     # vector boundary, an odd size
-    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
-    n += 1 - n % 2
-    x = with_special_values(rng, (rng.standard_normal(n) * 2).astype(dtype))
+    x = _streamed_values(rng, 3, dtype, 2)
+    n = x.size
     g = grad_values(rng, n, dtype)
     expected = np.where((x >= 0) & (x < 1.5), g, 0).astype(dtype)
     y = g.copy()
@@ -483,9 +490,8 @@ def test_streamed_backward_from_the_noise_or_the_output(name, dtype, n_threads, 
     # From STREAM_FROM bytes of operands on, rrelu's backward from the noise and noisy_relu's
     # from the output stream grad_input: NumPy's product and select, and the bits of the
     # call in place (not streamed); out= one element off the vector boundary, an odd size
-    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
-    n += 1 - n % 2
-    x = with_special_values(rng, (rng.standard_normal(n) * 4).astype(dtype))
+    x = _streamed_values(rng, 3, dtype, 4)
+    n = x.size
     g = grad_values(rng, n, dtype)
     if name == "rrelu":
         noise = np.empty_like(x)
@@ -1452,9 +1458,8 @@ def test_rrelu_streamed_forward_writes_the_noise(dtype, n_threads, rng):
     # place (not streamed either), the noise Philox's slopes; with out= and noise= one element
     # off the vector boundary (an odd head, rounded up to even: the draws come in pairs), and
     # an odd number of elements (an odd split between the threads, rounded up too)
-    n = 33554432 // (3 * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 2048))
-    n += 1 - n % 2
-    x = with_special_values(rng, (rng.standard_normal(n) * 4).astype(dtype))
+    x = _streamed_values(rng, 3, dtype, 4)
+    n = x.size
     expected = af.rrelu(x, lower=0.1, upper=0.4, training=True, seed=SEED)
     expected_noise = _expected_noise(x, 0.1, 0.4, SEED, dtype)
     y, noise = x.copy(), np.empty_like(x)
