@@ -73,7 +73,7 @@ cdef struct Params:
     uint64_t seed
     void* noise            # RRELU_TRAIN_FWD: where to write the noise (all n elements), or NULL
     Py_ssize_t noise_start # the element whose noise is noise[0] (0 but for the streamed buffer)
-    bint stream            # PACT_BWD: grad_input streamed (pact_grad)
+    bint stream            # the output streamed (PACT_BWD reads it: pact_grad)
 
 
 cdef inline void add_terms(double* partial, const double* terms, Py_ssize_t n) noexcept nogil:
@@ -407,19 +407,22 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double one_block
     cdef double* sums = &one_block
     cdef double[::1] block_sums
-    # the memory-bound ops (pact's clip, swish's forward with beta = 1: silu's kernel, rrelu's
-    # forward when it writes its noise too, the backwards from the noise or the output) stream
-    # their output beyond the cache, as the elementwise loops (and as there, not in place).
-    # rrelu's forward at 10^7, streamed against plain (2 threads): with its noise float64 8.8
-    # against 22.9 ms, float32 6.8 against 7.2; without it, streamed took 1.05x the time
-    # (bound by its draws): not streamed. Its backward from the noise: float32 2.77 against
-    # 3.26 ms, float64 5.13 against 6.62.
-    cdef bint two_inputs = op == RRELU_NOISE_BWD or op == NOISY_RELU_BWD_FROM_OUTPUT
-    cdef Py_ssize_t operands = 3 if noise != NULL or two_inputs else 2
-    cdef bint stream = ((op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
-                         or (op == RRELU_TRAIN_FWD and noise != NULL) or two_inputs)
+    # the memory-bound ops (pact's clip and its backward, swish's forward with beta = 1:
+    # silu's kernel, rrelu's forward when it writes its noise too, the backwards from the noise
+    # or the output) stream their output beyond the cache, as the elementwise loops (and as
+    # there, not in place): by block_streamed, but pact's backward, whose sums keep their
+    # blocks and stream within them (pact_grad). At 10^7, streamed against plain (2 threads):
+    # rrelu's forward with its noise float64 8.8 against 22.9 ms, float32 6.8 against 7.2
+    # (without it, streamed took 1.05x the time, bound by its draws: not streamed); its
+    # backward from the noise float32 2.77 against 3.26 ms, float64 5.13 against 6.62; pact's
+    # backward float32 3.40 against 4.33 ms, float64 7.49 against 10.1.
+    cdef bint one_input = op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
+    cdef bint stream = ((one_input or (op == RRELU_TRAIN_FWD and noise != NULL)
+                         or op == PACT_BWD or op == RRELU_NOISE_BWD
+                         or op == NOISY_RELU_BWD_FROM_OUTPUT)
                         and po != px and po != pg
-                        and operands * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
+                        and (2 if one_input else 3) * n * <Py_ssize_t>sizeof(floating)
+                        >= STREAM_FROM)
     # NumPy's large arrays start 16 bytes past a 64-byte boundary, so every other vector store
     # would cross a cache line (pact's forward at 50,000 float64 elements, operands in the L2:
     # 1.37x the time of hardtanh's, whose loops start aligned; Intel Xeon). The ops whose
@@ -431,12 +434,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
             and (op == SWISH_FWD or op == PACT_FWD or op == NOISY_RELU_BWD_FROM_OUTPUT
                  or op == RRELU_NOISE_BWD or op == SWISH_BWD_INPUT)):
         head = to_vector_boundary(po, sizeof(floating))
-    p.a, p.b, p.seed, p.noise, p.noise_start = a, b, seed, noise, 0
-    # pact's backward (x, grad_output and grad_input: memory-bound) streams grad_input beyond
-    # the cache, not in place. At 10^7, 2 threads, streamed against plain: float32 3.40
-    # against 4.33 ms, float64 7.49 against 10.1
-    p.stream = (op == PACT_BWD and po != px and po != pg
-                and 3 * n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
+    p.a, p.b, p.seed, p.noise, p.noise_start, p.stream = a, b, seed, noise, 0, stream
     if head:
         one_of(op, px, pg, po, 0, head, &p)
         px, pg, po, n = px + head, pg + head, po + head, n - head
@@ -447,7 +445,7 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     if n < parallel_threshold:
         n_threads = 1
     with nogil:
-        if stream:   # (no sums) each thread a contiguous range, fenced once
+        if stream and op != PACT_BWD:   # (no sums) each thread a contiguous range, fenced once
             per = (n + n_threads - 1) // n_threads
             per += per % 2   # (even starts: the draws come in pairs)
             for t in prange(n_threads, schedule='static', num_threads=n_threads):
