@@ -241,6 +241,45 @@ def test_backward_from_output_layout(case, dtype, layout, n_threads):
     _check_layout(case, dtype, layout, "backward-from-output")
 
 
+# ---- rows in groups: an operand transposed against the output ----------------------------
+# Where an operand's elements lie closer together across the output's rows than along them,
+# the driver runs the rows in groups, a step of columns at a time (run_group). Rows of more
+# than one column step (the last one partial), a last group of fewer rows, two threads whose
+# chunks start inside a row; compared with the contiguous one-thread result, bit for bit.
+
+GROUPED_SHAPE = (70, 1100)   # 1100 = 2 * 512 + 76 columns; 70 rows: 2 * 32 + 6, 4 * 16 + 6
+GROUPED_CALLS = ["forward, x", "forward, out", "backward, x", "backward, grad_output"]
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("transposed", GROUPED_CALLS)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "elu"])
+def test_grouped_rows_give_the_contiguous_bits(name, transposed, dtype, n_threads, rng):
+    # `transposed`: the call, and its operand laid out in Fortran order (the others and
+    # out= in C order, out= filled with the sentinel: an element left unwritten keeps it)
+    function = getattr(af, name)
+    x = (rng.standard_normal(GROUPED_SHAPE) * 4).astype(dtype)
+    x.flat[rng.integers(0, x.size, 40)] = np.nan
+    grad_output = rng.standard_normal(GROUPED_SHAPE).astype(dtype)
+    direction, operand = transposed.split(", ")
+    with single_thread():
+        expected = function(x) if direction == "forward" else function.backward(grad_output, x)
+    out = _sentinel_filled(GROUPED_SHAPE, dtype)
+    if operand == "out":
+        out = np.asfortranarray(out)
+    elif operand == "x":
+        x = np.asfortranarray(x)
+    else:
+        grad_output = np.asfortranarray(grad_output)
+    if direction == "forward":
+        result = function(x, out=out)
+    else:
+        result = function.backward(grad_output, x, out=out)
+    assert result is out
+    assert_bitwise_equal(out, expected, {"x": x}, what=f"{transposed} transposed")
+
+
 # ---- the same value gives the same bits wherever it sits -----------------------------------
 
 DIRECTIONS = ["forward", "backward", "backward-from-output"]   # in _elementwise's order
