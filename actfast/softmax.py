@@ -25,8 +25,8 @@ import operator
 import numpy as np
 
 from . import _api, _softmax
-from ._api import (PickledByName, _as_input, _check_out, _result_dtype, _same_view,
-                   own_class)
+from ._api import (PickledByName, _as_input, _c_contiguous, _check_out, _copy_into,
+                   _result_dtype, _same_view, own_class)
 
 _FWD = _softmax.FORWARD_OPS
 _BWD = _softmax.BACKWARD_OPS
@@ -130,7 +130,7 @@ class _Layout:
         """`array` (of the logical shape) as a C-contiguous (outer, n, inner) array."""
         if not self.identity:
             array = array.transpose(self.perm)
-        return np.ascontiguousarray(array).reshape(self.dims)
+        return _c_contiguous(array, array.dtype).reshape(self.dims)
 
     def loop_view(self, array):
         """`array` as (outer, n, inner) without a copy, or None when its layout differs: its
@@ -216,7 +216,7 @@ def _deliver(view, shape, out, result_dtype, direct):
     result dtype, a NumPy scalar for 0-d."""
     if out is not None:
         if not direct:
-            np.copyto(out, view.reshape(shape), casting="unsafe")
+            _copy_into(out, view.reshape(shape))
         return out
     result = view.reshape(shape)
     if result.dtype != result_dtype:
@@ -417,7 +417,7 @@ class LogSumExp(PickledByName):
             a = a.astype(compute, copy=False).reshape(_reduced_shape(v.shape, axis, True, False))
             if not layout.identity:
                 a = a.transpose(layout.perm)
-            return np.ascontiguousarray(a).reshape(layout.dims[0], layout.dims[2])
+            return _c_contiguous(a, a.dtype).reshape(layout.dims[0], layout.dims[2])
 
         rowvals = per_row(g)
         if output is None:

@@ -30,8 +30,8 @@ import os
 import numpy as np
 
 from . import _api, _special
-from ._api import (PickledByName, _as_input, _check_out, _result_dtype, _same_view,
-                   own_class)
+from ._api import (PickledByName, _as_input, _c_contiguous, _check_out, _copy_into,
+                   _result_dtype, _same_view, own_class)
 from .catalogue import Param, float32_number
 
 Op = _special.Op
@@ -81,7 +81,7 @@ def _prepare(out, shape, compute, result, arrays, aligned):
     ``aligned`` says the loop reads each of its elements before writing the same element of
     ``out`` and it is the very same view (plain in place).
     """
-    arrays = [np.asarray(a, dtype=compute, order="C") for a in arrays]
+    arrays = [_c_contiguous(a, compute) for a in arrays]
     target = _target(out, shape, compute, result)
     if target is out:
         return out, [
@@ -107,7 +107,7 @@ def _finish(target, out, result):
     scalar for 0-d)."""
     if out is not None:
         if target is not out:
-            np.copyto(out, target, casting="unsafe")
+            _copy_into(out, target)
         return out
     if target.dtype != result:
         target = target.astype(result)

@@ -280,6 +280,54 @@ def test_grouped_rows_give_the_contiguous_bits(name, transposed, dtype, n_thread
     assert_bitwise_equal(out, expected, {"x": x}, what=f"{transposed} transposed")
 
 
+# _elementwise.copy: the driver with a copy for its kernel (the special functions and the
+# softmax family copy their operands with it, actfast._api._copy_into): every element's bits
+# (NaN payloads too) from one layout into another, nothing outside the destination written.
+COPY_LAYOUTS = ["C", "F", "reversed", "every-other"]
+
+
+def _laid_out(values, layout):
+    """(view, base): `values` in a view of that layout, inside `base` (filled with the
+    sentinel where the view leaves it out)."""
+    rows, cols = values.shape
+    if layout == "every-other":
+        base = _sentinel_filled((rows, 2 * cols), values.dtype)
+        view = base[:, ::2]
+    else:
+        base = _sentinel_filled(values.shape, values.dtype, "F" if layout == "F" else "C")
+        view = base[::-1, ::-1] if layout == "reversed" else base
+    view[...] = values
+    return view, base
+
+
+@THREADS
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("destination", COPY_LAYOUTS)
+@pytest.mark.parametrize("source", COPY_LAYOUTS)
+def test_driver_copy_gives_every_bit(source, destination, dtype, n_threads, rng):
+    values = rng.standard_normal(GROUPED_SHAPE).astype(dtype)
+    values.flat[rng.integers(0, values.size, 40)] = np.nan
+    payload = np.array([SENTINEL_BITS[np.dtype(dtype)] - 1])   # a NaN with another payload
+    values.flat[5] = payload.astype(SENTINEL_BITS[np.dtype(dtype)].dtype).view(dtype)[0]
+    src, _ = _laid_out(values, source)
+    dst, base = _laid_out(_sentinel_filled(GROUPED_SHAPE, dtype), destination)
+    _elementwise.copy(src, dst, n_threads)
+    assert_bitwise_equal(dst, values, what=f"{source} into {destination}")
+    if destination == "every-other":
+        kept = bits(base)[:, 1::2] == SENTINEL_BITS[np.dtype(dtype)]
+        assert kept.all(), "copy: elements outside the destination were written"
+
+
+@pytest.mark.parametrize("source, destination", [
+    (np.ones(3, np.float32), np.ones(4, np.float32)), (np.ones(3, np.float32), np.ones(3)),
+    (np.ones(3, np.int32), np.ones(3, np.int32)),
+    (np.ones(3), np.lib.stride_tricks.as_strided(np.ones(3), writeable=False))],
+    ids=["shape", "dtype", "integers", "read-only"])
+def test_driver_copy_refuses_what_it_cannot_copy(source, destination):
+    with pytest.raises(ValueError, match="copy: src and dst must be"):
+        _elementwise.copy(source, destination, 1)
+
+
 # ---- the same value gives the same bits wherever it sits -----------------------------------
 
 DIRECTIONS = ["forward", "backward", "backward-from-output"]   # in _elementwise's order
