@@ -51,14 +51,7 @@ def parse_args(argv):
                         f"(default {','.join(FUNCTIONS)})")
     parser.add_argument("--sizes", help="comma-separated N of the N x N matrices "
                         f"(default {','.join(map(str, SIZES))})")
-    parser.add_argument("--dtypes", help="comma-separated (default float32,float64; --quick: "
-                        "float32)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="threads for actfast and torch (default: all cores)")
-    parser.add_argument("--samples", type=int, help="samples per measurement, median kept "
-                        "(default 5; --quick: 3)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results"),
-                        help="directory for layouts.md")
+    report.add_common_options(parser, "threads for actfast and torch", 5, "layouts.md")
     args = parser.parse_args(argv)
     known = {entry.name: entry for entry in ENTRIES}
     names = (args.functions.split(",") if args.functions

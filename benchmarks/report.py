@@ -21,6 +21,21 @@ def progress(message):
         print(f"\r\033[K{message}", end="" if message else "", file=sys.stderr, flush=True)
 
 
+# ---- the options the side scripts share (threads.py, layouts.py) -----------------------------
+
+def add_common_options(parser, threads_help, samples, output):
+    """--dtypes, --threads, --samples (default `samples`; --quick: 3) and --output (the
+    directory for the file named `output`)."""
+    parser.add_argument("--dtypes", help="comma-separated (default float32,float64; --quick: "
+                        "float32)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help=f"{threads_help} (default: all cores)")
+    parser.add_argument("--samples", type=int, help="samples per measurement, median kept "
+                        f"(default {samples}; --quick: 3)")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results"),
+                        help=f"directory for {output}")
+
+
 # ---- header ----------------------------------------------------------------------------------
 
 def _cpu_model():

@@ -27,6 +27,7 @@ import numpy as np
 import actfast as af
 from actfast import _elementwise
 from actfast.catalogue import ENTRIES, KERNELS, PARALLEL_FROM, REQUIRED
+from report import add_common_options
 
 DIRECTIONS = (("forward", "fwd"), ("backward", "bwd"), ("from output", "from_output"))
 SIZES = {"float32": (2048, 4096, 8192, 12288, 16384, 24576, 32768, 49152, 65536, 98304, 131072),
@@ -41,14 +42,7 @@ def parse_args(argv):
                         "samples: a few seconds (the full run: under a minute)")
     parser.add_argument("--kernels", help="comma-separated kernel names (default: all; see "
                         "actfast.catalogue.KERNELS)")
-    parser.add_argument("--dtypes", help="comma-separated (default float32,float64; --quick: "
-                        "float32)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="the thread count compared with one (default: all cores)")
-    parser.add_argument("--samples", type=int, help="samples per measurement, median kept "
-                        "(default 7; --quick: 3)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results"),
-                        help="directory for threads.md")
+    add_common_options(parser, "the thread count compared with one", 7, "threads.md")
     args = parser.parse_args(argv)
     known = {kernel.name: kernel for kernel in KERNELS}
     names = args.kernels.split(",") if args.kernels else list(known)
