@@ -127,8 +127,8 @@ _DRIVER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _copy_into(out, values):
     """np.copyto(out, values, casting="unsafe"), by the elementwise driver where both are
     aligned float32 or float64 arrays of one dtype and shape that do not overlap: from one
-    layout into another (transposed, say) it takes a fifth to an eighth of NumPy's time
-    (3000 x 3000)."""
+    layout into another (transposed, say) it takes a sixth (float32) to a fifth (float64) of
+    NumPy's time (3000 x 3000)."""
     if (type(values) is np.ndarray and out.dtype in _DRIVER_DTYPES and values.dtype == out.dtype
             and values.shape == out.shape and out.flags.aligned and values.flags.aligned
             and not np.may_share_memory(out, values)):
