@@ -299,9 +299,14 @@ static const double AF_COS_TAYLOR[7] = {
     1.0 / 20922789888000.0, -1.0 / 87178291200.0, 1.0 / 479001600.0, -1.0 / 3628800.0,
     1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0};
 
-/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule (the constant trip count is unrolled) */
+/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule, the constant trip count unrolled. GCC unrolls
+ * a loop of up to 16 trips by itself; af_x_minus_tanh's 21 stayed a loop, inside which the
+ * calling loop was not vectorised: tanhshrink's float64 forward ran scalar, 6.1 ns per element
+ * at 10^5 on two threads (unrolled: 1.1 ns). tests/test_build.py checks that every kernel is
+ * vectorised. */
 AF_INLINE double af_horner(const double* c, int n, double x) {
     double p = c[0];
+#pragma GCC unroll 32
     for (int i = 1; i < n; i++)
         p = AF_FMA(p, x, c[i]);
     return p;
