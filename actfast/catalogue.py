@@ -47,7 +47,8 @@ class Kernel:
     output_bounds: tuple = ()
 
     def streams(self, direction):
-        """Does direction "fwd" or "bwd" stream its stores at large sizes?"""
+        """Does direction "fwd" or "bwd" stream its stores at large sizes? (On AMD's CPUs only
+        the cheap kernels do: pyx/stream.h's af_amd_cpu.)"""
         return self.cheap or direction in self.streamed
 
     def cost(self, direction):

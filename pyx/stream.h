@@ -61,17 +61,22 @@ static inline void af_prefetch(const char* p, size_t bytes) {
         __builtin_prefetch(p + i, 0, 3);
 }
 
-/* Does af_prefetch pay on this CPU? Not on the AMD EPYC (Zen 4) machine under KVM here: its
- * hardware prefetcher keeps ahead of these loops, and with the prefetches (and the steps of
- * PREFETCH_STEP bytes they come with) the transcendental kernels beyond the cache took more
- * time: the backwards 1.02-1.27x (float32 at 10^7, float64 at 10^6 and 10^7), the forwards
- * 0.98-1.09x. Elsewhere they stay on, as measured on the Intel machine (above). */
-static inline int af_prefetch_pays(void) {
+/* Is this an AMD CPU? On the AMD EPYC (Zen 4) machine under KVM here, the hardware prefetcher
+ * keeps ahead of the loops bound by their arithmetic, beyond the cache, and the two means that
+ * help them elsewhere only cost time (_elementwise.pyx: neither is used there):
+ * - af_prefetch (and the steps of PREFETCH_STEP bytes it comes with): the backwards took
+ *   1.02-1.27x the time (float32 at 10^7, float64 at 10^6 and 10^7), the forwards 0.98-1.09x;
+ * - streamed stores (Kernel.streamed, through a buffer), the directions that stream: 1.10-1.59x
+ *   the time at 10^7 float32, 1.19-1.72x at 5 x 10^6, 1.10-1.23x at 10^7 float64 (in two
+ *   earlier runs, elu's and selu's float32 backwards at 10^7 took 0.81-0.92x: the only ones
+ *   that ever gained).
+ * Elsewhere both stay as measured on the Intel machine (above; STREAMED's comment). */
+static inline int af_amd_cpu(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    return !__builtin_cpu_is("amd");
+    return __builtin_cpu_is("amd");
 #else
-    return 1;
+    return 0;
 #endif
 }
 

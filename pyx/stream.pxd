@@ -2,7 +2,7 @@ cdef extern from "stream.h" nogil:
     void af_stream_copy(char* dst, const char* src, size_t bytes) noexcept
     void af_stream_fence() noexcept
     void af_prefetch(const char* p, size_t bytes) noexcept
-    bint af_prefetch_pays() noexcept
+    bint af_amd_cpu() noexcept
     ctypedef struct af_streamer:
         size_t held
     af_streamer af_streamer_to(char* dst, char* buf, size_t align, size_t unit) noexcept
@@ -29,7 +29,7 @@ cdef enum:
     # elements computed, PREFETCH_STEP bytes at a time (a kernel call each). On the Intel
     # machine, 10^6 elements: float64 backwards (24 MB) 0-17 % faster; float32 backwards
     # (12 MB) and float64 forwards (16 MB) from 9 % slower to 17 % faster, left out. Not on
-    # the AMD machine, where it costs time (af_prefetch_pays)
+    # AMD's CPUs, where it costs time (af_amd_cpu)
     PREFETCH_FROM = 16 << 20
     PREFETCH_AHEAD = 16384
     PREFETCH_STEP = 1024

@@ -381,6 +381,21 @@ STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
                          KERNEL_DIRECTION[direction]))]
 
 
+def test_streamed_directions():
+    # the cheap kernels, the directions a kernel lists as streamed but on AMD's CPUs (stream.h's
+    # af_amd_cpu), and every backward from the output
+    amd = _amd_cpu()
+    if amd is None:
+        pytest.skip("no CPU vendor in /proc/cpuinfo")
+    for index, kernel in enumerate(KERNELS):
+        for direction, name in enumerate(("fwd", "bwd")):
+            expected = kernel.cheap or (kernel.streams(name) and not amd)
+            assert _elementwise.streamed(direction, index) == expected, (kernel.name, name)
+        assert _elementwise.streamed(2, index) == kernel.from_output, kernel.name
+    with pytest.raises(IndexError):
+        _elementwise.streamed(3, 0)
+
+
 @THREADS
 @pytest.mark.parametrize("dtype", dtype_params())
 @pytest.mark.parametrize("case, direction", STREAM_PARAMS)
@@ -449,15 +464,20 @@ def _cpu_vendor():
     return found and found.group(1)
 
 
+def _amd_cpu():
+    """True on AMD's CPUs, False on others, None where /proc/cpuinfo does not tell."""
+    vendor = _cpu_vendor()
+    if vendor is None and platform.machine() in ("x86_64", "AMD64", "i686"):
+        return None
+    return vendor == "AuthenticAMD"
+
+
 def test_prefetch_threshold():
     old = _elementwise.set_prefetch_from(1)
     assert _elementwise.set_prefetch_from(old) == 1
-    # from PREFETCH_FROM where prefetching pays, never on AMD's CPUs (stream.h)
-    vendor = _cpu_vendor()
-    if vendor == "AuthenticAMD":
-        assert old == sys.maxsize
-    elif vendor == "GenuineIntel" or platform.machine() not in ("x86_64", "AMD64", "i686"):
-        assert old == 16 << 20
+    # from PREFETCH_FROM, never on AMD's CPUs (stream.h's af_amd_cpu)
+    if _amd_cpu() is not None:
+        assert old == (sys.maxsize if _amd_cpu() else 16 << 20)
     with pytest.raises(ValueError, match="bytes"):
         _elementwise.set_prefetch_from(0)
     assert _elementwise.set_prefetch_from(old) == old
