@@ -24,10 +24,17 @@ cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
 from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
-from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy, af_stream_fence,
-                    af_stream_push, af_streamer, af_streamer_to, to_vector_boundary)
+from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_amd_cpu, af_stream_copy,
+                    af_stream_fence, af_stream_push, af_streamer, af_streamer_to,
+                    to_vector_boundary)
 
 cnp.import_array()
+
+# Do the loops bound by their arithmetic (swish's forward with beta = 1, glu's forward) stream
+# their stores beyond the cache? Not on AMD's CPUs (stream.h's af_amd_cpu; on the Zen 4 machine
+# at 10^7, 2 threads, they took 0.84-0.90x the time without)
+cdef bint STREAM_ARITHMETIC = not af_amd_cpu()
+STREAMS_ARITHMETIC = STREAM_ARITHMETIC    # for the tests
 
 cdef enum:
     # Elements per work item and per reduction block: large enough that a parallel loop's
@@ -417,7 +424,8 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     # backward from the noise float32 2.77 against 3.26 ms, float64 5.13 against 6.62; pact's
     # backward float32 3.40 against 4.33 ms, float64 7.49 against 10.1.
     cdef bint one_input = op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
-    cdef bint stream = ((one_input or (op == RRELU_TRAIN_FWD and noise != NULL)
+    cdef bint stream = (((one_input and (op == PACT_FWD or STREAM_ARITHMETIC))
+                         or (op == RRELU_TRAIN_FWD and noise != NULL)
                          or op == PACT_BWD or op == RRELU_NOISE_BWD
                          or op == NOISY_RELU_BWD_FROM_OUTPUT)
                         and po != px and po != pg
@@ -1130,8 +1138,8 @@ cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize
     """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
     cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
     # the forward is memory-bound beyond the cache (x and out: three halves) and streams its
-    # output, each thread from a contiguous range of out
-    cdef bint stream = (pg == NULL
+    # output, each thread from a contiguous range of out (but on AMD's CPUs: STREAM_ARITHMETIC)
+    cdef bint stream = (pg == NULL and STREAM_ARITHMETIC
                         and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
     cdef Py_ssize_t size = rows * half, per, t
     if 2 * size < parallel_threshold:

@@ -8,6 +8,8 @@ of each case (its kinks, signed zeros, infinities, NaN, subnormals, huge values)
 """
 import math
 import os
+import platform
+import re
 import sys
 import threading
 import time
@@ -405,6 +407,24 @@ def assert_zero_signs(actual, expected, inputs=None, what="result"):
 # ---- PyTorch's version of a case (for test_torch_parity.py and the accuracy bound) ---------
 
 TORCH_NAMES = {"log_sigmoid": "logsigmoid"}  # actfast name -> torch.nn.functional name
+
+
+def _cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"^vendor_id\s*:\s*(\S+)", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return found and found.group(1)
+
+
+def amd_cpu():
+    """True on AMD's CPUs, False on others, None where /proc/cpuinfo does not tell (the
+    extension modules choose some loops by the vendor: pyx/stream.h's af_amd_cpu)."""
+    vendor = _cpu_vendor()
+    if vendor is None and platform.machine() in ("x86_64", "AMD64", "i686"):
+        return None
+    return vendor == "AuthenticAMD"
 
 
 def torch_function(case):

@@ -8,8 +8,6 @@ that are not multiples of 8 or 16) take the parallel path on two threads.
 """
 import functools
 import math
-import platform
-import re
 import sys
 from fractions import Fraction
 
@@ -19,7 +17,7 @@ import pytest
 import actfast as af
 from actfast import _elementwise
 from actfast.catalogue import KERNELS, PARALLEL_FROM
-from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, assert_bitwise_equal,
+from conftest import (CASES, EPS64, OUTPUT_CASES, THREADS, amd_cpu, assert_bitwise_equal,
                       assert_rel_close, assert_ulp_close, bits, case_params, draw,
                       draw_grad_output, dtype_params, seeded_rng, single_thread)
 
@@ -384,7 +382,7 @@ STREAM_PARAMS = [pytest.param(case, direction, id=f"{case.id}-{direction}")
 def test_streamed_directions():
     # the cheap kernels, the directions a kernel lists as streamed but on AMD's CPUs (stream.h's
     # af_amd_cpu), and every backward from the output
-    amd = _amd_cpu()
+    amd = amd_cpu()
     if amd is None:
         pytest.skip("no CPU vendor in /proc/cpuinfo")
     for index, kernel in enumerate(KERNELS):
@@ -455,29 +453,12 @@ def prefetch_everywhere():
     _elementwise.set_prefetch_from(old)
 
 
-def _cpu_vendor():
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"^vendor_id\s*:\s*(\S+)", f.read(), re.MULTILINE)
-    except OSError:
-        return None
-    return found and found.group(1)
-
-
-def _amd_cpu():
-    """True on AMD's CPUs, False on others, None where /proc/cpuinfo does not tell."""
-    vendor = _cpu_vendor()
-    if vendor is None and platform.machine() in ("x86_64", "AMD64", "i686"):
-        return None
-    return vendor == "AuthenticAMD"
-
-
 def test_prefetch_threshold():
     old = _elementwise.set_prefetch_from(1)
     assert _elementwise.set_prefetch_from(old) == 1
     # from PREFETCH_FROM, never on AMD's CPUs (stream.h's af_amd_cpu)
-    if _amd_cpu() is not None:
-        assert old == (sys.maxsize if _amd_cpu() else 16 << 20)
+    if amd_cpu() is not None:
+        assert old == (sys.maxsize if amd_cpu() else 16 << 20)
     with pytest.raises(ValueError, match="bytes"):
         _elementwise.set_prefetch_from(0)
     assert _elementwise.set_prefetch_from(old) == old

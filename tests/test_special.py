@@ -23,7 +23,7 @@ import pytest
 import actfast as af
 from actfast import _special
 from actfast import reference as R
-from conftest import (REPRESENTATIONS, THREADS, assert_bitwise_equal, assert_rel_close,
+from conftest import (REPRESENTATIONS, THREADS, amd_cpu, assert_bitwise_equal, assert_rel_close,
                       assert_ulp_close, assert_zero_signs, single_thread, unaligned)
 
 SEED = 0x5EED_1234_ABCD   # the seed of the random functions in the test matrix
@@ -509,6 +509,14 @@ def test_streamed_backward_from_the_noise_or_the_output(name, dtype, n_threads, 
         out = np.empty(n + offset, dtype)[offset:]
         assert backward(g, out=out) is out
         assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
+
+
+def test_arithmetic_bound_loops_stream_but_on_amd():
+    # swish's forward (beta = 1) and glu's forward stream their stores beyond the cache, but
+    # on AMD's CPUs (pyx/stream.h's af_amd_cpu)
+    if amd_cpu() is None:
+        pytest.skip("no CPU vendor in /proc/cpuinfo")
+    assert _special.STREAMS_ARITHMETIC == (not amd_cpu())
 
 
 STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
