@@ -46,10 +46,10 @@ class Kernel:
     heavy: tuple = ()
     output_bounds: tuple = ()
 
-    def streams(self, direction):
-        """Does direction "fwd" or "bwd" stream its stores at large sizes? (On AMD's CPUs only
-        the cheap kernels do: pyx/stream.h's af_amd_cpu.)"""
-        return self.cheap or direction in self.streamed
+    def streams(self, direction, amd_cpu=False):
+        """Does direction "fwd" or "bwd" stream its stores at large sizes? On AMD's CPUs only
+        the cheap kernels do (pyx/stream.h's af_amd_cpu; _elementwise chooses at import)."""
+        return self.cheap or (direction in self.streamed and not amd_cpu)
 
     def cost(self, direction):
         """The :data:`PARALLEL_FROM` class of direction "fwd", "bwd" or "from_output" (a
