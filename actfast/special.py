@@ -71,18 +71,47 @@ def _check_shape(function, array, name, shape, expected_name):
                          f"{expected_name} has shape {shape}")
 
 
-def _prepare(out, shape, compute, result, arrays, aligned):
-    """The C-contiguous array of the compute dtype that the loop writes, and the inputs as
-    C-contiguous arrays of the compute dtype.
+def _c_order_stride(a):
+    """The stride (bytes) from each element of `a` to the next in C order where one stride
+    takes them all (a C-contiguous array, reversed, or with a step along its last axis), so
+    that a 1-D view holds them; else None."""
+    stride = expected = None
+    for size, step in zip(reversed(a.shape), reversed(a.strides)):
+        if size == 1:
+            continue
+        if stride is None:
+            stride = step
+        elif step != expected:
+            return None
+        expected = step * size
+    return a.itemsize if stride is None else stride
 
-    The loops index every array by the logical C-order index, so a layout other than C costs
-    one copy here and can never change a result. ``out`` is written directly when it is
-    C-contiguous in the compute dtype; an input that overlaps it is then copied first unless
-    ``aligned`` says the loop reads each of its elements before writing the same element of
-    ``out`` and it is the very same view (plain in place).
+
+def _one_stride(a, compute, output=False):
+    """Can the elementwise loops take `a` as it is, as a 1-D view of its elements in C order
+    (which a.reshape(-1) then is)? Of the compute dtype, aligned, with one stride
+    (_c_order_stride) of whole elements, and for an output one that keeps them apart."""
+    if a.dtype != compute or not a.flags.aligned:
+        return False
+    stride = _c_order_stride(a)
+    return (stride is not None and stride % a.itemsize == 0
+            and not (output and abs(stride) < a.itemsize))
+
+
+def _prepare(out, shape, compute, result, arrays, aligned, strided=False):
+    """The array of the compute dtype that the loop writes, and the inputs as arrays of the
+    compute dtype: C-contiguous, or with `strided` (the elementwise loops, which copy strided
+    operands block by block) also any that _one_stride accepts.
+
+    The loops index every array by the logical C-order index, so a layout other than these
+    costs one copy here and can never change a result. ``out`` is written directly when it is
+    such an array; an input that overlaps it is then copied first unless ``aligned`` says the
+    loop reads each of its elements before writing the same element of ``out`` and it is the
+    very same view (plain in place).
     """
-    arrays = [_c_contiguous(a, compute) for a in arrays]
-    target = _target(out, shape, compute, result)
+    arrays = [a if strided and _one_stride(a, compute) else _c_contiguous(a, compute)
+              for a in arrays]
+    target = _target(out, shape, compute, result, strided=strided)
     if target is out:
         return out, [
             a if not np.may_share_memory(a, out)
@@ -91,13 +120,15 @@ def _prepare(out, shape, compute, result, arrays, aligned):
     return target, arrays
 
 
-def _target(buffer, shape, compute, result, name="out"):
+def _target(buffer, shape, compute, result, name="out", strided=False):
     """What the loop writes for an output buffer (None, or checked as argument ``name``): the
-    buffer itself when it is C-contiguous in the compute dtype, else a new array of the
-    compute dtype (_finish copies it into the buffer)."""
+    buffer itself when it is C-contiguous in the compute dtype (or, with `strided`, one that
+    _one_stride accepts as an output), else a new array of the compute dtype (_finish copies
+    it into the buffer)."""
     if buffer is not None:
         _check_out(buffer, shape, result, name)
-        if result == compute and buffer.flags.c_contiguous:
+        if result == compute and (buffer.flags.c_contiguous
+                                  or strided and _one_stride(buffer, compute, output=True)):
             return buffer
     return np.empty(shape, dtype=compute)
 
@@ -196,7 +227,8 @@ def _split_axis(shape, axis):
 
 def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_COSTLY,
                  noise=None):
-    """Run an elementwise op of _special over C-contiguous arrays (flattened: views)."""
+    """Run an elementwise op of _special over arrays that _prepare gave (flattened: views;
+    noise C-contiguous)."""
     return _special.elementwise(op, x.reshape(-1), grad_output.reshape(-1),
                                 target.reshape(-1), a, b, seed, _api._num_threads, threshold,
                                 None if noise is None else noise.reshape(-1))
@@ -215,7 +247,7 @@ def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY, noise=None):
                 raise ValueError(f"argument 'noise' overlaps '{name}'")
     (x,), compute, result = _inputs((x,), ("x",))
     noise_target = None if noise is None else _target(noise, x.shape, compute, result, "noise")
-    target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,))
+    target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,), strided=True)
     _elementwise(op, x, x, target, a, b, seed, threshold, noise_target)  # (grad_output: x)
     if noise is not None:
         _finish(noise_target, noise, result)
@@ -234,7 +266,7 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
     _check_shape(f"{function}.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
     target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                        (grad_output, x), (True, True))
+                                        (grad_output, x), (True, True), strided=True)
     total = _elementwise(op, x, grad_output, target, a, b, seed, threshold)
     return _finish(target, out, result), result.type(total)
 

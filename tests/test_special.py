@@ -15,6 +15,7 @@ layouts (C, F, transposed, strided, reversed), out= (including in place and over
 threads.
 """
 import math
+import tracemalloc
 from functools import partial
 
 import numpy as np
@@ -826,8 +827,20 @@ LAYOUTS = {
     "transposed": lambda a: np.ascontiguousarray(a.T).T,
     "strided": lambda a: _embed(a, (slice(None, None, 2), slice(1, None, 3))),
     "reversed": lambda a: _embed(a, (slice(None, None, -1), slice(None, None, -2))),
+    # one stride apart in C order: the elementwise loops copy them a block at a time
+    "every-other-column": lambda a: _spaced(a, 2),
+    "reversed-every-third": lambda a: _spaced(a, -3),
     **REPRESENTATIONS,
 }
+
+
+def _spaced(a, step):
+    """A 2-D view holding a's values one stride apart in C order: every |step|-th column of a
+    wider NaN-filled base, both axes reversed for a negative step."""
+    base = np.full((a.shape[0], a.shape[1] * abs(step)), np.nan, dtype=a.dtype)
+    view = base[::-1, ::step] if step < 0 else base[:, ::step]
+    view[...] = a
+    return view
 
 
 def _embed(a, index):
@@ -856,6 +869,39 @@ def test_layouts_and_threads_bitwise(spec, dtype, layout, n_threads, rng):
         assert_bitwise_equal(actual, expected, what="backward")
     assert_bitwise_equal(x_laid, x_before, what="x unchanged")
     assert_bitwise_equal(g_laid, g_before, what="grad_output unchanged")
+
+
+# The functions of one elementwise loop (_special.elementwise), not prelu's (per channel) nor
+# rrelu's in eval mode (leaky_relu's)
+LOOP_PARAMS = [p for p in ELEMENTWISE_PARAMS if not p.id.startswith(("prelu", "rrelu-eval"))]
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("layout", ["every-other-column", "reversed-every-third"])
+@pytest.mark.parametrize("spec", LOOP_PARAMS)
+def test_one_stride_operands_are_not_copied_whole(spec, layout, direction, rng):
+    # operands whose elements one stride takes in C order go to the loops as they are, copied a
+    # block at a time: a call allocates its result, where a copy of x (and grad_output) would
+    # take as much again; the bits are those of C-contiguous operands (999 x 1001: blocks of
+    # 4096 but the last, whose 575 elements end in a partial run of 16)
+    x = LAYOUTS[layout](values(rng, (999, 1001), np.float32))
+    g = LAYOUTS[layout](grad_values(rng, (999, 1001), np.float32))
+    assert not x.flags.c_contiguous and not x.flags.f_contiguous
+    if direction == "forward":
+        call, expected = partial(spec.forward, x), spec.forward(np.ascontiguousarray(x))
+    else:
+        call = partial(spec.backward, g, x)
+        expected = spec.backward(np.ascontiguousarray(g), np.ascontiguousarray(x))
+    call()   # (first-call allocations out of the measurement)
+    tracemalloc.start()
+    try:
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.nbytes <= peak < 1.25 * x.nbytes, f"{peak} bytes at the peak, x has {x.nbytes}"
+    for actual, wanted in zip(_tuple(result), _tuple(expected)):
+        assert_bitwise_equal(actual, wanted)
 
 
 # The functions whose value at an element depends on that element alone (not on its index,
@@ -928,7 +974,7 @@ def test_swish_float32_near_the_derivatives_zero(beta):
     assert_ulp_close(grad_input, dx, np.float32, BACKWARD_ULP, inputs={"x": x})
 
 
-OUT_KINDS = ["C-buffer", "F-buffer", "strided-buffer"]
+OUT_KINDS = ["C-buffer", "F-buffer", "strided-buffer", "spaced-buffer"]
 
 
 def _buffer(kind, shape, dtype):
@@ -936,6 +982,8 @@ def _buffer(kind, shape, dtype):
         return np.full(shape, np.nan, dtype=dtype)
     if kind == "F-buffer":
         return np.full(shape, np.nan, dtype=dtype, order="F")
+    if kind == "spaced-buffer":   # written in place, a block at a time, by the elementwise loops
+        return _spaced(np.full(shape, np.nan, dtype=dtype), -2)
     return _embed(np.full(shape, np.nan, dtype=dtype), (slice(None, None, -2),) * len(shape))
 
 
@@ -955,7 +1003,7 @@ def test_out(spec, kind, n_threads, rng):
         assert_bitwise_equal(actual, expected, what="backward out=")
 
 
-@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "every-other-column"])
 @pytest.mark.parametrize("spec", ELEMENTWISE_PARAMS)
 def test_forward_in_place(spec, layout, rng):
     x = LAYOUTS[layout](values(rng, LARGE))
@@ -969,7 +1017,7 @@ IN_PLACE_PARAMS = [pytest.param(spec, into, id=f"{spec.id}-into-{into}") for spe
                    for into in (["x", "grad_output"] if spec.elementwise else ["x"])]
 
 
-@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("layout", ["C", "F", "reversed-every-third"])
 @pytest.mark.parametrize("spec, into", IN_PLACE_PARAMS)
 def test_backward_in_place(spec, layout, into, rng):
     x = LAYOUTS[layout](values(rng, LARGE))
@@ -1441,7 +1489,7 @@ def _expected_noise(x, lower, upper, seed, dtype):
 
 @THREADS
 @pytest.mark.parametrize("kind", NOISE_KINDS)
-@pytest.mark.parametrize("layout", ["C", "F", "reversed", "big-endian"])
+@pytest.mark.parametrize("layout", ["C", "F", "reversed", "big-endian", "every-other-column"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
                          ids=["float16", "float32", "float64"])
 def test_rrelu_forward_writes_the_noise(dtype, layout, kind, n_threads, rng):
@@ -1485,7 +1533,8 @@ def test_rrelu_streamed_forward_writes_the_noise(dtype, n_threads, rng):
 
 @THREADS
 @pytest.mark.parametrize("kind", NOISE_KINDS)
-@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "unaligned"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "unaligned",
+                                    "reversed-every-third"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
                          ids=["float16", "float32", "float64"])
 def test_rrelu_backward_from_the_noise(dtype, layout, kind, n_threads, rng):
