@@ -18,14 +18,14 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
 
 import numpy as np
 
 cimport numpy as cnp
 cimport activations as K
 cimport special_kernels as S
-from arrays cimport apart, float_type, independent_or_same, like, simple, writeable_like
+from arrays cimport (apart, float_type, gather_run, independent_or_same, like, scatter_run,
+                    simple, writeable_like)
 from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_amd_cpu, af_stream_copy,
                     af_stream_fence, af_stream_push, af_streamer, af_streamer_to,
                     to_vector_boundary)
@@ -481,35 +481,11 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
 cdef inline const floating* gathered(const floating* p, Py_ssize_t stride, floating* buffer,
                                      Py_ssize_t m) noexcept nogil:
     """The m elements p[0], p[stride], ... as a contiguous run: p itself where stride is 1,
-    else their copy in buffer. Sixteen at a time through registers, stored as one vector:
-    element by element, a load could wait on an earlier store to the buffer whose address
-    it seemed to share (0.45 against 0.16-0.19 ns per float32 element, every other or
-    reversed)."""
-    cdef Py_ssize_t i, l, m16 = m - m % 16
-    cdef floating values[16]
+    else their copy in buffer."""
     if stride == 1:
         return p
-    for i in range(0, m16, 16):
-        for l in range(16):
-            values[l] = p[(i + l) * stride]
-        memcpy(buffer + i, values, sizeof(values))
-    for i in range(m16, m):
-        buffer[i] = p[i * stride]
+    gather_run(buffer, <const char*>p, stride * <Py_ssize_t>sizeof(floating), m)
     return buffer
-
-
-cdef inline void scatter(floating* p, Py_ssize_t stride, const floating* run,
-                         Py_ssize_t m) noexcept nogil:
-    """run[0..m-1] into p[0], p[stride], ...: sixteen at a time loaded as one vector (as
-    gathered's stores)."""
-    cdef Py_ssize_t i, l, m16 = m - m % 16
-    cdef floating values[16]
-    for i in range(0, m16, 16):
-        memcpy(values, run + i, sizeof(values))
-        for l in range(16):
-            p[(i + l) * stride] = values[l]
-    for i in range(m16, m):
-        p[i * stride] = run[i]
 
 
 cdef void gathered_blocks(Op op, const floating* px, Py_ssize_t sx, const floating* pg,
@@ -532,7 +508,7 @@ cdef void gathered_blocks(Op op, const floating* px, Py_ssize_t sx, const floati
         o = po + lo if so == 1 else work + 2 * part
         sums[k] = one_block(op, x, g, o, lo, m, p)
         if so != 1:
-            scatter(po + lo * so, so, o, m)
+            scatter_run(<char*>(po + lo * so), so * <Py_ssize_t>sizeof(floating), o, m)
 
 
 cdef double run_gathered(Op op, const floating* px, Py_ssize_t sx, const floating* pg,

@@ -1,7 +1,40 @@
 # Checks on ndarrays for the compiled fast paths (_elementwise.run_fast,
 # _special.elementwise_fast and grouped_fast): the common call handled without Python-level
-# argument handling.
+# argument handling. And the copies of strided runs to and from contiguous buffers, which
+# the loops of both modules compute from.
+from cython cimport floating
+from libc.string cimport memcpy
 cimport numpy as cnp
+
+
+cdef inline void gather_run(floating* dst, const char* src, Py_ssize_t stride,
+                            Py_ssize_t n) noexcept nogil:
+    """dst[i] = the element at src + i * stride bytes, i < n. Sixteen at a time through
+    registers, stored as one vector: element by element, a load could wait on an earlier store
+    to the buffer whose address it seemed to share (0.45 against 0.16-0.19 ns per float32
+    element, every other or reversed, in a C test on the Zen 4 machine)."""
+    cdef Py_ssize_t i, l, n16 = n - n % 16
+    cdef floating values[16]
+    for i in range(0, n16, 16):
+        for l in range(16):
+            values[l] = (<const floating*>(src + (i + l) * stride))[0]
+        memcpy(dst + i, values, sizeof(values))
+    for i in range(n16, n):
+        dst[i] = (<const floating*>(src + i * stride))[0]
+
+
+cdef inline void scatter_run(char* dst, Py_ssize_t stride, const floating* src,
+                             Py_ssize_t n) noexcept nogil:
+    """The element at dst + i * stride bytes = src[i], i < n; sixteen at a time loaded as one
+    vector (as gather_run's stores)."""
+    cdef Py_ssize_t i, l, n16 = n - n % 16
+    cdef floating values[16]
+    for i in range(0, n16, 16):
+        memcpy(values, src + i, sizeof(values))
+        for l in range(16):
+            (<floating*>(dst + (i + l) * stride))[0] = values[l]
+    for i in range(n16, n):
+        (<floating*>(dst + i * stride))[0] = src[i]
 
 
 cdef inline bint native(cnp.ndarray a):
