@@ -265,10 +265,11 @@ class Activation(PickledByName):
     def __repr__(self):
         return f"<actfast function {self.entry.name}>"
 
-    def _resolve(self, params):
+    def _resolve(self, params, name=None):
         """Validate keyword parameters: (kernel, numeric args, normalised params, the
-        kernel's index in _elementwise, the error for float32 input or None)."""
-        name = self.entry.name
+        kernel's index in _elementwise, the error for float32 input or None). The errors name
+        `name` (the caller: "gelu.backward", say), or the function."""
+        name = name or self.entry.name
         values = dict(self._defaults)
         for key, value in params.items():
             if key not in self._params:
@@ -277,11 +278,11 @@ class Activation(PickledByName):
         missing = [key for key, value in values.items() if value is REQUIRED]
         if missing:
             raise TypeError(f"{name}() missing required keyword argument '{missing[0]}'")
-        self.entry.validate(values)
+        self.entry.validate(values, name)
         kernel = _KERNELS[self.entry.kernel_name(values)]
         numeric = tuple(values[p] for p in kernel.params)
         return (kernel, numeric, values, _KERNEL_INDEX[kernel.name],
-                self.entry.float32_problem(values))
+                self.entry.float32_problem(values, name))
 
     def _resolution(self, params):
         if not params and self._default_resolution is not None:
@@ -320,8 +321,12 @@ class Activation(PickledByName):
 
     def backward(self, grad_output, x=None, *, output=None, out=None, **params):
         """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
-        kernel, numeric, values, index, float32_problem = self._resolution(params)
         name = self.entry.name
+        try:   # (free in Python 3.11 while nothing is raised)
+            kernel, numeric, values, index, float32_problem = self._resolution(params)
+        except (TypeError, ValueError):
+            self._resolve(params, f"{name}.backward")   # the same error, named for backward
+            raise
         if (x is None) == (output is None):
             raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
         if x is not None:
@@ -331,7 +336,7 @@ class Activation(PickledByName):
                 if result is not None:
                     return result
             return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out,
-                         float32_problem)
+                         float32_problem and self._backward_problem(values))
         if not self.entry.backward_from_output:
             raise TypeError(f"{name}.backward(): the derivative of {name} is not a function of "
                             "its output; pass 'x'")
@@ -344,7 +349,13 @@ class Activation(PickledByName):
             if result is not None:
                 return result
         return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
-                     ("grad_output", "output"), out, float32_problem)
+                     ("grad_output", "output"), out,
+                     float32_problem and self._backward_problem(values))
+
+    def _backward_problem(self, values):
+        """float32_problem's message for the backward (the cached resolution's names the
+        forward)."""
+        return self.entry.float32_problem(values, f"{self.entry.name}.backward")
 
 
 def _docstring(entry):

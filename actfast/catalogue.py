@@ -177,17 +177,18 @@ class Entry:
     # float32_numbers), or None
     float32_check: object = None
 
-    def validate(self, params):
-        """Raise ValueError when the parameters are invalid together (e.g. min_val > max_val)."""
+    def validate(self, params, function_name=None):
+        """Raise ValueError when the parameters are invalid together (e.g. min_val > max_val);
+        the message names function_name (the caller: "gelu.backward", say), or the entry."""
         message = self.check(**params) if self.check else None
         if message:
-            raise ValueError(f"{self.name}(): {message}")
+            raise ValueError(f"{function_name or self.name}(): {message}")
 
-    def float32_problem(self, params):
-        """The ValueError message for float32 and float16 input with these parameters, or
-        None when they are fine."""
+    def float32_problem(self, params, function_name=None):
+        """The ValueError message for float32 and float16 input with these parameters (naming
+        function_name, or the entry), or None when they are fine."""
         message = self.float32_check(**params) if self.float32_check else None
-        return f"{self.name}(): {message}" if message else None
+        return f"{function_name or self.name}(): {message}" if message else None
 
     def kernel_name(self, params):
         return self.kernel(**params) if callable(self.kernel) else self.kernel

@@ -344,9 +344,9 @@ class PReLU(_Function):
 
     name = "prelu"
 
-    def _layout(self, shape, weight):
+    def _layout(self, shape, weight, function):
         """(outer, channels, inner) of x, and the weight as an array (checked: one element or
-        one per channel)."""
+        one per channel; an error names `function`, the caller)."""
         weight, _ = _as_input(weight, "weight")
         size = weight.size
         if size == 1:
@@ -359,7 +359,7 @@ class PReLU(_Function):
             layout = None
         if layout is None or layout[1] != size:
             channels = "none (x is 0-d)" if layout is None else layout[1]
-            raise ValueError(f"prelu(): argument 'weight' has {size} elements; it needs 1 or "
+            raise ValueError(f"{function}(): argument 'weight' has {size} elements; it needs 1 or "
                              f"one per channel of x (x has shape {shape}: {channels})")
         return layout, weight
 
@@ -368,7 +368,7 @@ class PReLU(_Function):
         if fast is not None:    # the common call, checked and run in compiled code
             return fast
         (x,), compute, result = _inputs((x,), ("x",))
-        layout, weight = self._layout(x.shape, weight)
+        layout, weight = self._layout(x.shape, weight, "prelu")
         target, (x, weight) = _prepare(out, x.shape, compute, result, (x, weight),
                                        (True, False))
         x3 = x.reshape(layout)
@@ -389,7 +389,7 @@ class PReLU(_Function):
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
         _check_shape("prelu.backward()", grad_output, "grad_output", x.shape, "'x'")
         weight_shape = np.shape(weight)
-        layout, weight = self._layout(x.shape, weight)
+        layout, weight = self._layout(x.shape, weight, "prelu.backward")
         target, (grad_output, x, weight) = _prepare(
             out, x.shape, compute, result, (grad_output, x, weight), (True, True, False))
         grad_weight = _special.prelu(x.reshape(layout), grad_output.reshape(layout),
@@ -474,8 +474,8 @@ class Swish(_Function):
         """``(grad_input, grad_beta)``; see the class docstring."""
         _not_from_output("swish", output, "x is not a function of swish(x)")
         _required("swish.backward", "x", x)
-        beta = _real("swish", "beta", beta, _finite)
-        if beta_grad is not True and not _bool("swish", "beta_grad", beta_grad):
+        beta = _real("swish.backward", "beta", beta, _finite)
+        if beta_grad is not True and not _bool("swish.backward", "beta_grad", beta_grad):
             grad_input, _ = _backward("swish", Op.SWISH_BWD_INPUT, grad_output, x, "x", out,
                                       beta)
             return grad_input, None
@@ -547,7 +547,7 @@ class PACT(_Function):
         _not_from_output("pact", output, "pact(0) = pact(-1) = 0")
         _required("pact.backward", "x", x)
         _required("pact.backward", "alpha", alpha)
-        alpha = _real("pact", "alpha", alpha, _non_negative)
+        alpha = _real("pact.backward", "alpha", alpha, _non_negative)
         return _backward("pact", Op.PACT_BWD, grad_output, x, "x", out, alpha, threshold=_CHEAP)
 
 
@@ -629,33 +629,35 @@ class RReLU(_Function):
 
     name = "rrelu"
 
-    def _params(self, lower, upper, training, seed, draws):
-        """The validated parameters; ``draws`` says what the call does with the seed in
-        training mode: "fresh" (None draws one), "again" (None is an error), "none"."""
+    def _params(self, lower, upper, training, seed, draws, function):
+        """The validated parameters (an error names `function`, the caller); ``draws`` says
+        what the call does with the seed in training mode: "fresh" (None draws one), "again"
+        (None is an error), "none"."""
         if (type(lower) is float and type(upper) is float and type(training) is bool
                 and (type(seed) is int and 0 <= seed < _UINT64_RANGE
                      or seed is None and draws == "none")
                 and lower <= upper and math.isfinite(upper - lower)):
             return lower, upper, training, seed     # the common call, valid as it is
-        lower = _real("rrelu", "lower", lower, _finite)
-        upper = _real("rrelu", "upper", upper, _finite)
+        lower = _real(function, "lower", lower, _finite)
+        upper = _real(function, "upper", upper, _finite)
         if lower > upper:
-            raise ValueError(f"rrelu(): argument 'lower' ({lower!r}) must be <= 'upper' "
+            raise ValueError(f"{function}(): argument 'lower' ({lower!r}) must be <= 'upper' "
                              f"({upper!r})")
-        training = _bool("rrelu", "training", training)
+        training = _bool(function, "training", training)
         if training and not math.isfinite(upper - lower):   # (the draws' range)
-            raise ValueError(f"rrelu(): upper - lower overflows ({lower!r}, {upper!r})")
+            raise ValueError(f"{function}(): upper - lower overflows ({lower!r}, {upper!r})")
         if training and draws == "again" and seed is None:
             raise TypeError("rrelu.backward(training=True) needs the 'seed' of the forward, "
                             "to draw the same slopes, or its 'noise'")
         # (eval mode draws nothing: no fresh seed)
         if seed is not None or (training and draws == "fresh"):
-            seed = _seed("rrelu", seed)
+            seed = _seed(function, seed)
         return lower, upper, training, seed
 
     def __call__(self, x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
                  out=None, noise=None):
-        lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh")
+        lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh",
+                                                     "rrelu")
         if noise is not None and not training:
             raise ValueError("rrelu(): argument 'noise' is written in training mode only "
                              "(training=True)")
@@ -671,13 +673,15 @@ class RReLU(_Function):
             return self._backward_from_noise(grad_output, x, output, out, lower, upper,
                                              training, seed, noise)
         _one_of("rrelu", x, output)
-        lower, upper, training, seed = self._params(lower, upper, training, seed, "again")
+        lower, upper, training, seed = self._params(lower, upper, training, seed, "again",
+                                                     "rrelu.backward")
         smallest_slope = lower if training else _mean(lower, upper)
         if output is not None and smallest_slope < 0:
             raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
                              "not tell x's; pass 'x'")
         if not training:
-            self._check_eval_slope(lower, upper, (grad_output, x if x is not None else output))
+            self._check_eval_slope(lower, upper, (grad_output, x if x is not None else output),
+                                   "rrelu.backward")
             return _api.FUNCTIONS["leaky_relu"].backward(
                 grad_output, x, output=output, out=out, negative_slope=_mean(lower, upper))
         x_name, x = ("x", x) if x is not None else ("output", output)
@@ -688,16 +692,17 @@ class RReLU(_Function):
         return grad_input
 
     @staticmethod
-    def _check_eval_slope(lower, upper, operands):
+    def _check_eval_slope(lower, upper, operands, function="rrelu"):
         # eval mode is leaky_relu, whose float32 kernel takes the slope as a float32 number:
         # refused there when the call computes in float32 and no float32 holds it, named here
         message = float32_number("the eval-mode slope (lower + upper) / 2", _mean(lower, upper))
         if message and np.result_type(*(_as_input(v, "x")[1] for v in operands)) == np.float32:
-            raise ValueError(f"rrelu(): {message}")
+            raise ValueError(f"{function}(): {message}")
 
     def _backward_from_noise(self, grad_output, x, output, out, lower, upper, training, seed,
                              noise):
-        _, _, training, _ = self._params(lower, upper, training, seed, "none")  # (not needed)
+        _, _, training, _ = self._params(lower, upper, training, seed, "none",  # (not needed)
+                                         "rrelu.backward")
         if not training:
             raise ValueError("rrelu.backward(): argument 'noise' is the training mode's "
                              "(training=True)")
@@ -761,23 +766,23 @@ class NoisyReLU(_Function):
     name = "noisy_relu"
 
     @staticmethod
-    def _sigma(sigma):
+    def _sigma(sigma, function):
         if type(sigma) is float and 0.0 <= sigma < math.inf:
             return sigma                            # the common case, valid as it is
-        return _real("noisy_relu", "sigma", sigma, _finite_non_negative)
+        return _real(function, "sigma", sigma, _finite_non_negative)
 
     def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
-        sigma = self._sigma(sigma)
+        sigma = self._sigma(sigma, "noisy_relu")
         seed = _seed("noisy_relu", seed)
         return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
 
     def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
         """grad_input; see the class docstring."""
         _one_of("noisy_relu", x, output)
-        sigma = self._sigma(sigma)
+        sigma = self._sigma(sigma, "noisy_relu.backward")
         if x is None:   # from the output: nothing drawn (a seed given is checked, not used)
             if seed is not None:
-                _seed("noisy_relu", seed)
+                _seed("noisy_relu.backward", seed)
             grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD_FROM_OUTPUT, grad_output,
                                       output, "output", out, threshold=_CHEAP)
             return grad_input
@@ -785,7 +790,7 @@ class NoisyReLU(_Function):
             raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
                             "(or pass output=)")
         grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
-                                  sigma, seed=_seed("noisy_relu", seed))
+                                  sigma, seed=_seed("noisy_relu.backward", seed))
         return grad_input
 
 
@@ -835,14 +840,14 @@ class Maxout(_Function):
 
     name = "maxout"
 
-    def _layout(self, x, pieces, axis):
-        pieces = _integer("maxout", "pieces", pieces)
+    def _layout(self, x, pieces, axis, function):
+        pieces = _integer(function, "pieces", pieces)
         if pieces < 1:
-            raise ValueError(f"maxout(): argument 'pieces' must be >= 1, got {pieces}")
-        axis = _axis("maxout", x, axis)
+            raise ValueError(f"{function}(): argument 'pieces' must be >= 1, got {pieces}")
+        axis = _axis(function, x, axis)
         outer, size, inner = _split_axis(x.shape, axis)
         if size % pieces:
-            raise ValueError(f"maxout(): x has {size} elements along axis {axis}, not a "
+            raise ValueError(f"{function}(): x has {size} elements along axis {axis}, not a "
                              f"multiple of pieces={pieces}")
         shape = x.shape[:axis] + (size // pieces,) + x.shape[axis + 1:]
         return shape, (outer * (size // pieces), pieces, inner)
@@ -853,7 +858,7 @@ class Maxout(_Function):
         if fast is not None:    # the common call, checked and run in compiled code
             return fast
         (x,), compute, result = _inputs((x,), ("x",))
-        shape, groups = self._layout(x, pieces, axis)
+        shape, groups = self._layout(x, pieces, axis, "maxout")
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
         # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
         _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
@@ -871,7 +876,7 @@ class Maxout(_Function):
             if fast is not None:
                 return fast
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        shape, groups = self._layout(x, pieces, axis)
+        shape, groups = self._layout(x, pieces, axis, "maxout.backward")
         _check_shape("maxout.backward()", grad_output, "grad_output", shape,
                      "maxout's output")
         target, (grad_output, x) = _prepare(out, x.shape, compute, result,
@@ -923,11 +928,11 @@ class GLU(_Function):
 
     name = "glu"
 
-    def _layout(self, x, axis):
-        axis = _axis("glu", x, axis)
+    def _layout(self, x, axis, function):
+        axis = _axis(function, x, axis)
         outer, size, inner = _split_axis(x.shape, axis)
         if size % 2:
-            raise ValueError(f"glu(): x has {size} elements along axis {axis}; it must be "
+            raise ValueError(f"{function}(): x has {size} elements along axis {axis}; it must be "
                              "even (halved into a and b)")
         shape = x.shape[:axis] + (size // 2,) + x.shape[axis + 1:]
         return shape, (outer, size * inner)
@@ -937,7 +942,7 @@ class GLU(_Function):
         if fast is not None:    # the common call, checked and run in compiled code
             return fast
         (x,), compute, result = _inputs((x,), ("x",))
-        shape, rows = self._layout(x, axis)
+        shape, rows = self._layout(x, axis, "glu")
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
         x2 = x.reshape(rows)
         _special.glu(x2, x2, target.reshape(-1), False, _api._num_threads, _COSTLY)
@@ -953,7 +958,7 @@ class GLU(_Function):
             if fast is not None:
                 return fast
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        shape, rows = self._layout(x, axis)
+        shape, rows = self._layout(x, axis, "glu.backward")
         _check_shape("glu.backward()", grad_output, "grad_output", shape, "glu's output")
         target, (grad_output, x) = _prepare(out, x.shape, compute, result,
                                             (grad_output, x), (False, True))

@@ -351,11 +351,18 @@ def test_inputs_not_modified(case, direction, dtype, rng):
 
 # ---- parameters ----------------------------------------------------------------------------
 
+def _caller(case, direction):
+    """How an error of this call names it: "gelu()" or "gelu.backward()"."""
+    return f"{case.entry.name}()" if direction == "forward" else f"{case.entry.name}.backward()"
+
+
 @pytest.mark.parametrize("case, direction", _direction_params(DEFAULT_CASES))
 def test_unknown_parameter(case, direction):
     x = np.array([0.5, -1.0])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as error:
         _call(case, direction, x, x, bogus_parameter=1.0)
+    assert str(error.value).startswith(_caller(case, direction)), str(error.value)
+    assert "bogus_parameter" in str(error.value)
 
 
 @pytest.mark.parametrize("case", case_params(DEFAULT_CASES))
@@ -428,12 +435,14 @@ def test_invalid_parameter_value(entry, name, value, error):
     params = {**case.params, name: value}
     function = getattr(af, entry.name)
     x = np.array([0.5, -1.0])
-    with pytest.raises(error):
+    # the message names the call and the parameter
+    with pytest.raises(error, match=rf"^{re.escape(entry.name)}\(\): .*\b{name}\b"):
         function(x, **params)
-    with pytest.raises(error):
+    backward = rf"^{re.escape(entry.name)}\.backward\(\): .*\b{name}\b"
+    with pytest.raises(error, match=backward):
         function.backward(x, x, **params)
     if case.allows_output:
-        with pytest.raises(error):
+        with pytest.raises(error, match=backward):
             function.backward(x, output=x, **params)
 
 
@@ -481,8 +490,10 @@ def test_parameter_no_float32_holds_is_refused_for_float32_input(name, params, n
     x = (rng.standard_normal(100) * 3).astype(dtype)
     for operand in (x, x[0]):   # an array and a NumPy scalar
         for direction, call in _float32_calls(name, params, operand):
-            with pytest.raises(ValueError, match=re.escape(named)):
+            caller = f"{name}()" if direction == "forward" else f"{name}.backward()"
+            with pytest.raises(ValueError, match=re.escape(named)) as error:
                 call()
+            assert str(error.value).startswith(caller), str(error.value)
     for direction, call in _float32_calls(name, params, x.astype(np.float64)):
         assert np.asarray(call()).dtype == np.float64, direction
 

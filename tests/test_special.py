@@ -1846,6 +1846,34 @@ def test_error_messages_name_the_argument():
         af.rrelu.backward(G, noise=np.ones((2, 3)), training=True)
 
 
+# A backward's parameter errors name the backward, as its signature errors do
+BACKWARD_PARAMETER_ERRORS = [
+    ("prelu", lambda: af.prelu.backward(G, X, [0.1, 0.2]), ValueError, "weight"),
+    ("swish", lambda: af.swish.backward(G, X, beta="1"), TypeError, "beta"),
+    ("swish", lambda: af.swish.backward(G, X, beta_grad="no"), TypeError, "beta_grad"),
+    ("pact", lambda: af.pact.backward(G, X, -1.0), ValueError, "alpha"),
+    ("rrelu", lambda: af.rrelu.backward(G, X, lower=0.5, upper=0.1), ValueError, "lower"),
+    ("rrelu", lambda: af.rrelu.backward(G, X, training="yes", seed=1), TypeError, "training"),
+    ("rrelu", lambda: af.rrelu.backward(G, X, training=True, seed=-1), ValueError, "seed"),
+    ("rrelu", lambda: af.rrelu.backward(G.astype(np.float32), X.astype(np.float32),
+                                        lower=1e39, upper=2e39), ValueError, "slope"),
+    ("noisy_relu", lambda: af.noisy_relu.backward(G, X, sigma=-1.0, seed=1), ValueError,
+     "sigma"),
+    ("noisy_relu", lambda: af.noisy_relu.backward(G, output=X, seed=-1), ValueError, "seed"),
+    ("maxout", lambda: af.maxout.backward(G[:, :1], X, 0), ValueError, "pieces"),
+    ("maxout", lambda: af.maxout.backward(G, X, 1, axis=5), np.exceptions.AxisError, "axis"),
+    ("glu", lambda: af.glu.backward(G, X, axis=5), np.exceptions.AxisError, "axis"),
+]
+
+
+@pytest.mark.parametrize("name, call, error, word", BACKWARD_PARAMETER_ERRORS,
+                         ids=[f"{n}-{w}" for n, _, _, w in BACKWARD_PARAMETER_ERRORS])
+def test_backward_parameter_errors_name_the_backward(name, call, error, word):
+    with pytest.raises(error, match=word) as info:
+        call()
+    assert str(info.value).startswith(f"{name}.backward()"), str(info.value)
+
+
 def test_registry_and_namespace():
     from actfast import special
     names = ["prelu", "swish", "pact", "rrelu", "noisy_relu", "maxout", "glu"]
