@@ -90,12 +90,12 @@ def _c_order_stride(a):
 def _one_stride(a, compute, output=False):
     """Can the elementwise loops take `a` as it is, as a 1-D view of its elements in C order
     (which a.reshape(-1) then is)? Of the compute dtype, aligned, with one stride
-    (_c_order_stride) of whole elements, and for an output one that keeps them apart."""
+    (_c_order_stride) of whole elements, and for an output not 0 (which would write them all
+    to one place)."""
     if a.dtype != compute or not a.flags.aligned:
         return False
     stride = _c_order_stride(a)
-    return (stride is not None and stride % a.itemsize == 0
-            and not (output and abs(stride) < a.itemsize))
+    return stride is not None and stride % a.itemsize == 0 and not (output and stride == 0)
 
 
 def _prepare(out, shape, compute, result, arrays, aligned, strided=False):
@@ -662,7 +662,7 @@ class RReLU(_Function):
             raise ValueError("rrelu(): argument 'noise' is written in training mode only "
                              "(training=True)")
         if not training:
-            self._check_eval_slope(lower, upper, (x,))
+            self._check_eval_slope(lower, upper, (x,), "rrelu")
             return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=_mean(lower, upper))
         return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
 
@@ -692,7 +692,7 @@ class RReLU(_Function):
         return grad_input
 
     @staticmethod
-    def _check_eval_slope(lower, upper, operands, function="rrelu"):
+    def _check_eval_slope(lower, upper, operands, function):
         # eval mode is leaky_relu, whose float32 kernel takes the slope as a float32 number:
         # refused there when the call computes in float32 and no float32 holds it, named here
         message = float32_number("the eval-mode slope (lower + upper) / 2", _mean(lower, upper))
