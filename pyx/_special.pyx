@@ -220,9 +220,9 @@ cdef double block(Op op, const floating* x, const floating* g, floating* out, Py
     elif op == NOISY_RELU_BWD_FROM_OUTPUT:
         for i in range(n):
             out[i] = <floating>K.relu_bwd_from_output(g[i], x[i])
-    elif op == RRELU_NOISE_BWD:  # (the product in the dtype, as PyTorch's)
+    elif op == RRELU_NOISE_BWD:  # (the product in the dtype, as PyTorch's; a NaN g as itself)
         for i in range(n):
-            out[i] = g[i] * x[i]
+            out[i] = K.nan_passing(g[i], g[i] * x[i])
     else:
         c = 0
         while c < n:
@@ -711,7 +711,7 @@ cdef inline void prelu_segment(const floating* x, const floating* g, const float
     cdef floating xf, gf
     if g == NULL:
         for k in range(m):
-            dest[k] = <floating>K.leaky_relu_fwd(x[k], pattern[k])
+            dest[k] = S.prelu_fwd(x[k], pattern[k])
         return
     for k in range(m):
         # (grad_input in the arrays' precision: a float32 product rounded once, as in
@@ -791,7 +791,7 @@ cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const 
             # them (and vectorise); each channel's sum adds its rows in order
             if g == NULL:
                 for c in range(c0, c1):
-                    out[row + c] = <floating>K.leaky_relu_fwd(x[row + c], weight[c])
+                    out[row + c] = S.prelu_fwd(x[row + c], weight[c])
             else:
                 for c in range(c0, c1):
                     xv, gv = x[row + c], g[row + c]
@@ -803,7 +803,7 @@ cdef void prelu_item(const Tiling* t, Py_ssize_t item, const floating* x, const 
             w = weight[c]
             if g == NULL:
                 for j in range(base + j0, base + j1):
-                    out[j] = <floating>K.leaky_relu_fwd(x[j], w)
+                    out[j] = S.prelu_fwd(x[j], <floating>w)
                 continue
             s = 0.0
             j = base + j0

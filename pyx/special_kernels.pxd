@@ -239,6 +239,14 @@ cdef inline double pact_dalpha(double grad_output, double x, double alpha) noexc
 
 # ---- prelu ---------------------------------------------------------------------------------
 
+cdef inline floating prelu_fwd(floating x, floating weight) noexcept nogil:
+    # leaky_relu_fwd with the channel's weight, but a NaN x as itself whatever the weight: where
+    # both are NaN, x * weight gives the NaN of whichever operand the compiler put first, which
+    # can differ between a loop and its remainder (and the forward runs in the memory's order,
+    # so an element's place in the loops depends on the layout)
+    return x * weight if x <= 0 else x
+
+
 cdef inline double prelu_dweight(double grad_output, double x) noexcept nogil:
     # PyTorch's _prelu_kernel_backward: 0 for x > 0, else x * grad (so NaN for NaN x)
     return 0.0 if x > 0 else x * grad_output

@@ -512,6 +512,29 @@ def test_streamed_backward_from_the_noise_or_the_output(name, dtype, n_threads, 
         assert_bitwise_equal(out, expected, what=f"out {offset} element(s) off")
 
 
+@pytest.mark.parametrize("n", [1031, 4099, 200003])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["rrelu", "noisy_relu"])
+def test_a_nan_grad_output_passes_from_the_noise_or_the_output(name, dtype, n, rng):
+    # as itself, wherever it sits (vector lanes, loop remainders, streamed or not), also where
+    # the noise (the output) is NaN too: which NaN a product of two NaNs gives depends on the
+    # operand order the compiler picked for each loop (NaNs in both operands at every sixth
+    # element and at the first and last 40)
+    x = with_special_values(rng, values(rng, (n,), dtype))
+    g = grad_values(rng, n, dtype)
+    for a, step in ((x, 3), (g, 2)):
+        for part in (a[::step], a[:40], a[-40:]):
+            part[...] = np.where(rng.random(part.shape) < 0.5, np.nan, -np.nan)
+    if name == "rrelu":
+        result = af.rrelu.backward(g, noise=np.abs(x), training=True)
+        nan = np.isnan(g)
+        assert_bitwise_equal(result[nan], g[nan])
+    else:   # (0 where the output is <= 0, even for a NaN grad_output; else grad_output)
+        y = np.maximum(x, 0)
+        assert_bitwise_equal(af.noisy_relu.backward(g, output=y),
+                             np.where(y <= 0, np.zeros_like(g), g))
+
+
 def test_arithmetic_bound_loops_stream_but_on_amd():
     # swish's forward (beta = 1) and glu's forward stream their stores beyond the cache, but
     # on AMD's CPUs (pyx/stream.h's af_amd_cpu)
@@ -904,6 +927,22 @@ def test_one_stride_operands_are_not_copied_whole(spec, layout, direction, rng):
         assert_bitwise_equal(actual, wanted)
 
 
+# Layouts whose memory order is not the C order (axes permuted; one stride apart that way)
+MEMORY_LAYOUTS = {
+    "F": np.asfortranarray,
+    "axes-permuted": lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)).transpose(1, 2, 0),
+    "F-every-other": lambda a: _f_every_other(a),
+}
+
+
+def _f_every_other(a):
+    """A view holding a's values in every other element of a Fortran-ordered base, along its
+    axis of stride 1 (which then takes two elements' stride)."""
+    base = np.full((2 * a.shape[0],) + a.shape[1:], np.nan, dtype=a.dtype, order="F")
+    base[::2] = a
+    return base[::2]
+
+
 # The functions whose value at an element depends on that element alone (not on its index,
 # as the random ones' draws, nor on its channel, as prelu's weight per channel)
 POSITION_FREE_PARAMS = [p for p in SPEC_PARAMS
@@ -1245,6 +1284,23 @@ def test_prelu_exact_values(shape, dtype, rng):
     grad_input, grad_weight = af.prelu.backward(g, x, weight)
     assert_bitwise_equal(grad_input, np.where(x > 0, g, g * w))
     assert grad_weight.dtype == dtype and grad_weight.shape == weight.shape
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "axes-permuted"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 5, 29), (300, 7, 1), (80, 120, 72)], ids=str)
+def test_prelu_nan_x_passes_as_itself(shape, dtype, layout, rng):
+    # whatever the weight, NaN too, and wherever the element sits: the forward follows the
+    # memory's order, and a product of two NaNs would give the NaN of whichever operand the
+    # compiler put first in each loop (channels over inner runs, over whole rows, both ways)
+    x = values(rng, shape, dtype)
+    x[rng.random(shape) < 0.4] = np.nan
+    x[rng.random(shape) < 0.2] = -np.nan
+    weight = np.where(rng.random(shape[1]) < 0.5, np.nan, -np.nan).astype(dtype)
+    weight[::3] = 0.25
+    laid = x if layout == "C" else MEMORY_LAYOUTS[layout](x)
+    w = weight.reshape(-1, 1)   # (along axis 1 of x)
+    assert_bitwise_equal(af.prelu(laid, weight), np.where(np.isnan(x) | (x > 0), x, w * x))
 
 
 @THREADS
