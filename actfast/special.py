@@ -10,7 +10,12 @@ computed natively, float16 in float32 and returned as float16, bool and integers
 every layout; ``out=`` (for ``backward``, the buffer of grad_input); the GIL released while
 the loops run; results bitwise identical whatever the layout and the thread count, the
 parameters' gradients included (they are sums in double over blocks whose size depends on the
-shape only, added in a fixed order).
+shape only, added in a fixed order). Where a value does not depend on the element's position
+(the forwards of swish, pact, prelu and maxout, maxout's backward, swish's with
+``beta_grad=False``, rrelu's from ``noise`` and noisy_relu's from ``output``) the loops follow
+the memory of x (of grad_output in a backward, of ``out`` when given) and the result is laid
+out like x, as NumPy's ufuncs lay theirs out; the others (glu, the parameters' sums, the
+draws) go in C order and return C-ordered results.
 
 Random draws come from Philox4x32-10 (Salmon et al. 2011), a counter-based generator: the
 value drawn for an element is a pure function of (seed, the element's index in x in C order),
@@ -225,6 +230,37 @@ def _split_axis(shape, axis):
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+# The elementwise ops whose value at an element depends on that element's operands alone, not
+# on its index (no draw by index, no sum in index order): their loop may visit the elements in
+# any order: the memory's (_loop_axes).
+_POSITION_FREE = frozenset({Op.SWISH_FWD, Op.SWISH_BWD_INPUT, Op.PACT_FWD, Op.RRELU_NOISE_BWD,
+                            Op.NOISY_RELU_BWD_FROM_OUTPUT})
+
+
+def _loop_axes(out, shape, result, first):
+    """For a loop whose values do not depend on the elements' positions, the order in which it
+    visits the axes when not the C order (else None): largest stride first in out's memory
+    (out checked here against the result's shape and dtype) or, without out, in first's (x,
+    or grad_output: NumPy's ufuncs and the registry's functions lay their result out like
+    it). A Fortran-ordered or transposed operand is then read, and the result written, in
+    place, as a C-ordered one."""
+    if first.ndim < 2:
+        return None
+    if out is not None:
+        _check_out(out, shape, result)
+        first = out
+    axes = tuple(sorted(range(first.ndim), key=lambda d: -abs(first.strides[d])))
+    return None if axes == tuple(range(first.ndim)) else axes
+
+
+def _in_axes(values, axes, out):
+    """A result computed on operands transposed by `axes`, for the caller: `out` itself, or
+    the new array transposed back (laid out like the operand whose memory gave `axes`)."""
+    grad_input, total = values if isinstance(values, tuple) else (values, None)
+    grad_input = out if out is not None else grad_input.transpose(np.argsort(axes))
+    return grad_input if total is None else (grad_input, total)
+
+
 def _elementwise(op, x, grad_output, target, a=0.0, b=0.0, seed=0, threshold=_COSTLY,
                  noise=None):
     """Run an elementwise op of _special over arrays that _prepare gave (flattened: views;
@@ -246,6 +282,10 @@ def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY, noise=None):
             if isinstance(other, np.ndarray) and np.may_share_memory(noise, other):
                 raise ValueError(f"argument 'noise' overlaps '{name}'")
     (x,), compute, result = _inputs((x,), ("x",))
+    axes = _loop_axes(out, x.shape, result, x) if op in _POSITION_FREE else None
+    if axes is not None:
+        return _in_axes(_forward(op, x.transpose(axes), None if out is None
+                                 else out.transpose(axes), a, b, seed, threshold), axes, out)
     noise_target = None if noise is None else _target(noise, x.shape, compute, result, "noise")
     target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,), strided=True)
     _elementwise(op, x, x, target, a, b, seed, threshold, noise_target)  # (grad_output: x)
@@ -265,6 +305,12 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
         return fast
     (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", x_name))
     _check_shape(f"{function}.backward()", grad_output, "grad_output", x.shape, f"'{x_name}'")
+    axes = (_loop_axes(out, x.shape, result, grad_output) if op in _POSITION_FREE
+            else None)
+    if axes is not None:
+        return _in_axes(_backward(function, op, grad_output.transpose(axes), x.transpose(axes),
+                                  x_name, None if out is None else out.transpose(axes), a, b,
+                                  seed, threshold), axes, out)
     target, (grad_output, x) = _prepare(out, x.shape, compute, result,
                                         (grad_output, x), (True, True), strided=True)
     total = _elementwise(op, x, grad_output, target, a, b, seed, threshold)
@@ -369,12 +415,18 @@ class PReLU(_Function):
             return fast
         (x,), compute, result = _inputs((x,), ("x",))
         layout, weight = self._layout(x.shape, weight, "prelu")
-        target, (x, weight) = _prepare(out, x.shape, compute, result, (x, weight),
+        laid_out, axes = out, _loop_axes(out, x.shape, result, x)
+        if axes is not None:    # (the channels are then along axis axes.index(1))
+            x, laid_out = x.transpose(axes), None if out is None else out.transpose(axes)
+            if layout[1] > 1:
+                layout = _split_axis(x.shape, axes.index(1))
+        target, (x, weight) = _prepare(laid_out, x.shape, compute, result, (x, weight),
                                        (True, False))
         x3 = x.reshape(layout)
         _special.prelu(x3, x3, weight.reshape(-1), target.reshape(layout), False,
                        _api._num_threads, _CHEAP)
-        return _finish(target, out, result)
+        y = _finish(target, laid_out, result)
+        return y if axes is None else _in_axes(y, axes, out)
 
     def backward(self, grad_output, x=None, weight=None, *, output=None, out=None):
         """``(grad_input, grad_weight)``; see the class docstring."""
@@ -850,7 +902,7 @@ class Maxout(_Function):
             raise ValueError(f"{function}(): x has {size} elements along axis {axis}, not a "
                              f"multiple of pieces={pieces}")
         shape = x.shape[:axis] + (size // pieces,) + x.shape[axis + 1:]
-        return shape, (outer * (size // pieces), pieces, inner)
+        return shape, (outer * (size // pieces), pieces, inner), axis
 
     def __call__(self, x, /, pieces, axis=-1, *, out=None):
         fast = _special.grouped_fast(False, x, None, out, pieces, axis, _api._num_threads,
@@ -858,7 +910,11 @@ class Maxout(_Function):
         if fast is not None:    # the common call, checked and run in compiled code
             return fast
         (x,), compute, result = _inputs((x,), ("x",))
-        shape, groups = self._layout(x, pieces, axis, "maxout")
+        shape, groups, axis = self._layout(x, pieces, axis, "maxout")
+        axes = _loop_axes(out, shape, result, x)
+        if axes is not None:    # (each group along axis axes.index(axis), in its order)
+            return _in_axes(self(x.transpose(axes), pieces, axes.index(axis),
+                                 out=None if out is None else out.transpose(axes)), axes, out)
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
         # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
         _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
@@ -876,9 +932,15 @@ class Maxout(_Function):
             if fast is not None:
                 return fast
         (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        shape, groups = self._layout(x, pieces, axis, "maxout.backward")
+        shape, groups, axis = self._layout(x, pieces, axis, "maxout.backward")
         _check_shape("maxout.backward()", grad_output, "grad_output", shape,
                      "maxout's output")
+        axes = _loop_axes(out, x.shape, result, grad_output)
+        if axes is not None:
+            return _in_axes(self.backward(grad_output.transpose(axes), x.transpose(axes), pieces,
+                                          axes.index(axis),
+                                          out=None if out is None else out.transpose(axes)),
+                            axes, out)
         target, (grad_output, x) = _prepare(out, x.shape, compute, result,
                                             (grad_output, x), (False, True))
         _special.maxout(x.reshape(groups), grad_output.reshape(groups[0], groups[2]),

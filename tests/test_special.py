@@ -927,7 +927,30 @@ def test_one_stride_operands_are_not_copied_whole(spec, layout, direction, rng):
         assert_bitwise_equal(actual, wanted)
 
 
-# Layouts whose memory order is not the C order (axes permuted; one stride apart that way)
+# The calls whose value at an element does not depend on where it lies (each element alone,
+# prelu's per channel, maxout's per group): their loops visit the axes in the order of the
+# memory of x (of grad_output in a backward): operands in Fortran order, transposed or one
+# stride apart that way are read in place, and the result is laid out like x, as NumPy's
+# ufuncs lay theirs out. `o`: the operands, all in one layout; weight C-contiguous.
+MEMORY_ORDER_CALLS = {
+    "swish-beta=1.7": lambda o: af.swish(o["x"], beta=1.7),
+    "swish-beta=1": lambda o: af.swish(o["x"], beta=1.0),
+    "swish-beta=0": lambda o: af.swish(o["x"], beta=0.0),
+    "swish-beta=1.7-fixed-backward": lambda o: af.swish.backward(o["g"], o["x"], beta=1.7,
+                                                                 beta_grad=False)[0],
+    "pact": lambda o: af.pact(o["x"], 1.5),
+    "rrelu-backward-from-the-noise": lambda o: af.rrelu.backward(o["g"], noise=o["noise"],
+                                                                 training=True),
+    "noisy_relu-backward-from-output": lambda o: af.noisy_relu.backward(o["g"],
+                                                                        output=o["output"]),
+    "prelu-channels": lambda o: af.prelu(o["x"], o["weight"]),
+    "prelu-single": lambda o: af.prelu(o["x"], o["weight"][:1]),
+    "maxout-pieces=3-axis=1": lambda o: af.maxout(o["x"], 3, axis=1),
+    "maxout-pieces=3-axis=1-backward": lambda o: af.maxout.backward(o["g_group"], o["x"], 3,
+                                                                    axis=1),
+}
+
+MEMORY_ORDER_SHAPE = (80, 120, 72)  # 691200 elements, beside which the workspace is small
 MEMORY_LAYOUTS = {
     "F": np.asfortranarray,
     "axes-permuted": lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)).transpose(1, 2, 0),
@@ -941,6 +964,51 @@ def _f_every_other(a):
     base = np.full((2 * a.shape[0],) + a.shape[1:], np.nan, dtype=a.dtype, order="F")
     base[::2] = a
     return base[::2]
+
+
+def _stride_order(a):
+    """a's axes from the largest stride to the smallest (in magnitude)."""
+    return tuple(np.argsort([-abs(s) for s in a.strides], kind="stable"))
+
+
+# (prelu's and maxout's loops take contiguous operands only: one stride apart, they are
+# copied)
+MEMORY_ORDER_CASES = [(name, layout) for name in MEMORY_ORDER_CALLS for layout in MEMORY_LAYOUTS
+                      if layout != "F-every-other" or not name.startswith(("prelu", "maxout"))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name, layout", MEMORY_ORDER_CASES,
+                         ids=[f"{name}-{layout}" for name, layout in MEMORY_ORDER_CASES])
+def test_position_free_calls_follow_the_memory_order(name, layout, dtype, rng):
+    # the bits of the call on C-contiguous operands, with NaNs of both signs in x and in
+    # grad_output (an element meets another lane or a loop's remainder than in C order);
+    # the result laid out like x; no copy of a whole operand: the call's peak allocation
+    # is its result (and a quarter of x's size to spare)
+    shape = MEMORY_ORDER_SHAPE
+    x = with_special_values(rng, values(rng, shape, dtype))
+    x[..., ::7] = np.where(rng.random(x[..., ::7].shape) < 0.5, np.nan, -np.nan)
+    g = grad_values(rng, shape, dtype)
+    g[..., ::5] = np.where(rng.random(g[..., ::5].shape) < 0.5, np.nan, -np.nan)
+    operands = {"x": x, "g": g, "noise": np.abs(x), "output": np.maximum(x, 0),
+                "g_group": grad_values(rng, _axis_shape(shape, 1, 3), dtype)}
+    call = MEMORY_ORDER_CALLS[name]
+    weight = np.linspace(-0.5, 0.5, shape[1]).astype(dtype)
+    expected = call({**operands, "weight": weight})
+    laid = {key: MEMORY_LAYOUTS[layout](a) for key, a in operands.items()}
+    assert not laid["x"].flags.c_contiguous
+    laid["weight"] = weight
+    call(laid)   # (first-call allocations out of the measurement)
+    tracemalloc.start()
+    try:
+        result = call(laid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_bitwise_equal(result, expected)
+    assert _stride_order(result) == _stride_order(laid["x"]), f"result strides {result.strides}"
+    x_bytes = laid["x"].size * laid["x"].itemsize
+    assert peak < result.nbytes + x_bytes / 4, f"{peak} bytes at the peak, x has {x_bytes}"
 
 
 # The functions whose value at an element depends on that element alone (not on its index,
