@@ -705,6 +705,28 @@ def test_maxout_forward_value_is_the_first_maximum():
     assert list(np.signbit(result)) == [True, False]
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("pieces", [5, 257, 70001])
+def test_maxout_long_groups(pieces, dtype, axis, rng):
+    # the loops hold the piece of each group's maximum in an index of the data's width: the
+    # gradient goes to the first maximum wherever it lies in a long group (the first of two
+    # equal ones at the group's last pieces and at random ones, NaNs in some groups)
+    groups = np.round(rng.standard_normal((12, pieces)) * 4).astype(dtype)
+    first = np.concatenate([[pieces - 2, pieces - 1], rng.integers(0, pieces - 1, 10)])
+    for group, at in zip(groups, first):
+        group[at] = group[-1] = 100
+    groups.flat[rng.choice(groups.size, 3, replace=False)] = np.nan
+    x = groups.reshape(4, 3 * pieces)      # three groups per row, or per column for axis 0
+    x = np.ascontiguousarray(x.T) if axis == 0 else x
+    shape = x.shape
+    g = grad_values(rng, _axis_shape(shape, axis, pieces), dtype)
+    assert_bitwise_equal(af.maxout(x, pieces, axis=axis),
+                         R.maxout(x, pieces, axis=axis).astype(dtype))
+    assert_bitwise_equal(af.maxout.backward(g, x, pieces, axis=axis),
+                         R.maxout_grad(g, x, pieces, axis=axis).astype(dtype))
+
+
 # ---- identities with other functions -------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
