@@ -1008,12 +1008,15 @@ def test_position_free_calls_follow_the_memory_order(name, layout, dtype, rng):
     # the result laid out like x; no copy of a whole operand: the call's peak allocation
     # is its result (and a quarter of x's size to spare)
     shape = MEMORY_ORDER_SHAPE
-    x = with_special_values(rng, values(rng, shape, dtype))
-    x[..., ::7] = np.where(rng.random(x[..., ::7].shape) < 0.5, np.nan, -np.nan)
-    g = grad_values(rng, shape, dtype)
-    g[..., ::5] = np.where(rng.random(g[..., ::5].shape) < 0.5, np.nan, -np.nan)
-    operands = {"x": x, "g": g, "noise": np.abs(x), "output": np.maximum(x, 0),
-                "g_group": grad_values(rng, _axis_shape(shape, 1, 3), dtype)}
+
+    def with_nans(a, step):
+        a[..., ::step] = np.where(rng.random(a[..., ::step].shape) < 0.5, np.nan, -np.nan)
+        return a
+
+    x = with_nans(with_special_values(rng, values(rng, shape, dtype)), 7)
+    operands = {"x": x, "g": with_nans(grad_values(rng, shape, dtype), 5),
+                "noise": np.abs(x), "output": np.maximum(x, 0),
+                "g_group": with_nans(grad_values(rng, _axis_shape(shape, 1, 3), dtype), 5)}
     call = MEMORY_ORDER_CALLS[name]
     weight = np.linspace(-0.5, 0.5, shape[1]).astype(dtype)
     expected = call({**operands, "weight": weight})
