@@ -707,11 +707,13 @@ def test_maxout_forward_value_is_the_first_maximum():
 
 @pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("pieces", [5, 257, 70001])
-def test_maxout_long_groups(pieces, dtype, axis, rng):
-    # the loops hold the piece of each group's maximum in an index of the data's width: the
-    # gradient goes to the first maximum wherever it lies in a long group (the first of two
-    # equal ones at the group's last pieces and at random ones, NaNs in some groups)
+@pytest.mark.parametrize("pieces", [3, 4, 8, 5, 257, 70001])
+def test_maxout_groups_of_every_loop(pieces, dtype, axis, rng):
+    # groups of 3, 4 and 8 along the last axis have loops of their own (the size a constant),
+    # the others share one; the piece of each group's maximum is held in an index of the
+    # data's width: the gradient goes to the first maximum wherever it lies, in a long group
+    # too (the first of two equal ones at the group's last pieces and at random ones, NaNs in
+    # some groups)
     groups = np.round(rng.standard_normal((12, pieces)) * 4).astype(dtype)
     first = np.concatenate([[pieces - 2, pieces - 1], rng.integers(0, pieces - 1, 10)])
     for group, at in zip(groups, first):
