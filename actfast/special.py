@@ -253,6 +253,11 @@ def _loop_axes(out, shape, result, first):
     return None if axes == tuple(range(first.ndim)) else axes
 
 
+def _transposed(axes, *arrays):
+    """The operands (and out=, None when not given) transposed by `axes`, for the loop."""
+    return [None if a is None else a.transpose(axes) for a in arrays]
+
+
 def _in_axes(values, axes, out):
     """A result computed on operands transposed by `axes`, for the caller: `out` itself, or
     the new array transposed back (laid out like the operand whose memory gave `axes`)."""
@@ -284,8 +289,8 @@ def _forward(op, x, out, a=0.0, b=0.0, seed=0, threshold=_COSTLY, noise=None):
     (x,), compute, result = _inputs((x,), ("x",))
     axes = _loop_axes(out, x.shape, result, x) if op in _POSITION_FREE else None
     if axes is not None:
-        return _in_axes(_forward(op, x.transpose(axes), None if out is None
-                                 else out.transpose(axes), a, b, seed, threshold), axes, out)
+        x_t, out_t = _transposed(axes, x, out)
+        return _in_axes(_forward(op, x_t, out_t, a, b, seed, threshold), axes, out)
     noise_target = None if noise is None else _target(noise, x.shape, compute, result, "noise")
     target, (x,) = _prepare(out, x.shape, compute, result, (x,), (True,), strided=True)
     _elementwise(op, x, x, target, a, b, seed, threshold, noise_target)  # (grad_output: x)
@@ -308,9 +313,9 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     axes = (_loop_axes(out, x.shape, result, grad_output) if op in _POSITION_FREE
             else None)
     if axes is not None:
-        return _in_axes(_backward(function, op, grad_output.transpose(axes), x.transpose(axes),
-                                  x_name, None if out is None else out.transpose(axes), a, b,
-                                  seed, threshold), axes, out)
+        g_t, x_t, out_t = _transposed(axes, grad_output, x, out)
+        return _in_axes(_backward(function, op, g_t, x_t, x_name, out_t, a, b, seed, threshold),
+                        axes, out)
     target, (grad_output, x) = _prepare(out, x.shape, compute, result,
                                         (grad_output, x), (True, True), strided=True)
     total = _elementwise(op, x, grad_output, target, a, b, seed, threshold)
@@ -417,7 +422,7 @@ class PReLU(_Function):
         layout, weight = self._layout(x.shape, weight, "prelu")
         laid_out, axes = out, _loop_axes(out, x.shape, result, x)
         if axes is not None:    # (the channels are then along axis axes.index(1))
-            x, laid_out = x.transpose(axes), None if out is None else out.transpose(axes)
+            x, laid_out = _transposed(axes, x, out)
             if layout[1] > 1:
                 layout = _split_axis(x.shape, axes.index(1))
         target, (x, weight) = _prepare(laid_out, x.shape, compute, result, (x, weight),
@@ -913,8 +918,8 @@ class Maxout(_Function):
         shape, groups, axis = self._layout(x, pieces, axis, "maxout")
         axes = _loop_axes(out, shape, result, x)
         if axes is not None:    # (each group along axis axes.index(axis), in its order)
-            return _in_axes(self(x.transpose(axes), pieces, axes.index(axis),
-                                 out=None if out is None else out.transpose(axes)), axes, out)
+            x_t, out_t = _transposed(axes, x, out)
+            return _in_axes(self(x_t, pieces, axes.index(axis), out=out_t), axes, out)
         target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
         # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
         _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
@@ -937,9 +942,8 @@ class Maxout(_Function):
                      "maxout's output")
         axes = _loop_axes(out, x.shape, result, grad_output)
         if axes is not None:
-            return _in_axes(self.backward(grad_output.transpose(axes), x.transpose(axes), pieces,
-                                          axes.index(axis),
-                                          out=None if out is None else out.transpose(axes)),
+            g_t, x_t, out_t = _transposed(axes, grad_output, x, out)
+            return _in_axes(self.backward(g_t, x_t, pieces, axes.index(axis), out=out_t),
                             axes, out)
         target, (grad_output, x) = _prepare(out, x.shape, compute, result,
                                             (grad_output, x), (False, True))
