@@ -26,14 +26,13 @@ class Kernel:
     ``<name>_bwd_from_output(grad_output, output, ...)``; ``single`` says it defines
     ``<name>_fwd_single`` / ``<name>_bwd_single``, used for float32 arrays (accurate to float32
     and faster); ``cheap`` kernels (no transcendental function) need the most elements before
-    a second thread pays, ``heavy`` names the directions ("fwd", "bwd") that need the fewest
-    (see :data:`PARALLEL_FROM`); ``moderate`` names the directions whose kernel takes a last
+    a second thread pays, and they stream their stores beyond the cache (_elementwise's
+    STREAMED); ``heavy`` names the directions ("fwd", "bwd") that need the fewest (see
+    :data:`PARALLEL_FROM`); ``moderate`` names the directions whose kernel takes a last
     argument ``moderate``, true for blocks of moderate inputs (see activations.pxd);
-    ``streamed`` the directions that stream their stores when the operands exceed the cache
-    (memory-bound there: every direction of a cheap kernel, and these); ``output_bounds`` the
-    parameters whose values, rounded to the output's dtype, the forward clamps to and the
-    backward from the output compares with (for a float16 output, computed in float32, the
-    API rounds them to float16 first).
+    ``output_bounds`` the parameters whose values, rounded to the output's dtype, the forward
+    clamps to and the backward from the output compares with (for a float16 output, computed
+    in float32, the API rounds them to float16 first).
     """
 
     name: str
@@ -42,14 +41,8 @@ class Kernel:
     single: bool = False
     cheap: bool = False
     moderate: tuple = ()
-    streamed: tuple = ()
     heavy: tuple = ()
     output_bounds: tuple = ()
-
-    def streams(self, direction, amd_cpu=False):
-        """Does direction "fwd" or "bwd" stream its stores at large sizes? On AMD's CPUs only
-        the cheap kernels do (pyx/stream.h's af_amd_cpu; _elementwise chooses at import)."""
-        return self.cheap or (direction in self.streamed and not amd_cpu)
 
     def cost(self, direction):
         """The :data:`PARALLEL_FROM` class of direction "fwd", "bwd" or "from_output" (a
@@ -201,30 +194,29 @@ class Entry:
 KERNELS = (
     Kernel("relu", from_output=True, cheap=True),
     Kernel("leaky_relu", ("negative_slope",), from_output=True, cheap=True),
-    Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd"), streamed=("fwd",)),
+    Kernel("sigmoid", from_output=True, moderate=("fwd", "bwd")),
     Kernel("tanh", from_output=True, moderate=("bwd",)),
     Kernel("gelu", heavy=("fwd", "bwd")),
     Kernel("gelu_tanh", heavy=("fwd", "bwd")),
-    Kernel("silu", moderate=("fwd", "bwd"), streamed=("fwd", "bwd")),
+    Kernel("silu", moderate=("fwd", "bwd")),
     Kernel("relu6", from_output=True, cheap=True),
     Kernel("hardtanh", ("min_val", "max_val"), from_output=True, cheap=True,
            output_bounds=("min_val", "max_val")),
-    Kernel("elu", ("alpha",), from_output=True, streamed=("fwd", "bwd")),
+    Kernel("elu", ("alpha",), from_output=True),
     # (alpha < 0 only: no backward from the output there)
     Kernel("celu", ("alpha",), heavy=("fwd", "bwd")),
-    Kernel("celu_positive", ("alpha",), from_output=True, streamed=("fwd",), heavy=("bwd",)),
-    Kernel("selu", from_output=True, streamed=("fwd", "bwd")),
+    Kernel("celu_positive", ("alpha",), from_output=True, heavy=("bwd",)),
+    Kernel("selu", from_output=True),
     Kernel("softplus", ("beta", "threshold"), heavy=("fwd", "bwd")),
-    Kernel("softplus_beta1", ("threshold",), moderate=("bwd",), streamed=("bwd",),
-           heavy=("fwd",)),
-    Kernel("log_sigmoid", moderate=("bwd",), streamed=("bwd",), heavy=("fwd",)),
+    Kernel("softplus_beta1", ("threshold",), moderate=("bwd",), heavy=("fwd",)),
+    Kernel("log_sigmoid", moderate=("bwd",), heavy=("fwd",)),
     Kernel("softsign", cheap=True),
     Kernel("mish", heavy=("fwd", "bwd")),
     Kernel("hardsigmoid", ("slope", "offset"), cheap=True),
     Kernel("hardswish", cheap=True),
     Kernel("hardshrink", ("lambd",), cheap=True),
     Kernel("softshrink", ("lambd",), cheap=True),
-    Kernel("tanhshrink", streamed=("bwd",)),
+    Kernel("tanhshrink"),
     Kernel("threshold", ("threshold", "value"), cheap=True),
 )
 

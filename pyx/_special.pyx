@@ -26,17 +26,11 @@ cimport activations as K
 cimport special_kernels as S
 from arrays cimport (apart, float_type, gather_run, independent_or_same, like, scatter_run,
                     simple, writeable_like)
-from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_amd_cpu, af_stream_copy,
+from stream cimport (STREAM_BYTES, STREAM_FROM, VECTOR, af_stream_copy,
                     af_stream_fence, af_stream_push, af_streamer, af_streamer_to,
                     to_vector_boundary)
 
 cnp.import_array()
-
-# Do the loops bound by their arithmetic (swish's forward with beta = 1, glu's forward) stream
-# their stores beyond the cache? Not on AMD's CPUs (stream.h's af_amd_cpu; on the Zen 4 machine
-# at 10^7, 2 threads, in float32 they took 0.78-0.90x the time without in 9 runs of 10)
-cdef bint STREAM_ARITHMETIC = not af_amd_cpu()
-STREAMS_ARITHMETIC = STREAM_ARITHMETIC    # for the tests
 
 cdef enum:
     # Elements per work item and per reduction block: large enough that a parallel loop's
@@ -422,17 +416,19 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     cdef double one_block
     cdef double* sums = &one_block
     cdef double[::1] block_sums
-    # the memory-bound ops (pact's clip and its backward, swish's forward with beta = 1:
-    # silu's kernel, rrelu's forward when it writes its noise too, the backwards from the noise
-    # or the output) stream their output beyond the cache, as the elementwise loops (and as
-    # there, not in place): by block_streamed, but pact's backward, whose sums keep their
-    # blocks and stream within them (pact_grad). At 10^7, streamed against plain (2 threads):
+    # the memory-bound ops (pact's clip and its backward, rrelu's forward when it writes its
+    # noise too, the backwards from the noise or the output) stream their output beyond the
+    # cache, as the elementwise loops (and as there, not in place): by block_streamed, but
+    # pact's backward, whose sums keep their blocks and stream within them (pact_grad). Not
+    # swish's forward, bound by its exponential as silu's: streamed at beta = 1 it took
+    # 1.3-1.5x the time (once 0.99x) on the Intel Xeon of model 207 in float32 at 5*10^6-10^7,
+    # 0.94-1.15x in float64, and 1.1-1.3x on the AMD EPYC (Zen 4) in float32 at 10^7. At 10^7, streamed against plain (2 threads):
     # rrelu's forward with its noise float64 8.8 against 22.9 ms, float32 6.8 against 7.2
     # (without it, streamed took 1.05x the time, bound by its draws: not streamed); its
     # backward from the noise float32 2.77 against 3.26 ms, float64 5.13 against 6.62; pact's
     # backward float32 3.40 against 4.33 ms, float64 7.49 against 10.1.
-    cdef bint one_input = op == PACT_FWD or (op == SWISH_FWD and a == 1.0)
-    cdef bint stream = (((one_input and (op == PACT_FWD or STREAM_ARITHMETIC))
+    cdef bint one_input = op == PACT_FWD
+    cdef bint stream = ((one_input
                          or (op == RRELU_TRAIN_FWD and noise != NULL)
                          or op == PACT_BWD or op == RRELU_NOISE_BWD
                          or op == NOISY_RELU_BWD_FROM_OUTPUT)
@@ -1234,51 +1230,16 @@ cdef void glu_item(Py_ssize_t item, Py_ssize_t n_chunks, Py_ssize_t half, const 
             start = stop
 
 
-cdef void glu_forward_streamed(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t half,
-                               const floating* x, floating* out) noexcept nogil:
-    """glu's forward for the elements start..stop-1 of out (flat, rows of `half`) beyond the
-    cache, as block_streamed: the elements before out's first VECTOR boundary directly, then
-    STREAM_BYTES of output at a time into a buffer in the first-level cache (a block split
-    where it crosses a row's end), streamed from there; fenced at the end."""
-    cdef double buffer[STREAM_BYTES >> 3]
-    cdef Py_ssize_t per = STREAM_BYTES // sizeof(floating), m, i, o, k, run
-    cdef Py_ssize_t c = start + min(stop - start,
-                                    to_vector_boundary(out + start, sizeof(floating)))
-    cdef floating* dest
-    cdef const floating* a
-    i = start
-    while i < stop:
-        m = c - i if i < c else min(per, stop - i)
-        dest = out + i if i < c else <floating*>buffer
-        k = 0
-        while k < m:    # the block's runs within one row each
-            o = (i + k) // half
-            a = x + 2 * o * half + (i + k - o * half)
-            run = min(m - k, (o + 1) * half - (i + k))
-            glu_forward_run(a, a + half, dest + k, run)
-            k += run
-        if i >= c:
-            af_stream_copy(<char*>(out + i), <char*>buffer, m * sizeof(floating))
-        i += m
-    af_stream_fence()
-
-
 cdef void run_glu(const floating* px, const floating* pg, floating* po, Py_ssize_t rows,
                   Py_ssize_t half, int n_threads, Py_ssize_t parallel_threshold) noexcept nogil:
     """`glu` at these addresses (pg NULL: the forward), rows * half > 0."""
     cdef Py_ssize_t n_chunks = (half + BLOCK - 1) // BLOCK, n_items = rows * n_chunks, item
-    # the forward is memory-bound beyond the cache (x and out: three halves) and streams its
-    # output, each thread from a contiguous range of out (but on AMD's CPUs: STREAM_ARITHMETIC)
-    cdef bint stream = (pg == NULL and STREAM_ARITHMETIC
-                        and 3 * rows * half * <Py_ssize_t>sizeof(floating) >= STREAM_FROM)
-    cdef Py_ssize_t size = rows * half, per, t
-    if 2 * size < parallel_threshold:
+    # (the forward's stores are not streamed beyond the cache: bound by its exponential there,
+    # as swish's, streamed it took 0.92-1.28x the time on the Intel Xeon of model 207 at
+    # 5*10^6-10^7, 1.02-1.43x on the AMD EPYC (Zen 4) in float32 at 10^7 but once 0.89x)
+    if 2 * rows * half < parallel_threshold:
         n_threads = 1
-    if stream:
-        per = (size + n_threads - 1) // n_threads
-        for t in prange(n_threads, schedule='static', num_threads=n_threads):
-            glu_forward_streamed(min(t * per, size), min((t + 1) * per, size), half, px, po)
-    elif n_threads <= 1 or n_items == 1:
+    if n_threads <= 1 or n_items == 1:
         for item in range(n_items):
             glu_item(item, n_chunks, half, px, pg, po)
     else:

@@ -62,16 +62,13 @@ static inline void af_prefetch(const char* p, size_t bytes) {
 }
 
 /* Is this an AMD CPU? On the AMD EPYC (Zen 4) machine under KVM here, the hardware prefetcher
- * keeps ahead of the loops bound by their arithmetic beyond the cache, and the two means that
- * help them on the Intel machine cost time (_elementwise.pyx and _special.pyx leave them out
- * on AMD's CPUs; A/Bs at 10^7, 2 threads, in the commit messages of 55d2365, 7bcbda0, 9606243):
- * - af_prefetch (and the steps of PREFETCH_STEP bytes it comes with): the backwards took
- *   1.02-1.27x the time (float32 at 10^7, float64 at 10^6 and 10^7), the forwards 0.98-1.09x;
- * - streamed stores through a buffer (Kernel.streamed; swish's and glu's forwards): the
- *   float32 forwards took 1.02-1.43x the time (glu's once 0.89x), the backwards 1.1-1.6x in
- *   most runs; while the host's memory was busier, some backwards gained from streaming
- *   (elu's, selu's, softplus' and log_sigmoid's, 0.85-0.91x), and glu's float64 forward.
- * Elsewhere both stay as measured on the Intel machine (above; STREAMED's comment). */
+ * keeps ahead of the loops bound by their arithmetic beyond the cache, and af_prefetch (and
+ * the steps of PREFETCH_STEP bytes it comes with), which helps them on the Intel machines,
+ * costs time: the backwards took 1.02-1.27x the time (float32 at 10^7, float64 at 10^6 and
+ * 10^7), the forwards 0.98-1.09x (A/Bs at 10^7, 2 threads, in the commit messages of 55d2365,
+ * 7bcbda0, 9606243); _elementwise.pyx leaves it out on AMD's CPUs. (Streamed stores through a
+ * buffer cost those loops time there too, float32 forwards 1.02-1.43x, backwards 1.1-1.6x,
+ * and on the Intel Xeon of model 207: no loop with an exponential streams its stores.) */
 static inline int af_amd_cpu(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();

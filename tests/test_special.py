@@ -24,7 +24,7 @@ import pytest
 import actfast as af
 from actfast import _special
 from actfast import reference as R
-from conftest import (REPRESENTATIONS, THREADS, amd_cpu, assert_bitwise_equal, assert_rel_close,
+from conftest import (REPRESENTATIONS, THREADS, assert_bitwise_equal, assert_rel_close,
                       assert_ulp_close, assert_zero_signs, single_thread, unaligned)
 
 SEED = 0x5EED_1234_ABCD   # the seed of the random functions in the test matrix
@@ -389,9 +389,9 @@ def test_glu_float32_sweep(rng):
 
 @THREADS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_glu_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
-    # From STREAM_FROM bytes of x and out on, glu's forward streams its output: the same bits
-    # as rows computed one call each (below it), with out= off the vector boundary; rows of
+def test_glu_forward_beyond_the_cache_gives_the_same_bits(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x and out on (where glu's forward once streamed its output):
+    # the same bits as rows computed one call each, with out= off the vector boundary; rows of
     # an odd half, so that chunks end anywhere
     rows = 3
     half = 33554432 // (3 * rows * np.dtype(dtype).itemsize) + 1001 + 2 * int(rng.integers(0, 64))
@@ -535,29 +535,17 @@ def test_a_nan_grad_output_passes_from_the_noise_or_the_output(name, dtype, n, r
                              np.where(y <= 0, np.zeros_like(g), g))
 
 
-def test_arithmetic_bound_loops_stream_but_on_amd():
-    # swish's forward (beta = 1) and glu's forward stream their stores beyond the cache, but
-    # on AMD's CPUs (pyx/stream.h's af_amd_cpu)
-    if amd_cpu() is None:
-        pytest.skip("no CPU vendor in /proc/cpuinfo")
-    assert _special.STREAMS_ARITHMETIC == (not amd_cpu())
-
-
-STREAMED_FORWARDS = {"pact": lambda x, **kw: af.pact(x, alpha=2.5, **kw),
-                     "swish": lambda x, **kw: af.swish(x, beta=1.0, **kw)}
-
-
 @THREADS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("name", list(STREAMED_FORWARDS))
-def test_streamed_elementwise_forward_gives_the_same_bits(name, dtype, n_threads, rng):
-    # From STREAM_FROM bytes of x and out on, pact's and swish's (beta = 1) forward stream
-    # their output: the same bits as pieces computed one call each (below it), with out= off
-    # the vector boundary, and in place
-    forward = STREAMED_FORWARDS[name]
+def test_pact_streamed_forward_gives_the_same_bits(dtype, n_threads, rng):
+    # From STREAM_FROM bytes of x and out on, pact's forward streams its output: the same bits
+    # as pieces computed one call each (below it), with out= off the vector boundary, and in
+    # place
+    def forward(x, **kw):
+        return af.pact(x, alpha=2.5, **kw)
     n = 33554432 // (2 * np.dtype(dtype).itemsize) + 1001 + int(rng.integers(0, 4096))
     x = (rng.standard_normal(n) * 4).astype(dtype)
-    x[rng.integers(0, n, 50)] = np.inf   # some chunks by swish's general kernel
+    x[rng.integers(0, n, 50)] = np.inf
     pieces = np.array_split(np.arange(n), 7)
     expected = np.concatenate([forward(x[p[0]:p[-1] + 1]) for p in pieces])
     assert_bitwise_equal(forward(x), expected, {"x": x})
