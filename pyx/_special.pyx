@@ -419,14 +419,15 @@ cdef double run_elementwise(Op op, const floating* px, const floating* pg, float
     # the memory-bound ops (pact's clip and its backward, rrelu's forward when it writes its
     # noise too, the backwards from the noise or the output) stream their output beyond the
     # cache, as the elementwise loops (and as there, not in place): by block_streamed, but
-    # pact's backward, whose sums keep their blocks and stream within them (pact_grad). Not
-    # swish's forward, bound by its exponential as silu's: streamed at beta = 1 it took
-    # 1.3-1.5x the time (once 0.99x) on the Intel Xeon of model 207 in float32 at 5*10^6-10^7,
-    # 0.94-1.15x in float64, and 1.1-1.3x on the AMD EPYC (Zen 4) in float32 at 10^7. At 10^7, streamed against plain (2 threads):
-    # rrelu's forward with its noise float64 8.8 against 22.9 ms, float32 6.8 against 7.2
-    # (without it, streamed took 1.05x the time, bound by its draws: not streamed); its
-    # backward from the noise float32 2.77 against 3.26 ms, float64 5.13 against 6.62; pact's
-    # backward float32 3.40 against 4.33 ms, float64 7.49 against 10.1.
+    # pact's backward, whose sums keep their blocks and stream within them (pact_grad). At
+    # 10^7, streamed against plain (2 threads): rrelu's forward with its noise float64 8.8
+    # against 22.9 ms, float32 6.8 against 7.2 (without it, streamed took 1.05x the time,
+    # bound by its draws: not streamed); its backward from the noise float32 2.77 against
+    # 3.26 ms, float64 5.13 against 6.62; pact's backward float32 3.40 against 4.33 ms,
+    # float64 7.49 against 10.1. Not swish's forward, bound by its exponential as silu's:
+    # streamed at beta = 1 it took 1.3-1.5x the time (once 0.99x) on the Intel Xeon of model
+    # 207 in float32 at 5*10^6-10^7, 0.94-1.15x in float64, and 1.1-1.3x on the AMD EPYC
+    # (Zen 4) in float32 at 10^7.
     cdef bint one_input = op == PACT_FWD
     cdef bint stream = ((one_input
                          or (op == RRELU_TRAIN_FWD and noise != NULL)

@@ -362,10 +362,10 @@ def test_position_independent(case, direction, dtype, n_threads, rng):
 
 # ---- streamed stores: calls whose operands exceed the last-level cache ---------------------
 # From STREAM_FROM bytes (32 MiB) of operands on, the memory-bound kernels (the cheap ones and
-# every backward from the output) compute blocks
-# into a buffer and stream them to the output: the same bits as any other call, with out= at
-# an address off the vector boundary, in rows with gaps between them, and in place (there with
-# ordinary stores: the output's lines are in the cache already). One example per kernel (the
+# every backward from the output) compute blocks into a buffer and stream them to the output:
+# the same bits as any other call, with out= at an address off the vector boundary, in rows
+# with gaps between them, and in place (there with ordinary stores: the output's lines are in
+# the cache already). One example per kernel (the
 # first).
 
 STREAM_BYTES = _elementwise.STREAM_FROM_BYTES
