@@ -288,10 +288,10 @@ class Activation(PickledByName):
         if not params and self._default_resolution is not None:
             return self._default_resolution
         # Validated parameter sets are remembered (a few): validation costs more than a small
-        # array's kernel. The key (parameter_key) holds the values' types and the signs of
-        # zeros too, so that values that compare equal but mean different things (True == 1
-        # == 1.0, 0.0 == -0.0) are different keys; only plain str and float values are
-        # stored, so a key with another type never hits.
+        # array's kernel. The key (parameter_key) holds the types of values other than float
+        # and str and the signs of float zeros too, so that values that compare equal but mean
+        # different things (True == 1 == 1.0, 0.0 == -0.0) are different keys; only plain str
+        # and float values are stored, so a key with another type never hits.
         try:
             key = _elementwise.parameter_key(params)
             resolution = self._cache.get(key)
