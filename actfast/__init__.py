@@ -1,6 +1,6 @@
 """actfast: fast, correct neural-network activation functions for NumPy on the CPU.
 
-Every function is an object built from the registry in :mod:`actfast.catalogue`::
+Every function is a Python function built from the registry in :mod:`actfast.catalogue`::
 
     import actfast as af
     y = af.gelu(x)                               # forward, any array_like

@@ -1,7 +1,6 @@
 """Argument handling, done once for every function: array conversion, dtype resolution,
 ``out=`` checks, overlap, parameters, thread count; then one call into the compiled loops."""
 import os
-import types
 import warnings
 
 import numpy as np
@@ -198,56 +197,36 @@ def apply(direction, kernel, numeric, inputs, names, out, float32_problem=None):
     return target[()] if target.ndim == 0 else target
 
 
-# ---- the public function objects -----------------------------------------------------------
+# ---- the public functions ------------------------------------------------------------------
 
-def _function_named(name):
-    import actfast
-    return getattr(actfast, name)
+def public_function(name, forward, backward, doc):
+    """The package's function `name`: `forward`, named so and documented by `doc`, with
+    `backward` (named name.backward) as its attribute ``backward``. Both are closures over
+    the object that implements them (an Activation, or one of special's and softmax's
+    classes), made by its ``_functions()``.
 
-
-class PickledByName:
-    """Base of the public function objects: pickled and copied as a reference to
-    ``actfast.<__name__>``, as NumPy's ufuncs are, so that the object itself comes back
-    (``multiprocessing.Pool.map(af.gelu, chunks)`` sends the function to the workers). An
-    object that is not the package's own (an Activation built from an Entry of one's own) is
-    pickled and copied as any object is."""
-
-    def __reduce_ex__(self, protocol):
-        import actfast
-        if getattr(actfast, self.__name__, None) is self:
-            return _function_named, (self.__name__,)
-        return super().__reduce_ex__(protocol)
-
-
-def own_class(base, name):
-    """A subclass of `base` for the public function `name` alone, whose ``__call__`` and
-    ``backward`` carry that name: the interpreter's own signature errors (an argument missing,
-    one too many) then read "gelu() missing 1 required positional argument: 'x'" and
-    "gelu.backward() ...", as a NumPy ufunc names itself, not "Activation.__call__() ...".
-    The methods are the same code. The function is made an instance of it from the start
-    (assigning ``__class__`` afterwards cost its calls ~50 ns: Python's attribute caches no
-    longer matched its instance dictionary). Only the package's own objects are made so (one's
-    own Activation is pickled as any object, which a class made here would not allow). The
-    class is named after the function, and found as ``actfast.<name>.__class__`` (so pickle
-    finds it: ``<class 'actfast.gelu.__class__'>``); isinstance(af.gelu, af.Activation)
-    holds, while patching a method of the base class no longer reaches the function."""
-    methods = {"__module__": "actfast", "__qualname__": name + ".__class__",
-               "__doc__": base.__doc__}
-    for attribute, qualname in (("__call__", name), ("backward", name + ".backward")):
-        method = getattr(base, attribute)
-        renamed = types.FunctionType(method.__code__, method.__globals__, method.__name__,
-                                     method.__defaults__, method.__closure__)
-        renamed.__kwdefaults__ = method.__kwdefaults__
-        renamed.__doc__ = method.__doc__
-        renamed.__module__ = method.__module__
-        renamed.__qualname__ = qualname
-        methods[attribute] = renamed
-    return type(name, (base,), methods)
+    Functions rather than the objects: Python calls a function through vectorcall, but an
+    instance of a Python class through its type's call slot, which first packs the arguments
+    into a tuple and the keywords into a dict, then calls ``__call__`` with them: in Python
+    3.11 0.2-0.5 us more per call with keywords, as much as the rest of a call on a small
+    array (af.relu(x, out=out) at 16 elements took ~0.9 us as an object's call, ~0.45 us as
+    a function's). A function also names itself in the interpreter's signature errors
+    ("gelu() missing 1 required positional argument: 'x'", "gelu.backward() ..."), and pickle
+    and copy take it by reference to ``actfast.<name>`` (``multiprocessing.Pool.map(af.gelu,
+    chunks)`` sends the function itself to the workers), as NumPy's ufuncs."""
+    for function, qualname in ((forward, name), (backward, f"{name}.backward")):
+        function.__name__ = qualname.rpartition(".")[2]
+        function.__qualname__ = qualname
+        function.__module__ = "actfast"
+    forward.__doc__ = doc
+    forward.backward = backward
+    return forward
 
 
-class Activation(PickledByName):
-    """An elementwise activation: call it for the forward; ``.backward`` for the
-    vector-Jacobian product."""
+class Activation:
+    """An elementwise activation made from an Entry of the catalogue: call it for the
+    forward; ``.backward`` for the vector-Jacobian product. The package's functions are its
+    two closures (``_functions``, public_function)."""
 
     def __init__(self, entry):
         self.entry = entry
@@ -261,9 +240,12 @@ class Activation(PickledByName):
             self._default_resolution = self._resolve({})
         else:
             self._default_resolution = None
+        self._forward, self.backward = self._functions()
+        self._forward.__qualname__ = entry.name
+        self.backward.__qualname__ = f"{entry.name}.backward"
 
     def __repr__(self):
-        return f"<actfast function {self.entry.name}>"
+        return f"<actfast.Activation {self.entry.name}>"
 
     def _resolve(self, params, name=None):
         """Validate keyword parameters: (kernel, numeric args, normalised params, the
@@ -305,52 +287,68 @@ class Activation(PickledByName):
             self._cache[key] = resolution
         return resolution
 
+    def __call__(self, *args, **kwargs):
+        """The forward (of one's own Activation: the package's functions are its closures)."""
+        return self._forward(*args, **kwargs)
+
+    def __reduce__(self):
+        # (its closures do not pickle: it is made again from its entry)
+        return Activation, (self.entry,)
+
     # The common call (float32/float64 ndarrays, out None or simple) is checked and run in
     # compiled code (_elementwise.run_fast): it then costs about what a ufunc call does.
 
     # Parameters that float32 kernels cannot use (float32_problem) send every call to apply,
     # which refuses them for float32 and float16 input.
 
-    def __call__(self, x, /, *, out=None, **params):
-        kernel, numeric, _, index, float32_problem = self._resolution(params)
-        if float32_problem is None:
-            result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric, _num_threads)
-            if result is not None:
-                return result
-        return apply(FORWARD, kernel, numeric, (x,), ("x",), out, float32_problem)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object: the
+        package's functions (public_function), and the methods of one's own Activation."""
 
-    def backward(self, grad_output, x=None, *, output=None, out=None, **params):
-        """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
-        name = self.entry.name
-        try:   # (free in Python 3.11 while nothing is raised)
-            kernel, numeric, values, index, float32_problem = self._resolution(params)
-        except (TypeError, ValueError):
-            self._resolve(params, f"{name}.backward")   # the same error, named for backward
-            raise
-        if (x is None) == (output is None):
-            raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
-        if x is not None:
+        def forward(x, /, *, out=None, **params):
+            kernel, numeric, _, index, float32_problem = self._resolution(params)
             if float32_problem is None:
-                result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out, numeric,
+                result = _elementwise.run_fast(FORWARD, index, x, None, out, numeric,
                                                _num_threads)
                 if result is not None:
                     return result
-            return apply(BACKWARD, kernel, numeric, (grad_output, x), ("grad_output", "x"), out,
+            return apply(FORWARD, kernel, numeric, (x,), ("x",), out, float32_problem)
+
+        def backward(grad_output, x=None, *, output=None, out=None, **params):
+            """grad_output * f'(x): the vector-Jacobian product, from `x` or from `output`."""
+            name = self.entry.name
+            try:   # (free in Python 3.11 while nothing is raised)
+                kernel, numeric, values, index, float32_problem = self._resolution(params)
+            except (TypeError, ValueError):
+                self._resolve(params, f"{name}.backward")   # the same error, for backward
+                raise
+            if (x is None) == (output is None):
+                raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
+            if x is not None:
+                if float32_problem is None:
+                    result = _elementwise.run_fast(BACKWARD, index, grad_output, x, out,
+                                                   numeric, _num_threads)
+                    if result is not None:
+                        return result
+                return apply(BACKWARD, kernel, numeric, (grad_output, x),
+                             ("grad_output", "x"), out,
+                             float32_problem and self._backward_problem(values))
+            if not self.entry.backward_from_output:
+                raise TypeError(f"{name}.backward(): the derivative of {name} is not a "
+                                "function of its output; pass 'x'")
+            if not self.entry.allows_output(values):
+                raise ValueError(f"{name}.backward(): 'output' cannot determine the "
+                                 f"derivative for these parameters ({values}); pass 'x'")
+            if float32_problem is None:
+                result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output,
+                                               output, out, numeric, _num_threads)
+                if result is not None:
+                    return result
+            return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
+                         ("grad_output", "output"), out,
                          float32_problem and self._backward_problem(values))
-        if not self.entry.backward_from_output:
-            raise TypeError(f"{name}.backward(): the derivative of {name} is not a function of "
-                            "its output; pass 'x'")
-        if not self.entry.allows_output(values):
-            raise ValueError(f"{name}.backward(): 'output' cannot determine the derivative for "
-                             f"these parameters ({values}); pass 'x'")
-        if float32_problem is None:
-            result = _elementwise.run_fast(BACKWARD_FROM_OUTPUT, index, grad_output, output, out,
-                                           numeric, _num_threads)
-            if result is not None:
-                return result
-        return apply(BACKWARD_FROM_OUTPUT, kernel, numeric, (grad_output, output),
-                     ("grad_output", "output"), out,
-                     float32_problem and self._backward_problem(values))
+
+        return forward, backward
 
     def _backward_problem(self, values):
         """float32_problem's message for the backward (the cached resolution's names the
@@ -383,4 +381,9 @@ def _docstring(entry):
     return "\n".join(lines)
 
 
-FUNCTIONS = {entry.name: own_class(Activation, entry.name)(entry) for entry in ENTRIES}
+def _public(activation):
+    return public_function(activation.entry.name, activation._forward, activation.backward,
+                           activation.__doc__)
+
+
+FUNCTIONS = {entry.name: _public(Activation(entry)) for entry in ENTRIES}

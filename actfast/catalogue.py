@@ -2,7 +2,7 @@
 
 This module is plain data plus small validators and imports only the standard library:
 ``setup.py`` reads it (without importing numpy or the package) to generate the loops in
-``pyx/_elementwise.pyx.tp``, and the package builds its public function objects, their
+``pyx/_elementwise.pyx.tp``, and the package builds its public functions, their
 docstrings, the README table, the tests' parametrization and the benchmarks from it.
 
 Adding an elementwise function means: one scalar kernel pair ``<kernel>_fwd`` /

@@ -25,8 +25,8 @@ import operator
 import numpy as np
 
 from . import _api, _softmax
-from ._api import (PickledByName, _as_input, _c_contiguous, _check_out, _copy_into,
-                   _result_dtype, _same_view, own_class)
+from ._api import (_as_input, _c_contiguous, _check_out, _copy_into, _result_dtype,
+                   _same_view, public_function)
 
 _FWD = _softmax.FORWARD_OPS
 _BWD = _softmax.BACKWARD_OPS
@@ -226,12 +226,12 @@ def _deliver(view, shape, out, result_dtype, direct):
 
 # ---- softmax, log_softmax, softmin ---------------------------------------------------------
 
-class SoftmaxFunction(PickledByName):
-    """softmax, softmin or log_softmax along an axis: call it for the forward, ``.backward``
-    for the vector-Jacobian product."""
+class SoftmaxFunction:
+    """The implementation of softmax, softmin or log_softmax along an axis: its _functions()
+    are the package's function and its backward (_api.public_function)."""
 
     def __init__(self, name, op, sign, doc):
-        self.__name__ = self.__qualname__ = name
+        self.name = name
         self.__doc__ = doc
         self._op = _FWD[op]
         self._backward_op = _BWD[op]
@@ -243,81 +243,84 @@ class SoftmaxFunction(PickledByName):
         self._softmax_sign = 1.0 if self._log else sign
         self._backward_from_x_op = _BWD["log_softmax_prob"] if self._log else self._backward_op
 
-    def __repr__(self):
-        return f"<actfast function {self.__name__}>"
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def __call__(self, x, /, axis=-1, *, where=None, out=None):
-        if where is None:        # the common call, checked and run in compiled code
-            result = _softmax.forward_fast(self._op, x, axis, out, self._sign,
-                                           _api._num_threads, PARALLEL_FROM_FORWARD)
-            if result is not None:
-                return result
-        name = self.__name__
-        array, compute = _as_input(x, "x")
-        result_dtype = _result_dtype((array,), compute)
-        axis = _axis(name, axis, array.ndim)
-        mask = _mask(name, where, array.shape)
-        if out is not None:
-            _check_out(out, array.shape, result_dtype)
-        rows, axis = _rows(array.astype(compute, copy=False), axis)
-        layout = _Layout(rows, axis)
-        mask3 = layout.mask(None if mask is None else mask.reshape(rows.shape))
-        target, view, (x3,), direct = _target(layout, out, compute, rows.shape,
-                                              (layout.to_loop(rows),), True)
-        _softmax.forward(self._op, x3, target, mask3, None, self._sign, _api._num_threads,
-                         PARALLEL_FROM_FORWARD[x3.itemsize])
-        return _deliver(view, array.shape, out, result_dtype, direct)
+        def forward(x, /, axis=-1, *, where=None, out=None):
+            if where is None:        # the common call, checked and run in compiled code
+                result = _softmax.forward_fast(self._op, x, axis, out, self._sign,
+                                               _api._num_threads, PARALLEL_FROM_FORWARD)
+                if result is not None:
+                    return result
+            name = self.name
+            array, compute = _as_input(x, "x")
+            result_dtype = _result_dtype((array,), compute)
+            axis = _axis(name, axis, array.ndim)
+            mask = _mask(name, where, array.shape)
+            if out is not None:
+                _check_out(out, array.shape, result_dtype)
+            rows, axis = _rows(array.astype(compute, copy=False), axis)
+            layout = _Layout(rows, axis)
+            mask3 = layout.mask(None if mask is None else mask.reshape(rows.shape))
+            target, view, (x3,), direct = _target(layout, out, compute, rows.shape,
+                                                  (layout.to_loop(rows),), True)
+            _softmax.forward(self._op, x3, target, mask3, None, self._sign, _api._num_threads,
+                             PARALLEL_FROM_FORWARD[x3.itemsize])
+            return _deliver(view, array.shape, out, result_dtype, direct)
 
-    def backward(self, grad_output, x=None, *, output=None, axis=-1, where=None, out=None):
-        """The vector-Jacobian product, from x or from the forward's output (see the
-        function's docstring)."""
-        if where is None and (x is None) != (output is None):   # the common call, compiled
-            if x is None:
-                result = _softmax.backward_fast(self._backward_op, grad_output, output, axis,
-                                                out, self._sign, _api._num_threads,
-                                                PARALLEL_FROM_BACKWARD)
+        def backward(grad_output, x=None, *, output=None, axis=-1, where=None, out=None):
+            """The vector-Jacobian product, from x or from the forward's output (see the
+            function's docstring)."""
+            if where is None and (x is None) != (output is None):   # the common call, compiled
+                if x is None:
+                    result = _softmax.backward_fast(self._backward_op, grad_output, output, axis,
+                                                    out, self._sign, _api._num_threads,
+                                                    PARALLEL_FROM_BACKWARD)
+                else:
+                    result = _softmax.backward_fast(self._backward_from_x_op, grad_output, x, axis,
+                                                    out, self._sign, _api._num_threads,
+                                                    PARALLEL_FROM_BACKWARD, _FWD["softmax"],
+                                                    self._softmax_sign, PARALLEL_FROM_FORWARD)
+                if result is not None:
+                    return result
+            name = self.name
+            if (x is None) == (output is None):
+                raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
+            v_name = "x" if x is not None else "output"
+            g, g_dtype = _as_input(grad_output, "grad_output")
+            v, v_dtype = _as_input(x if x is not None else output, v_name)
+            if g.shape != v.shape:
+                raise ValueError(f"{name}.backward(): argument 'grad_output' has shape {g.shape}, "
+                                 f"argument '{v_name}' has shape {v.shape}")
+            compute = np.result_type(g_dtype, v_dtype)
+            result_dtype = _result_dtype((g, v), compute)
+            axis = _axis(f"{name}.backward", axis, v.ndim)
+            mask = _mask(f"{name}.backward", where, v.shape)
+            if out is not None:
+                _check_out(out, v.shape, result_dtype)
+            shape = v.shape
+            v, axis = _rows(v.astype(compute, copy=False), axis)
+            g = g.astype(compute, copy=False).reshape(v.shape)
+            layout = _Layout(v, axis)
+            mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
+            inputs = (layout.to_loop(g), layout.to_loop(v))
+            if x is not None:   # y = the forward's output into the target (see __init__)
+                target, view, (g3, x3), direct = _target(layout, out, compute, v.shape, inputs,
+                                                         False)
+                _softmax.forward(_FWD["softmax"], x3, target, mask3, None, self._softmax_sign,
+                                 _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
+                op = self._backward_from_x_op
+                y3 = target
             else:
-                result = _softmax.backward_fast(self._backward_from_x_op, grad_output, x, axis,
-                                                out, self._sign, _api._num_threads,
-                                                PARALLEL_FROM_BACKWARD, _FWD["softmax"],
-                                                self._softmax_sign, PARALLEL_FROM_FORWARD)
-            if result is not None:
-                return result
-        name = self.__name__
-        if (x is None) == (output is None):
-            raise TypeError(f"{name}.backward() takes exactly one of 'x' and 'output'")
-        v_name = "x" if x is not None else "output"
-        g, g_dtype = _as_input(grad_output, "grad_output")
-        v, v_dtype = _as_input(x if x is not None else output, v_name)
-        if g.shape != v.shape:
-            raise ValueError(f"{name}.backward(): argument 'grad_output' has shape {g.shape}, "
-                             f"argument '{v_name}' has shape {v.shape}")
-        compute = np.result_type(g_dtype, v_dtype)
-        result_dtype = _result_dtype((g, v), compute)
-        axis = _axis(f"{name}.backward", axis, v.ndim)
-        mask = _mask(f"{name}.backward", where, v.shape)
-        if out is not None:
-            _check_out(out, v.shape, result_dtype)
-        shape = v.shape
-        v, axis = _rows(v.astype(compute, copy=False), axis)
-        g = g.astype(compute, copy=False).reshape(v.shape)
-        layout = _Layout(v, axis)
-        mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
-        inputs = (layout.to_loop(g), layout.to_loop(v))
-        if x is not None:   # y = the forward's output into the target (see __init__)
-            target, view, (g3, x3), direct = _target(layout, out, compute, v.shape, inputs,
-                                                     False)
-            _softmax.forward(_FWD["softmax"], x3, target, mask3, None, self._softmax_sign,
-                             _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
-            op = self._backward_from_x_op
-            y3 = target
-        else:
-            target, view, (g3, y3), direct = _target(layout, out, compute, v.shape, inputs,
-                                                     True)
-            op = self._backward_op
-        _softmax.backward(op, g3, y3, target, mask3, self._sign, _api._num_threads,
-                          PARALLEL_FROM_BACKWARD[y3.itemsize])
-        return _deliver(view, shape, out, result_dtype, direct)
+                target, view, (g3, y3), direct = _target(layout, out, compute, v.shape, inputs,
+                                                         True)
+                op = self._backward_op
+            _softmax.backward(op, g3, y3, target, mask3, self._sign, _api._num_threads,
+                              PARALLEL_FROM_BACKWARD[y3.itemsize])
+            return _deliver(view, shape, out, result_dtype, direct)
+
+        return forward, backward
 
 
 # ---- logsumexp -----------------------------------------------------------------------------
@@ -337,102 +340,104 @@ def _reduced_shape(shape, axis, keepdims, flat):
     return shape[:axis] + shape[axis + 1:]
 
 
-class LogSumExp(PickledByName):
-    """logsumexp along an axis: call it for the forward, ``.backward`` for the
-    vector-Jacobian product."""
-
-    __name__ = __qualname__ = "logsumexp"
+class LogSumExp:
+    """The implementation of logsumexp along an axis: its _functions() are the package's
+    function and its backward (_api.public_function)."""
 
     def __init__(self, doc):
         self.__doc__ = doc
 
-    def __repr__(self):
-        return "<actfast function logsumexp>"
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def __call__(self, x, /, axis=-1, keepdims=False, *, where=None, out=None):
-        if where is None:        # the common call, checked and run in compiled code
-            result = _softmax.logsumexp_fast(x, axis, keepdims, out, _api._num_threads,
-                                             PARALLEL_FROM_FORWARD)
-            if result is not None:
-                return result
-        keepdims = _keepdims("logsumexp", keepdims)
-        array, compute = _as_input(x, "x")
-        result_dtype = _result_dtype((array,), compute)
-        flat = axis is None or array.ndim == 0
-        axis = _axis("logsumexp", axis, array.ndim)
-        mask = _mask("logsumexp", where, array.shape)
-        shape = _reduced_shape(array.shape, axis, keepdims, flat)
-        if out is not None:
-            _check_out(out, shape, result_dtype)
-        rows, axis = _rows(array.astype(compute, copy=False), axis)
-        layout = _Layout(rows, axis)
-        mask3 = layout.mask(None if mask is None else mask.reshape(rows.shape))
-        rowvals = np.empty((layout.dims[0], layout.dims[2]), dtype=compute)
-        _softmax.forward(_FWD["logsumexp"], layout.to_loop(rows), None, mask3, rowvals, 1.0,
-                         _api._num_threads, PARALLEL_FROM_FORWARD[rowvals.itemsize])
-        # rowvals is C-ordered over the loops' axes without the reduced one: back to logical
-        kept = [d for d in (layout.perm or range(rows.ndim)) if d != axis]
-        result = rowvals.reshape([rows.shape[d] for d in kept])
-        result = result.transpose(np.argsort([d if d < axis else d - 1 for d in kept]))
-        return _deliver(result, shape, out, result_dtype, False)
+        def forward(x, /, axis=-1, keepdims=False, *, where=None, out=None):
+            if where is None:        # the common call, checked and run in compiled code
+                result = _softmax.logsumexp_fast(x, axis, keepdims, out, _api._num_threads,
+                                                 PARALLEL_FROM_FORWARD)
+                if result is not None:
+                    return result
+            keepdims = _keepdims("logsumexp", keepdims)
+            array, compute = _as_input(x, "x")
+            result_dtype = _result_dtype((array,), compute)
+            flat = axis is None or array.ndim == 0
+            axis = _axis("logsumexp", axis, array.ndim)
+            mask = _mask("logsumexp", where, array.shape)
+            shape = _reduced_shape(array.shape, axis, keepdims, flat)
+            if out is not None:
+                _check_out(out, shape, result_dtype)
+            rows, axis = _rows(array.astype(compute, copy=False), axis)
+            layout = _Layout(rows, axis)
+            mask3 = layout.mask(None if mask is None else mask.reshape(rows.shape))
+            rowvals = np.empty((layout.dims[0], layout.dims[2]), dtype=compute)
+            _softmax.forward(_FWD["logsumexp"], layout.to_loop(rows), None, mask3, rowvals, 1.0,
+                             _api._num_threads, PARALLEL_FROM_FORWARD[rowvals.itemsize])
+            # rowvals is C-ordered over the loops' axes without the reduced one: back to logical
+            kept = [d for d in (layout.perm or range(rows.ndim)) if d != axis]
+            result = rowvals.reshape([rows.shape[d] for d in kept])
+            result = result.transpose(np.argsort([d if d < axis else d - 1 for d in kept]))
+            return _deliver(result, shape, out, result_dtype, False)
 
-    def backward(self, grad_output, x, /, axis=-1, keepdims=False, *, where=None, output=None,
-                 out=None):
-        """grad_output (the shape of logsumexp's result) times softmax(x) along axis; with
-        `output`, logsumexp's result for x, as grad_output * exp(x - output)."""
-        if where is None:        # the common call, checked and run in compiled code
-            # (the forward's 0-d result is a NumPy scalar: as an array for the compiled path)
-            result = _softmax.logsumexp_backward_fast(
-                grad_output, x, axis, keepdims, out, _api._num_threads, PARALLEL_FROM_FORWARD,
-                np.asarray(output) if isinstance(output, np.generic) else output)
-            if result is not None:
-                return result
-        keepdims = _keepdims("logsumexp.backward", keepdims)
-        g, g_dtype = _as_input(grad_output, "grad_output")
-        v, v_dtype = _as_input(x, "x")
-        given, dtypes = [g, v], [g_dtype, v_dtype]
-        if output is not None:
-            output, output_dtype = _as_input(output, "output")
-            given.append(output)
-            dtypes.append(output_dtype)
-        compute = np.result_type(*dtypes)
-        result_dtype = _result_dtype(given, compute)
-        flat = axis is None or v.ndim == 0
-        axis = _axis("logsumexp.backward", axis, v.ndim)
-        expected = _reduced_shape(v.shape, axis, keepdims, flat)
-        for name, array in (("grad_output", g), ("output", output)):
-            if array is not None and array.shape != expected:
-                raise ValueError(f"logsumexp.backward(): argument '{name}' has shape "
-                                 f"{array.shape}, logsumexp's result has shape {expected}")
-        mask = _mask("logsumexp.backward", where, v.shape)
-        if out is not None:
-            _check_out(out, v.shape, result_dtype)
-        shape = v.shape
-        v, axis = _rows(v.astype(compute, copy=False), axis)
-        layout = _Layout(v, axis)
-        mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
+        def backward(grad_output, x, /, axis=-1, keepdims=False, *, where=None, output=None,
+                     out=None):
+            """grad_output (the shape of logsumexp's result) times softmax(x) along axis; with
+            `output`, logsumexp's result for x, as grad_output * exp(x - output)."""
+            if where is None:        # the common call, checked and run in compiled code
+                # (the forward's 0-d result is a NumPy scalar: as an array for the compiled path)
+                result = _softmax.logsumexp_backward_fast(
+                    grad_output, x, axis, keepdims, out, _api._num_threads, PARALLEL_FROM_FORWARD,
+                    np.asarray(output) if isinstance(output, np.generic) else output)
+                if result is not None:
+                    return result
+            keepdims = _keepdims("logsumexp.backward", keepdims)
+            g, g_dtype = _as_input(grad_output, "grad_output")
+            v, v_dtype = _as_input(x, "x")
+            given, dtypes = [g, v], [g_dtype, v_dtype]
+            if output is not None:
+                output, output_dtype = _as_input(output, "output")
+                given.append(output)
+                dtypes.append(output_dtype)
+            compute = np.result_type(*dtypes)
+            result_dtype = _result_dtype(given, compute)
+            flat = axis is None or v.ndim == 0
+            axis = _axis("logsumexp.backward", axis, v.ndim)
+            expected = _reduced_shape(v.shape, axis, keepdims, flat)
+            for name, array in (("grad_output", g), ("output", output)):
+                if array is not None and array.shape != expected:
+                    raise ValueError(f"logsumexp.backward(): argument '{name}' has shape "
+                                     f"{array.shape}, logsumexp's result has shape {expected}")
+            mask = _mask("logsumexp.backward", where, v.shape)
+            if out is not None:
+                _check_out(out, v.shape, result_dtype)
+            shape = v.shape
+            v, axis = _rows(v.astype(compute, copy=False), axis)
+            layout = _Layout(v, axis)
+            mask3 = layout.mask(None if mask is None else mask.reshape(v.shape))
 
-        def per_row(a):
-            # a value per row (of the result's shape) as the loops' (outer, inner) array
-            a = a.astype(compute, copy=False).reshape(_reduced_shape(v.shape, axis, True, False))
-            if not layout.identity:
-                a = a.transpose(layout.perm)
-            return _c_contiguous(a, a.dtype).reshape(layout.dims[0], layout.dims[2])
+            def per_row(a):
+                # a value per row (of the result's shape) as the loops' (outer, inner) array
+                a = a.astype(compute, copy=False).reshape(
+                    _reduced_shape(v.shape, axis, True, False))
+                if not layout.identity:
+                    a = a.transpose(layout.perm)
+                return _c_contiguous(a, a.dtype).reshape(layout.dims[0], layout.dims[2])
 
-        rowvals = per_row(g)
-        if output is None:
-            target, view, (x3, rowvals), direct = _target(
-                layout, out, compute, v.shape, (layout.to_loop(v), rowvals), False)
-            _softmax.forward(_FWD["softmax_scaled"], x3, target, mask3, rowvals, 1.0,
-                             _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
-        else:   # one pass, each element read before it is written: out may be x
-            target, view, (x3, rowvals, values), direct = _target(
-                layout, out, compute, v.shape, (layout.to_loop(v), rowvals, per_row(output)),
-                True)
-            _softmax.logsumexp_backward_from_output(rowvals, x3, values, target, mask3,
-                                                    _api._num_threads,
-                                                    PARALLEL_FROM_FORWARD[x3.itemsize])
-        return _deliver(view, shape, out, result_dtype, direct)
+            rowvals = per_row(g)
+            if output is None:
+                target, view, (x3, rowvals), direct = _target(
+                    layout, out, compute, v.shape, (layout.to_loop(v), rowvals), False)
+                _softmax.forward(_FWD["softmax_scaled"], x3, target, mask3, rowvals, 1.0,
+                                 _api._num_threads, PARALLEL_FROM_FORWARD[x3.itemsize])
+            else:   # one pass, each element read before it is written: out may be x
+                target, view, (x3, rowvals, values), direct = _target(
+                    layout, out, compute, v.shape, (layout.to_loop(v), rowvals, per_row(output)),
+                    True)
+                _softmax.logsumexp_backward_from_output(rowvals, x3, values, target, mask3,
+                                                        _api._num_threads,
+                                                        PARALLEL_FROM_FORWARD[x3.itemsize])
+            return _deliver(view, shape, out, result_dtype, direct)
+
+        return forward, backward
 
 
 # ---- docstrings and the registry -----------------------------------------------------------
@@ -585,11 +590,11 @@ array([6.93147181e-01, 1.00000000e+30])
 >>> g = af.logsumexp.backward([1.0, 1.0], x, axis=1, output=af.logsumexp(x, axis=1))
 """)
 
-softmax = own_class(SoftmaxFunction, "softmax")("softmax", "softmax", 1.0, _SOFTMAX_DOC)
-softmin = own_class(SoftmaxFunction, "softmin")("softmin", "softmax", -1.0, _SOFTMIN_DOC)
-log_softmax = own_class(SoftmaxFunction, "log_softmax")("log_softmax", "log_softmax", 1.0,
-                                                        _LOG_SOFTMAX_DOC)
-logsumexp = own_class(LogSumExp, "logsumexp")(_LOGSUMEXP_DOC)
+_IMPLEMENTATIONS = {
+    "softmax": SoftmaxFunction("softmax", "softmax", 1.0, _SOFTMAX_DOC),
+    "log_softmax": SoftmaxFunction("log_softmax", "log_softmax", 1.0, _LOG_SOFTMAX_DOC),
+    "softmin": SoftmaxFunction("softmin", "softmax", -1.0, _SOFTMIN_DOC),
+    "logsumexp": LogSumExp(_LOGSUMEXP_DOC)}
 
-FUNCTIONS = {"softmax": softmax, "log_softmax": log_softmax, "softmin": softmin,
-             "logsumexp": logsumexp}
+FUNCTIONS = {name: public_function(name, *implementation._functions(), implementation.__doc__)
+             for name, implementation in _IMPLEMENTATIONS.items()}

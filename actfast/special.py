@@ -36,8 +36,8 @@ import types
 import numpy as np
 
 from . import _api, _special
-from ._api import (PickledByName, _as_input, _c_contiguous, _check_out, _copy_into,
-                   _result_dtype, _same_view, own_class)
+from ._api import (_as_input, _c_contiguous, _check_out, _copy_into, _result_dtype,
+                   _same_view, public_function)
 from .catalogue import Param, float32_number
 
 # The ops of _special as plain ints: reading a member of the enum class (_special.Op) took
@@ -326,17 +326,11 @@ def _backward(function, op, grad_output, x, x_name, out, a=0.0, b=0.0, seed=0,
     return _finish(target, out, result), result.type(total)
 
 
-class _Function(PickledByName):
-    """A function object of this module: call it for the forward; ``.backward`` for the
-    vector-Jacobian product."""
+class _Function:
+    """The implementation of a function of this module: its _functions() are the package's
+    function and its backward (_api.public_function); the class's docstring documents it."""
 
     name = ""
-
-    def __init__(self):
-        self.__name__ = self.__qualname__ = self.name
-
-    def __repr__(self):
-        return f"<actfast function {self.name}>"
 
 
 # ---- prelu ---------------------------------------------------------------------------------
@@ -418,49 +412,55 @@ class PReLU(_Function):
                              f"one per channel of x (x has shape {shape}: {channels})")
         return layout, weight
 
-    def __call__(self, x, /, weight, *, out=None):
-        fast = _special.prelu_fast(False, x, None, weight, out, _api._num_threads, _CHEAP)
-        if fast is not None:    # the common call, checked and run in compiled code
-            return fast
-        (x,), compute, result = _inputs((x,), ("x",))
-        layout, weight = self._layout(x.shape, weight, "prelu")
-        laid_out, axes = out, _loop_axes(out, x.shape, result, x)
-        if axes is not None:    # (the channels are then along axis axes.index(1))
-            x, laid_out = _transposed(axes, x, out)
-            if layout[1] > 1:
-                layout = _split_axis(x.shape, axes.index(1))
-        target, (x, weight) = _prepare(laid_out, x.shape, compute, result, (x, weight),
-                                       (True, False))
-        x3 = x.reshape(layout)
-        _special.prelu(x3, x3, weight.reshape(-1), target.reshape(layout), False,
-                       _api._num_threads, _CHEAP)
-        y = _finish(target, laid_out, result)
-        return y if axes is None else _in_axes(y, axes, out)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, weight=None, *, output=None, out=None):
-        """``(grad_input, grad_weight)``; see the class docstring."""
-        if output is None:
-            fast = _special.prelu_fast(True, x, grad_output, weight, out, _api._num_threads,
-                                       _CHEAP)
+        def forward(x, /, weight, *, out=None):
+            fast = _special.prelu_fast(False, x, None, weight, out, _api._num_threads, _CHEAP)
             if fast is not None:    # the common call, checked and run in compiled code
                 return fast
-        _not_from_output("prelu", output, "the weight's gradient needs x")
-        _required("prelu.backward", "x", x)
-        _required("prelu.backward", "weight", weight)
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        _check_shape("prelu.backward()", grad_output, "grad_output", x.shape, "'x'")
-        weight_shape = np.shape(weight)
-        layout, weight = self._layout(x.shape, weight, "prelu.backward")
-        target, (grad_output, x, weight) = _prepare(
-            out, x.shape, compute, result, (grad_output, x, weight), (True, True, False))
-        grad_weight = _special.prelu(x.reshape(layout), grad_output.reshape(layout),
-                                     weight.reshape(-1), target.reshape(layout), True,
-                                     _api._num_threads, _CHEAP)
-        with np.errstate(over="ignore"):   # a sum beyond float32 is inf, silently, as in the
-            grad_weight = grad_weight.astype(result)   # compiled path (prelu_fast)
-        grad_weight = grad_weight.reshape(weight_shape)
-        return (_finish(target, out, result),
-                grad_weight[()] if grad_weight.ndim == 0 else grad_weight)
+            (x,), compute, result = _inputs((x,), ("x",))
+            layout, weight = self._layout(x.shape, weight, "prelu")
+            laid_out, axes = out, _loop_axes(out, x.shape, result, x)
+            if axes is not None:    # (the channels are then along axis axes.index(1))
+                x, laid_out = _transposed(axes, x, out)
+                if layout[1] > 1:
+                    layout = _split_axis(x.shape, axes.index(1))
+            target, (x, weight) = _prepare(laid_out, x.shape, compute, result, (x, weight),
+                                           (True, False))
+            x3 = x.reshape(layout)
+            _special.prelu(x3, x3, weight.reshape(-1), target.reshape(layout), False,
+                           _api._num_threads, _CHEAP)
+            y = _finish(target, laid_out, result)
+            return y if axes is None else _in_axes(y, axes, out)
+
+        def backward(grad_output, x=None, weight=None, *, output=None, out=None):
+            """``(grad_input, grad_weight)``; see prelu's docstring."""
+            if output is None:
+                fast = _special.prelu_fast(True, x, grad_output, weight, out, _api._num_threads,
+                                           _CHEAP)
+                if fast is not None:    # the common call, checked and run in compiled code
+                    return fast
+            _not_from_output("prelu", output, "the weight's gradient needs x")
+            _required("prelu.backward", "x", x)
+            _required("prelu.backward", "weight", weight)
+            (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+            _check_shape("prelu.backward()", grad_output, "grad_output", x.shape, "'x'")
+            weight_shape = np.shape(weight)
+            layout, weight = self._layout(x.shape, weight, "prelu.backward")
+            target, (grad_output, x, weight) = _prepare(
+                out, x.shape, compute, result, (grad_output, x, weight), (True, True, False))
+            grad_weight = _special.prelu(x.reshape(layout), grad_output.reshape(layout),
+                                         weight.reshape(-1), target.reshape(layout), True,
+                                         _api._num_threads, _CHEAP)
+            with np.errstate(over="ignore"):   # a sum beyond float32 is inf, silently, as in the
+                grad_weight = grad_weight.astype(result)   # compiled path (prelu_fast)
+            grad_weight = grad_weight.reshape(weight_shape)
+            return (_finish(target, out, result),
+                    grad_weight[()] if grad_weight.ndim == 0 else grad_weight)
+
+        return forward, backward
 
 
 # ---- swish ---------------------------------------------------------------------------------
@@ -526,21 +526,27 @@ class Swish(_Function):
 
     name = "swish"
 
-    def __call__(self, x, /, *, beta=1.0, out=None):
-        beta = _real("swish", "beta", beta, _finite)
-        return _forward(Op.SWISH_FWD, x, out, beta)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, *, output=None, out=None, beta=1.0,
-                 beta_grad=True):
-        """``(grad_input, grad_beta)``; see the class docstring."""
-        _not_from_output("swish", output, "x is not a function of swish(x)")
-        _required("swish.backward", "x", x)
-        beta = _real("swish.backward", "beta", beta, _finite)
-        if beta_grad is not True and not _bool("swish.backward", "beta_grad", beta_grad):
-            grad_input, _ = _backward("swish", Op.SWISH_BWD_INPUT, grad_output, x, "x", out,
-                                      beta)
-            return grad_input, None
-        return _backward("swish", Op.SWISH_BWD, grad_output, x, "x", out, beta)
+        def forward(x, /, *, beta=1.0, out=None):
+            beta = _real("swish", "beta", beta, _finite)
+            return _forward(Op.SWISH_FWD, x, out, beta)
+
+        def backward(grad_output, x=None, *, output=None, out=None, beta=1.0,
+                     beta_grad=True):
+            """``(grad_input, grad_beta)``; see swish's docstring."""
+            _not_from_output("swish", output, "x is not a function of swish(x)")
+            _required("swish.backward", "x", x)
+            beta = _real("swish.backward", "beta", beta, _finite)
+            if beta_grad is not True and not _bool("swish.backward", "beta_grad", beta_grad):
+                grad_input, _ = _backward("swish", Op.SWISH_BWD_INPUT, grad_output, x, "x", out,
+                                          beta)
+                return grad_input, None
+            return _backward("swish", Op.SWISH_BWD, grad_output, x, "x", out, beta)
+
+        return forward, backward
 
 
 # ---- pact ----------------------------------------------------------------------------------
@@ -599,17 +605,24 @@ class PACT(_Function):
 
     name = "pact"
 
-    def __call__(self, x, /, alpha, *, out=None):
-        alpha = _real("pact", "alpha", alpha, _non_negative)
-        return _forward(Op.PACT_FWD, x, out, alpha, threshold=_CHEAP)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, alpha=None, *, output=None, out=None):
-        """``(grad_input, grad_alpha)``; see the class docstring."""
-        _not_from_output("pact", output, "pact(0) = pact(-1) = 0")
-        _required("pact.backward", "x", x)
-        _required("pact.backward", "alpha", alpha)
-        alpha = _real("pact.backward", "alpha", alpha, _non_negative)
-        return _backward("pact", Op.PACT_BWD, grad_output, x, "x", out, alpha, threshold=_CHEAP)
+        def forward(x, /, alpha, *, out=None):
+            alpha = _real("pact", "alpha", alpha, _non_negative)
+            return _forward(Op.PACT_FWD, x, out, alpha, threshold=_CHEAP)
+
+        def backward(grad_output, x=None, alpha=None, *, output=None, out=None):
+            """``(grad_input, grad_alpha)``; see pact's docstring."""
+            _not_from_output("pact", output, "pact(0) = pact(-1) = 0")
+            _required("pact.backward", "x", x)
+            _required("pact.backward", "alpha", alpha)
+            alpha = _real("pact.backward", "alpha", alpha, _non_negative)
+            return _backward("pact", Op.PACT_BWD, grad_output, x, "x", out, alpha,
+                             threshold=_CHEAP)
+
+        return forward, backward
 
 
 # ---- rrelu ---------------------------------------------------------------------------------
@@ -715,42 +728,48 @@ class RReLU(_Function):
             seed = _seed(function, seed)
         return lower, upper, training, seed
 
-    def __call__(self, x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
-                 out=None, noise=None):
-        lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh",
-                                                     "rrelu")
-        if noise is not None and not training:
-            raise ValueError("rrelu(): argument 'noise' is written in training mode only "
-                             "(training=True)")
-        if not training:
-            self._check_eval_slope(lower, upper, (x,), "rrelu")
-            return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=_mean(lower, upper))
-        return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
-                 upper=1.0 / 3.0, training=False, seed=None, noise=None):
-        """grad_input; see the class docstring."""
-        if noise is not None:
-            return self._backward_from_noise(grad_output, x, output, out, lower, upper,
-                                             training, seed, noise)
-        _one_of("rrelu", x, output)
-        lower, upper, training, seed = self._params(lower, upper, training, seed, "again",
-                                                     "rrelu.backward")
-        smallest_slope = lower if training else _mean(lower, upper)
-        if output is not None and smallest_slope < 0:
-            raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
-                             "not tell x's; pass 'x'")
-        if not training:
-            self._check_eval_slope(lower, upper, (grad_output, x if x is not None else output),
-                                   "rrelu.backward")
-            return _api.FUNCTIONS["leaky_relu"].backward(
-                grad_output, x, output=output, out=out, negative_slope=_mean(lower, upper))
-        x_name, x = ("x", x) if x is not None else ("output", output)
-        # From the output: with slopes >= 0, output <= 0 exactly where x <= 0 (the kernel's
-        # test), so the same loop serves both.
-        grad_input, _ = _backward("rrelu", Op.RRELU_TRAIN_BWD, grad_output, x, x_name, out,
-                                  lower, upper - lower, seed)
-        return grad_input
+        def forward(x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
+                    out=None, noise=None):
+            lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh",
+                                                         "rrelu")
+            if noise is not None and not training:
+                raise ValueError("rrelu(): argument 'noise' is written in training mode only "
+                                 "(training=True)")
+            if not training:
+                self._check_eval_slope(lower, upper, (x,), "rrelu")
+                return _api.FUNCTIONS["leaky_relu"](x, out=out, negative_slope=_mean(lower, upper))
+            return _forward(Op.RRELU_TRAIN_FWD, x, out, lower, upper - lower, seed, noise=noise)
+
+        def backward(grad_output, x=None, *, output=None, out=None, lower=1.0 / 8.0,
+                     upper=1.0 / 3.0, training=False, seed=None, noise=None):
+            """grad_input; see rrelu's docstring."""
+            if noise is not None:
+                return self._backward_from_noise(grad_output, x, output, out, lower, upper,
+                                                 training, seed, noise)
+            _one_of("rrelu", x, output)
+            lower, upper, training, seed = self._params(lower, upper, training, seed, "again",
+                                                         "rrelu.backward")
+            smallest_slope = lower if training else _mean(lower, upper)
+            if output is not None and smallest_slope < 0:
+                raise ValueError("rrelu.backward(): with a negative slope the output's sign does "
+                                 "not tell x's; pass 'x'")
+            if not training:
+                self._check_eval_slope(lower, upper, (grad_output, x if x is not None else output),
+                                       "rrelu.backward")
+                return _api.FUNCTIONS["leaky_relu"].backward(
+                    grad_output, x, output=output, out=out, negative_slope=_mean(lower, upper))
+            x_name, x = ("x", x) if x is not None else ("output", output)
+            # From the output: with slopes >= 0, output <= 0 exactly where x <= 0 (the kernel's
+            # test), so the same loop serves both.
+            grad_input, _ = _backward("rrelu", Op.RRELU_TRAIN_BWD, grad_output, x, x_name, out,
+                                      lower, upper - lower, seed)
+            return grad_input
+
+        return forward, backward
 
     @staticmethod
     def _check_eval_slope(lower, upper, operands, function):
@@ -832,27 +851,33 @@ class NoisyReLU(_Function):
             return sigma                            # the common case, valid as it is
         return _real(function, "sigma", sigma, _finite_non_negative)
 
-    def __call__(self, x, /, *, sigma=1.0, seed=None, out=None):
-        sigma = self._sigma(sigma, "noisy_relu")
-        seed = _seed("noisy_relu", seed)
-        return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
-        """grad_input; see the class docstring."""
-        _one_of("noisy_relu", x, output)
-        sigma = self._sigma(sigma, "noisy_relu.backward")
-        if x is None:   # from the output: nothing drawn (a seed given is checked, not used)
-            if seed is not None:
-                _seed("noisy_relu.backward", seed)
-            grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD_FROM_OUTPUT, grad_output,
-                                      output, "output", out, threshold=_CHEAP)
+        def forward(x, /, *, sigma=1.0, seed=None, out=None):
+            sigma = self._sigma(sigma, "noisy_relu")
+            seed = _seed("noisy_relu", seed)
+            return _forward(Op.NOISY_RELU_FWD, x, out, sigma, seed=seed)
+
+        def backward(grad_output, x=None, *, output=None, out=None, sigma=1.0, seed=None):
+            """grad_input; see noisy_relu's docstring."""
+            _one_of("noisy_relu", x, output)
+            sigma = self._sigma(sigma, "noisy_relu.backward")
+            if x is None:   # from the output: nothing drawn (a seed given is checked, not used)
+                if seed is not None:
+                    _seed("noisy_relu.backward", seed)
+                grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD_FROM_OUTPUT, grad_output,
+                                          output, "output", out, threshold=_CHEAP)
+                return grad_input
+            if seed is None:
+                raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
+                                "(or pass output=)")
+            grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
+                                      sigma, seed=_seed("noisy_relu.backward", seed))
             return grad_input
-        if seed is None:
-            raise TypeError("noisy_relu.backward() from 'x' needs the 'seed' of the forward "
-                            "(or pass output=)")
-        grad_input, _ = _backward("noisy_relu", Op.NOISY_RELU_BWD, grad_output, x, "x", out,
-                                  sigma, seed=_seed("noisy_relu.backward", seed))
-        return grad_input
+
+        return forward, backward
 
 
 # ---- maxout --------------------------------------------------------------------------------
@@ -913,47 +938,53 @@ class Maxout(_Function):
         shape = x.shape[:axis] + (size // pieces,) + x.shape[axis + 1:]
         return shape, (outer * (size // pieces), pieces, inner), axis
 
-    def __call__(self, x, /, pieces, axis=-1, *, out=None):
-        fast = _special.grouped_fast(False, x, None, out, pieces, axis, _api._num_threads,
-                                     _CHEAP)
-        if fast is not None:    # the common call, checked and run in compiled code
-            return fast
-        (x,), compute, result = _inputs((x,), ("x",))
-        shape, groups, axis = self._layout(x, pieces, axis, "maxout")
-        axes = _loop_axes(out, shape, result, x)
-        if axes is not None:    # (each group along axis axes.index(axis), in its order)
-            x_t, out_t = _transposed(axes, x, out)
-            return _in_axes(self(x_t, pieces, axes.index(axis), out=out_t), axes, out)
-        target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
-        # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
-        _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
-                        target.reshape(-1), False, _api._num_threads, _CHEAP)
-        return _finish(target, out, result)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, pieces=None, axis=-1, *, output=None, out=None):
-        """grad_input; see the class docstring."""
-        _not_from_output("maxout", output, "the output does not say where the maximum was")
-        _required("maxout.backward", "x", x)
-        _required("maxout.backward", "pieces", pieces)
-        if grad_output is not None:
-            fast = _special.grouped_fast(False, x, grad_output, out, pieces, axis,
-                                         _api._num_threads, _CHEAP)
-            if fast is not None:
+        def forward(x, /, pieces, axis=-1, *, out=None):
+            fast = _special.grouped_fast(False, x, None, out, pieces, axis, _api._num_threads,
+                                         _CHEAP)
+            if fast is not None:    # the common call, checked and run in compiled code
                 return fast
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        shape, groups, axis = self._layout(x, pieces, axis, "maxout.backward")
-        _check_shape("maxout.backward()", grad_output, "grad_output", shape,
-                     "maxout's output")
-        axes = _loop_axes(out, x.shape, result, grad_output)
-        if axes is not None:
-            g_t, x_t, out_t = _transposed(axes, grad_output, x, out)
-            return _in_axes(self.backward(g_t, x_t, pieces, axes.index(axis), out=out_t),
-                            axes, out)
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (False, True))
-        _special.maxout(x.reshape(groups), grad_output.reshape(groups[0], groups[2]),
-                        target.reshape(-1), True, _api._num_threads, _CHEAP)
-        return _finish(target, out, result)
+            (x,), compute, result = _inputs((x,), ("x",))
+            shape, groups, axis = self._layout(x, pieces, axis, "maxout")
+            axes = _loop_axes(out, shape, result, x)
+            if axes is not None:    # (each group along axis axes.index(axis), in its order)
+                x_t, out_t = _transposed(axes, x, out)
+                return _in_axes(forward(x_t, pieces, axes.index(axis), out=out_t), axes, out)
+            target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
+            # grad_output is not read by the forward: x stands in, as a C-contiguous 2-d view
+            _special.maxout(x.reshape(groups), x.reshape(groups[0], groups[1] * groups[2]),
+                            target.reshape(-1), False, _api._num_threads, _CHEAP)
+            return _finish(target, out, result)
+
+        def backward(grad_output, x=None, pieces=None, axis=-1, *, output=None, out=None):
+            """grad_input; see maxout's docstring."""
+            _not_from_output("maxout", output, "the output does not say where the maximum was")
+            _required("maxout.backward", "x", x)
+            _required("maxout.backward", "pieces", pieces)
+            if grad_output is not None:
+                fast = _special.grouped_fast(False, x, grad_output, out, pieces, axis,
+                                             _api._num_threads, _CHEAP)
+                if fast is not None:
+                    return fast
+            (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+            shape, groups, axis = self._layout(x, pieces, axis, "maxout.backward")
+            _check_shape("maxout.backward()", grad_output, "grad_output", shape,
+                         "maxout's output")
+            axes = _loop_axes(out, x.shape, result, grad_output)
+            if axes is not None:
+                g_t, x_t, out_t = _transposed(axes, grad_output, x, out)
+                return _in_axes(backward(g_t, x_t, pieces, axes.index(axis), out=out_t),
+                                axes, out)
+            target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                                (grad_output, x), (False, True))
+            _special.maxout(x.reshape(groups), grad_output.reshape(groups[0], groups[2]),
+                            target.reshape(-1), True, _api._num_threads, _CHEAP)
+            return _finish(target, out, result)
+
+        return forward, backward
 
 
 # ---- glu -----------------------------------------------------------------------------------
@@ -1007,43 +1038,42 @@ class GLU(_Function):
         shape = x.shape[:axis] + (size // 2,) + x.shape[axis + 1:]
         return shape, (outer, size * inner)
 
-    def __call__(self, x, /, axis=-1, *, out=None):
-        fast = _special.grouped_fast(True, x, None, out, 2, axis, _api._num_threads, _COSTLY)
-        if fast is not None:    # the common call, checked and run in compiled code
-            return fast
-        (x,), compute, result = _inputs((x,), ("x",))
-        shape, rows = self._layout(x, axis, "glu")
-        target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
-        x2 = x.reshape(rows)
-        _special.glu(x2, x2, target.reshape(-1), False, _api._num_threads, _COSTLY)
-        return _finish(target, out, result)
+    def _functions(self):
+        """The forward and the backward as functions, closures over this object (the
+        package's functions: _api.public_function)."""
 
-    def backward(self, grad_output, x=None, axis=-1, *, output=None, out=None):
-        """grad_input; see the class docstring."""
-        _not_from_output("glu", output, "a and b are not functions of a * sigmoid(b)")
-        _required("glu.backward", "x", x)
-        if grad_output is not None:
-            fast = _special.grouped_fast(True, x, grad_output, out, 2, axis, _api._num_threads,
-                                         _COSTLY)
-            if fast is not None:
+        def forward(x, /, axis=-1, *, out=None):
+            fast = _special.grouped_fast(True, x, None, out, 2, axis, _api._num_threads, _COSTLY)
+            if fast is not None:    # the common call, checked and run in compiled code
                 return fast
-        (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
-        shape, rows = self._layout(x, axis, "glu.backward")
-        _check_shape("glu.backward()", grad_output, "grad_output", shape, "glu's output")
-        target, (grad_output, x) = _prepare(out, x.shape, compute, result,
-                                            (grad_output, x), (False, True))
-        _special.glu(x.reshape(rows), grad_output.reshape(rows[0], rows[1] // 2),
-                     target.reshape(-1), True, _api._num_threads, _COSTLY)
-        return _finish(target, out, result)
+            (x,), compute, result = _inputs((x,), ("x",))
+            shape, rows = self._layout(x, axis, "glu")
+            target, (x,) = _prepare(out, shape, compute, result, (x,), (False,))
+            x2 = x.reshape(rows)
+            _special.glu(x2, x2, target.reshape(-1), False, _api._num_threads, _COSTLY)
+            return _finish(target, out, result)
+
+        def backward(grad_output, x=None, axis=-1, *, output=None, out=None):
+            """grad_input; see glu's docstring."""
+            _not_from_output("glu", output, "a and b are not functions of a * sigmoid(b)")
+            _required("glu.backward", "x", x)
+            if grad_output is not None:
+                fast = _special.grouped_fast(True, x, grad_output, out, 2, axis, _api._num_threads,
+                                             _COSTLY)
+                if fast is not None:
+                    return fast
+            (grad_output, x), compute, result = _inputs((grad_output, x), ("grad_output", "x"))
+            shape, rows = self._layout(x, axis, "glu.backward")
+            _check_shape("glu.backward()", grad_output, "grad_output", shape, "glu's output")
+            target, (grad_output, x) = _prepare(out, x.shape, compute, result,
+                                                (grad_output, x), (False, True))
+            _special.glu(x.reshape(rows), grad_output.reshape(rows[0], rows[1] // 2),
+                         target.reshape(-1), True, _api._num_threads, _COSTLY)
+            return _finish(target, out, result)
+
+        return forward, backward
 
 
-prelu = own_class(PReLU, PReLU.name)()
-swish = own_class(Swish, Swish.name)()
-pact = own_class(PACT, PACT.name)()
-rrelu = own_class(RReLU, RReLU.name)()
-noisy_relu = own_class(NoisyReLU, NoisyReLU.name)()
-maxout = own_class(Maxout, Maxout.name)()
-glu = own_class(GLU, GLU.name)()
-
-FUNCTIONS = {f.name: f for f in (prelu, swish, pact, rrelu, noisy_relu, maxout, glu)}
+FUNCTIONS = {cls.name: public_function(cls.name, *cls()._functions(), cls.__doc__)
+             for cls in (PReLU, Swish, PACT, RReLU, NoisyReLU, Maxout, GLU)}
 """The functions of this module by name (merged into the package namespace by __init__)."""

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -725,7 +726,7 @@ def _normalise(text):
 
 
 PUBLIC_FUNCTIONS = [pytest.param(name, id=name) for name in af.__all__
-                    if isinstance(getattr(af, name), af._api.PickledByName)]
+                    if hasattr(getattr(af, name), "backward")]
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
@@ -747,6 +748,7 @@ def test_an_activation_of_ones_own_is_not_taken_for_the_packages():
     for copied in (copy.copy(custom), copy.deepcopy(custom)):
         assert copied is not af.leaky_relu
         assert copied(np.array([-1.0]))[0] == -0.2
+        assert copied.backward(np.array([1.0]), np.array([-1.0]))[0] == 0.2
 
 
 def test_every_public_function_is_pickled_by_name():
@@ -767,12 +769,19 @@ def test_signature_errors_name_the_function(name):
         with pytest.raises(TypeError) as error:
             call()
         assert str(error.value).startswith(prefix), str(error.value)
-    # a class of its own, named after it, under its base: its docstring, pickled by reference
-    cls = type(function)
-    assert cls.__name__ == name and cls.__doc__ == cls.__mro__[1].__doc__
-    assert pickle.loads(pickle.dumps(cls)) is cls
-    if name in {e.name for e in ENTRIES}:
-        assert isinstance(function, af.Activation)
+
+
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_public_functions_are_python_functions(name):
+    # Python functions, called through vectorcall (an instance of a Python class is called
+    # through its type's slot, with its arguments packed into a tuple and a dict first:
+    # 0.2-0.5 us more per call with keywords), named as the package's: actfast.<name> and
+    # actfast.<name>.backward
+    function = getattr(af, name)
+    for f, qualname in ((function, name), (function.backward, f"{name}.backward")):
+        assert type(f) is types.FunctionType
+        assert (f.__module__, f.__qualname__) == ("actfast", qualname)
+        assert (f.__doc__ or "").strip()
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in ENTRIES])

@@ -1753,4 +1753,5 @@ def test_exported_with_docstring(name):
     doc = f.__doc__
     for section in ("Parameters", "Returns", "Backward", "Examples", "where", "axis"):
         assert section in doc, f"{name}'s docstring lacks {section}"
-    assert repr(f) == f"<actfast function {name}>"
+    assert (f.__module__, f.__qualname__, f.backward.__qualname__) == (
+        "actfast", name, f"{name}.backward")
