@@ -49,6 +49,7 @@ from functools import partial
 import numpy as np
 
 import actfast as af
+import timing
 
 try:
     import torch
@@ -173,9 +174,11 @@ def _bytes_moved(function, direction, x):
 
 
 def compare(calls, rounds=7, batch=0.01, budget=1.5):
-    """{library: median seconds of one call}, measured round-robin (see the docstring). A
-    library whose calls would take more than `budget` seconds in all gets fewer rounds."""
+    """{library: median seconds of one call (as timing.call_site makes it)}, measured
+    round-robin (see the docstring). A library whose calls would take more than `budget`
+    seconds in all gets fewer rounds."""
     clock = time.perf_counter
+    calls = {name: timing.call_site(call) for name, call in calls.items()}
     per_batch, samples = {}, {name: [] for name in calls}
     for name, call in calls.items():
         call()                                   # lazy set-up (torch's dispatch, allocation)

@@ -6,6 +6,7 @@ phase of the machine hits them all alike and their ratios stay meaningful. Befor
 one untimed call wakes the OpenMP workers: after idling (here: while another library ran) the
 first parallel region can take milliseconds to start (shared/PERFORMANCE-NOTES.md).
 """
+import functools
 import math
 import statistics
 import time
@@ -44,14 +45,37 @@ def _calls_per_sample(call, min_sample):
         calls *= 4
 
 
+def call_site(call):
+    """`call` as a user's code makes it: a functools.partial becomes a literal call
+    ``f(a0, ..., name=k0, ...)`` of its function with its arguments (compiled for it); other
+    callables are kept. Calling a partial that holds keywords builds a dict of them at every
+    call and passes it on (partial's tp_call: it takes the vectorcall path only without
+    keywords), which a user's ``f(x, out=buf)`` does not: a cost of the harness, different
+    for different callees (a function then unpacks the dict again, an object's __call__ takes
+    it as it is), that would weigh on calls of small arrays."""
+    if not isinstance(call, functools.partial):
+        return call
+    names = {"f": call.func}
+    arguments = []
+    for i, value in enumerate(call.args):
+        names[f"a{i}"] = value
+        arguments.append(f"a{i}")
+    for i, (keyword, value) in enumerate(call.keywords.items()):
+        names[f"k{i}"] = value
+        arguments.append(f"{keyword}=k{i}")
+    return eval(f"lambda: f({', '.join(arguments)})", names)
+
+
 def compare(calls, min_sample=0.02, samples=5):
-    """Median seconds per call of each callable in the dict `calls`, measured side by side.
+    """Median seconds per call of each callable in the dict `calls` (as call_site makes
+    them), measured side by side.
 
     A callable so slow that its samples would take more than ten times the normal
     ``samples * min_sample`` stops when past that budget (after at least one sample): its
     ratio to actfast is then large and imprecise either way.
     """
     budget = 10 * samples * min_sample
+    calls = {name: call_site(call) for name, call in calls.items()}
     batches, times = {}, {}
     for name, call in calls.items():
         batches[name], seconds = _calls_per_sample(call, min_sample)
