@@ -214,13 +214,19 @@ def public_function(name, forward, backward, doc):
     ("gelu() missing 1 required positional argument: 'x'", "gelu.backward() ..."), and pickle
     and copy take it by reference to ``actfast.<name>`` (``multiprocessing.Pool.map(af.gelu,
     chunks)`` sends the function itself to the workers), as NumPy's ufuncs."""
-    for function, qualname in ((forward, name), (backward, f"{name}.backward")):
-        function.__name__ = qualname.rpartition(".")[2]
-        function.__qualname__ = qualname
+    for function in _named(name, forward, backward):
         function.__module__ = "actfast"
     forward.__doc__ = doc
     forward.backward = backward
     return forward
+
+
+def _named(name, forward, backward):
+    """forward and backward named `name` and name.backward (their signature errors read so)."""
+    for function, qualname in ((forward, name), (backward, f"{name}.backward")):
+        function.__name__ = qualname.rpartition(".")[2]
+        function.__qualname__ = qualname
+    return forward, backward
 
 
 class Activation:
@@ -240,9 +246,7 @@ class Activation:
             self._default_resolution = self._resolve({})
         else:
             self._default_resolution = None
-        self._forward, self.backward = self._functions()
-        self._forward.__qualname__ = entry.name
-        self.backward.__qualname__ = f"{entry.name}.backward"
+        self._forward, self.backward = _named(entry.name, *self._functions())
 
     def __repr__(self):
         return f"<actfast.Activation {self.entry.name}>"

@@ -244,9 +244,6 @@ class SoftmaxFunction:
         self._backward_from_x_op = _BWD["log_softmax_prob"] if self._log else self._backward_op
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, axis=-1, *, where=None, out=None):
             if where is None:        # the common call, checked and run in compiled code
                 result = _softmax.forward_fast(self._op, x, axis, out, self._sign,
@@ -348,9 +345,6 @@ class LogSumExp:
         self.__doc__ = doc
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, axis=-1, keepdims=False, *, where=None, out=None):
             if where is None:        # the common call, checked and run in compiled code
                 result = _softmax.logsumexp_fast(x, axis, keepdims, out, _api._num_threads,

@@ -413,9 +413,6 @@ class PReLU(_Function):
         return layout, weight
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, weight, *, out=None):
             fast = _special.prelu_fast(False, x, None, weight, out, _api._num_threads, _CHEAP)
             if fast is not None:    # the common call, checked and run in compiled code
@@ -527,9 +524,6 @@ class Swish(_Function):
     name = "swish"
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, *, beta=1.0, out=None):
             beta = _real("swish", "beta", beta, _finite)
             return _forward(Op.SWISH_FWD, x, out, beta)
@@ -606,9 +600,6 @@ class PACT(_Function):
     name = "pact"
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, alpha, *, out=None):
             alpha = _real("pact", "alpha", alpha, _non_negative)
             return _forward(Op.PACT_FWD, x, out, alpha, threshold=_CHEAP)
@@ -729,9 +720,6 @@ class RReLU(_Function):
         return lower, upper, training, seed
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, *, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, seed=None,
                     out=None, noise=None):
             lower, upper, training, seed = self._params(lower, upper, training, seed, "fresh",
@@ -852,9 +840,6 @@ class NoisyReLU(_Function):
         return _real(function, "sigma", sigma, _finite_non_negative)
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, *, sigma=1.0, seed=None, out=None):
             sigma = self._sigma(sigma, "noisy_relu")
             seed = _seed("noisy_relu", seed)
@@ -939,9 +924,6 @@ class Maxout(_Function):
         return shape, (outer * (size // pieces), pieces, inner), axis
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, pieces, axis=-1, *, out=None):
             fast = _special.grouped_fast(False, x, None, out, pieces, axis, _api._num_threads,
                                          _CHEAP)
@@ -1039,9 +1021,6 @@ class GLU(_Function):
         return shape, (outer, size * inner)
 
     def _functions(self):
-        """The forward and the backward as functions, closures over this object (the
-        package's functions: _api.public_function)."""
-
         def forward(x, /, axis=-1, *, out=None):
             fast = _special.grouped_fast(True, x, None, out, 2, axis, _api._num_threads, _COSTLY)
             if fast is not None:    # the common call, checked and run in compiled code

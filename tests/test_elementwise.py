@@ -365,8 +365,7 @@ def test_position_independent(case, direction, dtype, n_threads, rng):
 # every backward from the output) compute blocks into a buffer and stream them to the output:
 # the same bits as any other call, with out= at an address off the vector boundary, in rows
 # with gaps between them, and in place (there with ordinary stores: the output's lines are in
-# the cache already). One example per kernel (the
-# first).
+# the cache already). One example per kernel (the first).
 
 STREAM_BYTES = _elementwise.STREAM_FROM_BYTES
 _KERNELS = {kernel.name: kernel for kernel in KERNELS}
@@ -384,7 +383,8 @@ def test_streamed_directions():
     # the stores save: _elementwise's STREAMED)
     for index, kernel in enumerate(KERNELS):
         for direction in (0, 1):
-            assert _elementwise.streamed(direction, index) == kernel.cheap, (kernel.name, direction)
+            assert _elementwise.streamed(direction, index) == kernel.cheap, (kernel.name,
+                                                                             direction)
         assert _elementwise.streamed(2, index) == kernel.from_output, kernel.name
     with pytest.raises(IndexError):
         _elementwise.streamed(3, 0)

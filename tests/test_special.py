@@ -1202,7 +1202,6 @@ def test_prelu_weight_inside_out(direction, shape, place, rng):
             assert_bitwise_equal(actual, wanted)
 
 
-
 def test_the_python_layer_names_the_ops_as_plain_ints():
     # the calls read their op from actfast.special.Op: plain ints with the enum's values (a
     # member of the enum class took ~0.15 us to read, a tenth of a call on a small array)
